@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 DIALKIT_HOST=0.0.0.0 DIALKIT_PORT=8080
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY sql ./sql
+RUN pip install --no-cache-dir -e . && useradd --create-home dialkit && mkdir -p /app/.dialkit \
+    && chown dialkit /app/.dialkit
+USER dialkit
+EXPOSE 8080
+HEALTHCHECK CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=3)" || exit 1
+CMD ["dialkit", "serve"]

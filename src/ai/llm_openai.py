@@ -1,0 +1,406 @@
+"""The LLM policy: OpenAI chat completions, streamed, with function calling for actions.
+
+Works against any OpenAI-compatible `base_url`. Text deltas are cut into sentences and
+clauses by `ai.chunker`, so the first clause reaches TTS while the model is still
+writing. Tool calls become `Action`s only after their arguments pass pydantic validation;
+a bad call (a past date, a negative amount) is answered with the error as the tool result
+and the model gets another round to fix it (bounded by `max_tool_rounds`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletionChunk
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ai.chunker import SentenceChunker
+from ai.events import CallStarted, DtmfEntry, MachineDetected, PolicyEvent, Silence, UserTurn
+from ai.metrics import count_error, error_kind
+from ai.types import Action, ActionKind, Message, PolicyOutput, Say
+
+log = structlog.get_logger(__name__)
+
+INTERRUPTED_SUFFIX = " [interrupted]"
+TERMINAL_ACTIONS: frozenset[str] = frozenset({"end_call", "transfer", "opt_out"})
+
+
+# ---- tool argument models -------------------------------------------------------------
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PromiseToPayArgs(_Args):
+    amount: float = Field(gt=0, description="Amount the debtor promises to pay.")
+    date: str = Field(description="Payment date, YYYY-MM-DD, today or later.")
+    plan: str = Field(default="single", description="'single' or 'instalments'.")
+    instalments: int | None = Field(default=None, ge=1, description="Number of instalments.")
+
+
+class ScheduleCallbackArgs(_Args):
+    at: str | None = Field(default=None, description="ISO 8601 date-time of the callback.")
+    text: str = Field(default="", description="The caller's words about when to call back.")
+
+    @field_validator("at")
+    @classmethod
+    def _iso(cls, v: str | None) -> str | None:
+        if v is not None:
+            dt.datetime.fromisoformat(v)
+        return v
+
+
+class RecordDisputeArgs(_Args):
+    reason: Literal["disputed", "already_paid"]
+    text: str = Field(default="", description="What the caller said about the dispute.")
+
+
+class OptOutArgs(_Args):
+    reason: Literal["stop_request", "attorney"]
+
+
+class TransferArgs(_Args):
+    reason: str = Field(min_length=1, description="Why the caller is transferred.")
+    number: str | None = Field(default=None, description="Leave empty to use the default line.")
+
+
+class EndCallArgs(_Args):
+    outcome: str = Field(min_length=1, description="Short outcome label, e.g. 'ptp', 'refused'.")
+
+
+TOOL_MODELS: dict[str, type[_Args]] = {
+    "promise_to_pay": PromiseToPayArgs,
+    "schedule_callback": ScheduleCallbackArgs,
+    "record_dispute": RecordDisputeArgs,
+    "opt_out": OptOutArgs,
+    "transfer": TransferArgs,
+    "end_call": EndCallArgs,
+}
+TOOL_DESCRIPTIONS = {
+    "promise_to_pay": "Record the debtor's promise to pay an amount on a date.",
+    "schedule_callback": "Schedule a callback at the time the caller asked for.",
+    "record_dispute": "Record that the caller disputes the debt or says it is already paid.",
+    "opt_out": "The caller asked not to be called again, or is represented by an attorney.",
+    "transfer": "Transfer the caller to a human agent.",
+    "end_call": "End the call after the closing line.",
+}
+
+
+def tool_schemas() -> list[dict[str, Any]]:
+    """The `tools` parameter of the chat completions request."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": name,
+                "description": TOOL_DESCRIPTIONS[name],
+                "parameters": model.model_json_schema(),
+            },
+        }
+        for name, model in TOOL_MODELS.items()
+    ]
+
+
+class ToolArgumentError(ValueError):
+    pass
+
+
+def validate_tool_call(name: str, arguments: str, context: dict[str, Any]) -> Action:
+    """Parse and validate one tool call into an `Action`; raises `ToolArgumentError`."""
+    model = TOOL_MODELS.get(name)
+    if model is None:
+        raise ToolArgumentError(f"unknown tool {name!r}")
+    try:
+        raw = json.loads(arguments or "{}")
+    except json.JSONDecodeError as exc:
+        raise ToolArgumentError(f"arguments are not valid JSON: {exc.msg}") from exc
+    if not isinstance(raw, dict):
+        raise ToolArgumentError("arguments must be a JSON object")
+    try:
+        args = model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ToolArgumentError(problems) from exc
+    today = _today(context)
+    if isinstance(args, PromiseToPayArgs):
+        try:
+            date = dt.date.fromisoformat(args.date)
+        except ValueError as exc:
+            raise ToolArgumentError("date: must be YYYY-MM-DD") from exc
+        if date < today:
+            raise ToolArgumentError(f"date: {args.date} is in the past (today is {today})")
+        plan = args.plan or "single"
+        if args.instalments is not None and args.instalments > 1:
+            plan = "instalments"
+        data: dict[str, Any] = {
+            "amount": float(args.amount),
+            "date": date.isoformat(),
+            "plan": plan,
+            "instalments": args.instalments,
+        }
+        return Action("promise_to_pay", data)
+    if isinstance(args, ScheduleCallbackArgs):
+        if args.at is not None and dt.datetime.fromisoformat(args.at).date() < today:
+            raise ToolArgumentError(f"at: {args.at} is in the past (today is {today})")
+        return Action("schedule_callback", {"at": args.at, "text": args.text})
+    if isinstance(args, RecordDisputeArgs):
+        return Action("record_dispute", {"reason": args.reason, "text": args.text})
+    if isinstance(args, OptOutArgs):
+        return Action("opt_out", {"reason": args.reason})
+    if isinstance(args, TransferArgs):
+        number = args.number or str(context.get("transfer_number") or "")
+        if not number:
+            raise ToolArgumentError("no transfer number is configured for this call")
+        return Action("transfer", {"number": number, "reason": args.reason})
+    assert isinstance(args, EndCallArgs)
+    kind: ActionKind = "end_call"
+    return Action(kind, {"outcome": args.outcome})
+
+
+def _today(context: dict[str, Any]) -> dt.date:
+    value = context.get("today")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    return dt.date.today()
+
+
+# ---- conversation → messages ----------------------------------------------------------
+
+
+def history_to_messages(history: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in history:
+        if m.role == "assistant":
+            text = m.content + (INTERRUPTED_SUFFIX if m.interrupted else "")
+            out.append({"role": "assistant", "content": text})
+        elif m.role == "tool":
+            # Tool results recorded by the engine have no tool_call_id; keep them as notes.
+            out.append({"role": "system", "content": f"[action result] {m.content}"})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def event_to_message(event: PolicyEvent, history: list[Message]) -> dict[str, Any] | None:
+    if isinstance(event, CallStarted):
+        return {
+            "role": "system",
+            "content": "The call has just been answered. Say your opening greeting now.",
+        }
+    if isinstance(event, UserTurn):
+        last = history[-1] if history else None
+        if last is not None and last.role == "user" and last.content == event.text:
+            return None  # the engine already put this turn in the history
+        return {"role": "user", "content": event.text}
+    if isinstance(event, Silence):
+        return {
+            "role": "system",
+            "content": f"The caller has been silent (silence #{event.count}). "
+            "Check whether they are still there, briefly.",
+        }
+    if isinstance(event, DtmfEntry):
+        suffix = "#" if event.terminated_by == "#" else ""
+        return {"role": "user", "content": f"[keypad: {event.digits}{suffix}]"}
+    if isinstance(event, MachineDetected):
+        return {
+            "role": "system",
+            "content": f"An answering machine was detected ({event.source}). Leave only the "
+            "limited-content voicemail message (do not mention the debt), then end the call.",
+        }
+    raise TypeError(f"unknown policy event {type(event).__name__}")
+
+
+# ---- the policy -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _ToolCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class _Round:
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, _ToolCall] = field(default_factory=dict)
+
+
+class OpenAIPolicy:
+    """A `Policy` backed by a streaming chat-completions model. One instance per call."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        system_prompt: str,
+        client: AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str = "gpt-4o-mini",
+        temperature: float = 0.3,
+        timeout_s: float = 10.0,
+        max_retries: int = 1,
+        context: dict[str, Any] | None = None,
+        max_tool_rounds: int = 3,
+        chunker_factory: Callable[[], SentenceChunker] = SentenceChunker,
+    ) -> None:
+        self.client = client or AsyncOpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
+        )
+        self.system_prompt = system_prompt
+        self.model = model
+        self.temperature = temperature
+        self.timeout_s = timeout_s
+        self.context = dict(context or {})
+        self.max_tool_rounds = max_tool_rounds
+        self.chunker_factory = chunker_factory
+
+    async def respond(
+        self, history: list[Message], event: PolicyEvent
+    ) -> AsyncIterator[PolicyOutput]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.system_prompt}]
+        messages += history_to_messages(history)
+        note = event_to_message(event, history)
+        if note is not None:
+            messages.append(note)
+        for _ in range(max(1, self.max_tool_rounds)):
+            rnd = _Round()
+            async for say in self._stream_round(messages, rnd):
+                yield say
+            if not rnd.calls:
+                return
+            results: list[tuple[_ToolCall, str]] = []
+            actions: list[Action] = []
+            for call in (rnd.calls[i] for i in sorted(rnd.calls)):
+                try:
+                    action = validate_tool_call(call.name, call.arguments, self.context)
+                except ToolArgumentError as exc:
+                    count_error("llm", self.name, "invalid_tool_call")
+                    log.info("tool_call_rejected", tool=call.name, error=str(exc))
+                    results.append((call, f"error: {exc}. Fix the arguments and call again."))
+                    continue
+                actions.append(action)
+                results.append((call, "ok"))
+            for action in actions:
+                yield action
+            rejected = any(r.startswith("error") for _, r in results)
+            terminal = any(a.kind in TERMINAL_ACTIONS for a in actions)
+            if not rejected and (terminal or rnd.text):
+                return
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(rnd.text) or None,
+                    "tool_calls": [
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        }
+                        for c, _ in results
+                    ],
+                }
+            )
+            for c, result in results:
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": result})
+        log.warning("tool_rounds_exhausted", rounds=self.max_tool_rounds)
+
+    async def _stream_round(
+        self, messages: list[dict[str, Any]], rnd: _Round
+    ) -> AsyncIterator[Say]:
+        chunker = self.chunker_factory()
+        try:
+            stream = await self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                tools=tool_schemas(),  # type: ignore[arg-type]
+                temperature=self.temperature,
+                stream=True,
+                timeout=self.timeout_s,
+            )
+            assert isinstance(stream, AsyncStream)
+            chunk: ChatCompletionChunk
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                if delta.content:
+                    rnd.text.append(delta.content)
+                    for piece in chunker.push(delta.content):
+                        yield Say(piece)
+                for tc in delta.tool_calls or []:
+                    call = rnd.calls.setdefault(tc.index, _ToolCall())
+                    if tc.id:
+                        call.id = tc.id
+                    if tc.function is not None:
+                        if tc.function.name:
+                            call.name += tc.function.name
+                        if tc.function.arguments:
+                            call.arguments += tc.function.arguments
+        except Exception as exc:
+            count_error("llm", self.name, error_kind(exc))
+            log.warning("openai_stream_failed", error=error_kind(exc), model=self.model)
+            raise
+        for piece in chunker.flush():
+            yield Say(piece)
+        for i, call in rnd.calls.items():
+            if not call.id:
+                call.id = f"call_{i}"
+
+
+class ChatCompletionsPolicyFactory:
+    """`(context) -> OpenAIPolicy` for each call; one HTTP client is shared by all calls."""
+
+    def __init__(
+        self,
+        system_prompt_renderer: Callable[[dict[str, Any]], str],
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str = "gpt-4o-mini",
+        temperature: float = 0.3,
+        timeout_s: float = 10.0,
+        max_retries: int = 1,
+        max_tool_rounds: int = 3,
+        client: AsyncOpenAI | None = None,
+    ) -> None:
+        self.system_prompt_renderer = system_prompt_renderer
+        self.api_key = api_key
+        self.base_url = base_url
+        self.model = model
+        self.temperature = temperature
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.max_tool_rounds = max_tool_rounds
+        self._client = client
+
+    def __call__(self, context: dict[str, Any]) -> OpenAIPolicy:
+        if self._client is None:
+            self._client = AsyncOpenAI(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self.timeout_s,
+                max_retries=self.max_retries,
+            )
+        return OpenAIPolicy(
+            client=self._client,
+            system_prompt=self.system_prompt_renderer(context),
+            model=self.model,
+            temperature=self.temperature,
+            timeout_s=self.timeout_s,
+            context=context,
+            max_tool_rounds=self.max_tool_rounds,
+        )

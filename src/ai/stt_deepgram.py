@@ -1,0 +1,350 @@
+"""Deepgram live streaming STT through the official SDK (`deepgram-sdk`, listen v1 socket).
+
+The carrier's bytes go to Deepgram as they are (µ-law or linear16 at the carrier rate).
+Deepgram's messages become dialkit STT events:
+
+- `SpeechStarted` → `SpeechStarted`
+- `Results` interim → `Transcript(is_final=False)`, final → `Transcript(is_final=True)`
+  (finals are accumulated into the turn's text)
+- `Results` with `speech_final`, or `UtteranceEnd` → `UtteranceEnd(turn text)`
+
+If the socket drops, the stream reconnects with backoff and replays every chunk of audio
+that Deepgram had not finalized yet, plus what arrived during the outage, so the caller's
+current utterance is transcribed whole. When reconnecting fails, `events()` raises
+`STTStreamFailed` (a fallback chain then moves on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+from deepgram import AsyncDeepgramClient
+from deepgram.environment import DeepgramClientEnvironment
+
+from ai.metrics import count_error, error_kind
+from ai.resilience import backoff_delay
+from ai.types import AudioIn, AudioSpec, SpeechStarted, STTEvent, Transcript, UtteranceEnd
+
+log = structlog.get_logger(__name__)
+
+
+class STTStreamFailed(ConnectionError):
+    """The Deepgram stream could not be kept open (reconnect attempts exhausted)."""
+
+
+@dataclass(slots=True)
+class _Chunk:
+    audio: AudioIn
+    seconds: float
+    offset: float | None = None  # start time on the current connection's audio clock
+
+
+class DeepgramSTT:
+    """Deepgram live transcription. `base_url` (e.g. ``ws://127.0.0.1:8765``) points the SDK
+    at another endpoint such as the local emulator; the default is Deepgram's production."""
+
+    name = "deepgram"
+
+    def __init__(
+        self,
+        api_key: str,
+        model: str = "nova-2-phonecall",
+        base_url: str | None = None,
+        keepalive_s: float = 5.0,
+        reconnect_attempts: int = 3,
+        language: str = "en-US",
+        utterance_end_ms: int = 1000,
+        max_buffer_s: float = 30.0,
+        reconnect_base_delay_s: float = 0.25,
+    ) -> None:
+        self.api_key = api_key
+        self.model = model
+        self.base_url = base_url
+        self.keepalive_s = keepalive_s
+        self.reconnect_attempts = reconnect_attempts
+        self.language = language
+        self.utterance_end_ms = utterance_end_ms
+        self.max_buffer_s = max_buffer_s
+        self.reconnect_base_delay_s = reconnect_base_delay_s
+
+    def _client(self) -> AsyncDeepgramClient:
+        if self.base_url is None:
+            return AsyncDeepgramClient(api_key=self.api_key)
+        ws = self.base_url.rstrip("/")
+        parts = urlsplit(ws)
+        http_scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        http = urlunsplit((http_scheme, parts.netloc, parts.path, "", ""))
+        env = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
+        return AsyncDeepgramClient(api_key=self.api_key, environment=env)
+
+    def connect_options(self, spec: AudioSpec, endpointing_ms: int) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "language": self.language,
+            "encoding": "mulaw" if spec.encoding == "mulaw" else "linear16",
+            "sample_rate": spec.rate,
+            "channels": 1,
+            "interim_results": "true",
+            "endpointing": endpointing_ms,
+            "utterance_end_ms": self.utterance_end_ms,
+            "vad_events": "true",
+            "smart_format": "true",
+            "punctuate": "true",
+        }
+
+    async def open_stream(self, spec: AudioSpec, endpointing_ms: int) -> DeepgramStream:
+        stream = DeepgramStream(self, spec, endpointing_ms)
+        await stream.start()
+        return stream
+
+
+class DeepgramStream:
+    """One call's Deepgram socket, reconnected as needed. `send` only queues audio."""
+
+    def __init__(self, stt: DeepgramSTT, spec: AudioSpec, endpointing_ms: int) -> None:
+        self._stt = stt
+        self._spec = spec
+        self._options = stt.connect_options(spec, endpointing_ms)
+        self._client = stt._client()
+        self._loop = asyncio.get_running_loop()
+        self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
+        self._buf: list[_Chunk] = []  # not yet finalized by Deepgram, oldest first
+        self._sent = 0  # how many of _buf went out on the current connection
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._conn_offset = 0.0
+        self._anchors: list[tuple[float, float]] = []  # (connection audio time, loop time)
+        self._turn: list[str] = []
+        self._turn_confidence: list[float] = []
+        self._last_final_end_t: float | None = None
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._task: asyncio.Task[None] | None = None
+        self.connections = 0  # sockets opened so far (observability and tests)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.shield(self._opened)
+
+    # ---- STTStream ----------------------------------------------------------------------
+
+    async def send(self, audio: AudioIn) -> None:
+        if self._closing:
+            return
+        width = 1 if audio.spec.encoding == "mulaw" else 2
+        self._buf.append(_Chunk(audio, len(audio.raw) / (width * audio.spec.rate)))
+        self._bound_buffer()
+        self._wake.set()
+
+    async def events(self) -> AsyncIterator[STTEvent]:
+        while True:
+            item = await self._events.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=3.0)
+            except (TimeoutError, Exception):
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+        self._events.put_nowait(None)
+
+    # ---- connection management ----------------------------------------------------------
+
+    def _bound_buffer(self) -> None:
+        total = sum(c.seconds for c in self._buf)
+        dropped = 0
+        while self._buf and total > self._stt.max_buffer_s:
+            total -= self._buf.pop(0).seconds
+            dropped += 1
+        if dropped:
+            self._sent = max(0, self._sent - dropped)
+            log.warning("deepgram_buffer_overflow", dropped_chunks=dropped)
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._closing:
+            try:
+                async with self._client.listen.v1.connect(**self._options) as sock:
+                    self.connections += 1
+                    failures = 0
+                    if not self._opened.done():
+                        self._opened.set_result(None)
+                    await self._serve(sock)
+                if self._closing:
+                    break
+                raise ConnectionError("Deepgram closed the stream")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._closing:
+                    break
+                count_error("stt", "deepgram", error_kind(exc))
+                if not self._opened.done():
+                    # The first connection failed: let open_stream raise so a fallback can act.
+                    self._opened.set_exception(STTStreamFailed(f"connect failed: {error_kind(exc)}"))
+                    self._events.put_nowait(None)
+                    return
+                failures += 1
+                if failures > self._stt.reconnect_attempts:
+                    log.error("deepgram_reconnect_exhausted", attempts=failures - 1)
+                    self._events.put_nowait(STTStreamFailed("Deepgram reconnects exhausted"))
+                    return
+                delay = backoff_delay(failures - 1, self._stt.reconnect_base_delay_s)
+                log.warning(
+                    "deepgram_reconnecting",
+                    attempt=failures,
+                    delay_s=round(delay, 3),
+                    error=error_kind(exc),
+                    buffered_s=round(sum(c.seconds for c in self._buf), 2),
+                )
+                await asyncio.sleep(delay)
+
+    async def _serve(self, sock: Any) -> None:
+        # Everything not finalized on the previous connection is replayed from offset 0.
+        self._sent = 0
+        self._conn_offset = 0.0
+        self._anchors = []
+        sender = asyncio.create_task(self._send_loop(sock))
+        try:
+            await self._receive_loop(sock)
+        finally:
+            if not sender.done():
+                sender.cancel()
+            with contextlib.suppress(BaseException):
+                await sender
+        if not self._closing and sender.done() and not sender.cancelled():
+            exc = sender.exception()
+            if exc is not None:
+                raise exc
+
+    async def _send_loop(self, sock: Any) -> None:
+        last_send = self._loop.time()
+        while True:
+            self._wake.clear()
+            while self._sent < len(self._buf):
+                chunk = self._buf[self._sent]
+                chunk.offset = self._conn_offset
+                self._anchors.append((self._conn_offset, chunk.audio.t))
+                self._conn_offset += chunk.seconds
+                self._sent += 1
+                await sock.send_media(chunk.audio.raw)
+                last_send = self._loop.time()
+            if len(self._anchors) > 6000:
+                del self._anchors[:3000]
+            if self._closing:
+                await sock.send_close_stream()
+                return
+            idle = self._loop.time() - last_send
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, self._stt.keepalive_s - idle))
+            except TimeoutError:
+                await sock.send_keep_alive()
+                last_send = self._loop.time()
+
+    async def _receive_loop(self, sock: Any) -> None:
+        while True:
+            try:
+                msg = await sock.recv()
+            except json.JSONDecodeError:
+                count_error("stt", "deepgram", "malformed")
+                log.warning("deepgram_malformed_message")
+                continue
+            try:
+                self._handle(msg)
+            except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+                count_error("stt", "deepgram", "malformed")
+                log.warning("deepgram_malformed_message", type=_msg_type(msg))
+
+    # ---- message mapping ----------------------------------------------------------------
+
+    def _to_loop_time(self, audio_t: float) -> float:
+        """Connection audio time → loop time, via the arrival time of the chunk holding it."""
+        if not self._anchors:
+            return self._loop.time()
+        i = bisect.bisect_right(self._anchors, (audio_t, float("inf"))) - 1
+        offset, t = self._anchors[max(i, 0)]
+        return t + (audio_t - offset)
+
+    def _handle(self, msg: Any) -> None:
+        kind = _msg_type(msg)
+        now = self._loop.time()
+        if kind == "SpeechStarted":
+            self._events.put_nowait(SpeechStarted(t=now))
+        elif kind == "Results":
+            alt = msg.channel.alternatives[0]
+            text = str(alt.transcript).strip()
+            end = float(msg.start) + float(msg.duration)
+            if msg.is_final:
+                self._trim_finalized(end)
+                if text:
+                    self._turn.append(text)
+                    self._turn_confidence.append(float(alt.confidence))
+                    words = alt.words or []
+                    last_word_end = float(words[-1].end) if words else end
+                    self._last_final_end_t = self._to_loop_time(last_word_end)
+                    self._events.put_nowait(Transcript(text=text, is_final=True, t=now))
+                if msg.speech_final:
+                    self._end_turn(now, self._to_loop_time(end) if not text else None)
+            elif text:
+                self._events.put_nowait(Transcript(text=text, is_final=False, t=now))
+        elif kind == "UtteranceEnd":
+            self._end_turn(now, self._to_loop_time(float(msg.last_word_end)))
+        elif kind == "Error":
+            count_error("stt", "deepgram", "server_error")
+            log.warning("deepgram_error", variant=getattr(msg, "variant", None))
+        # Metadata and anything newer are ignored.
+
+    def _end_turn(self, now: float, speech_end_t: float | None) -> None:
+        if not self._turn:
+            return  # already ended by speech_final; UtteranceEnd repeats it
+        end_t = self._last_final_end_t if self._last_final_end_t is not None else speech_end_t
+        confidence = min(self._turn_confidence) if self._turn_confidence else None
+        self._events.put_nowait(
+            UtteranceEnd(
+                text=" ".join(self._turn),
+                speech_end_t=end_t if end_t is not None else now,
+                t=now,
+                confidence=confidence,
+            )
+        )
+        self._turn = []
+        self._turn_confidence = []
+        self._last_final_end_t = None
+
+    def _trim_finalized(self, end: float) -> None:
+        """Forget audio Deepgram has finalized: it never needs replaying."""
+        k = 0
+        while k < self._sent and k < len(self._buf):
+            chunk = self._buf[k]
+            if chunk.offset is None or chunk.offset + chunk.seconds > end + 1e-6:
+                break
+            k += 1
+        if k:
+            del self._buf[:k]
+            self._sent -= k
+
+
+def _msg_type(msg: Any) -> str | None:
+    if isinstance(msg, dict):
+        value = msg.get("type")
+    else:
+        value = getattr(msg, "type", None)
+    return value if isinstance(value, str) else None

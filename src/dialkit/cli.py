@@ -1,0 +1,173 @@
+"""The `dialkit` command line: serve, migrate, and simulated calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dialkit.config import Settings
+from dialkit.logs import setup_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="dialkit voice-agent server")
+console = Console(stderr=True)
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+) -> None:
+    """Start the server (embedded PostgreSQL when DATABASE_URL is unset)."""
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    setup_logging(settings.log_level, settings.log_json)
+
+    async def main() -> None:
+        from dialkit.server import start_server
+
+        runner, bound = await start_server(settings)
+        console.print(f"dialkit serving on http://{settings.host}:{bound}  (Ctrl-C to stop)")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    _run(main())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the SQL migrations to DATABASE_URL (or the embedded database)."""
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_json)
+
+    async def main() -> None:
+        from dialkit import db
+
+        url = settings.database_url or db.embedded_database_url(settings.data_dir)
+        pool = await db.create_pool(url)
+        applied = await db.migrate(pool)
+        await pool.close()
+        console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+
+    _run(main())
+
+
+@app.command()
+def personas() -> None:
+    """List the simulated debtor personas."""
+    from evaluation.personas import list_personas
+
+    for name in list_personas():
+        print(name)
+
+
+@app.command()
+def call(
+    simulate: Annotated[bool, typer.Option("--simulate", help="call a simulated debtor")] = False,
+    persona: Annotated[str, typer.Option(help="simulated debtor persona")] = "cooperative",
+    url: Annotated[
+        str | None, typer.Option(help="server to call (ws:// or http://); default: start one here")
+    ] = None,
+    carrier: Annotated[str, typer.Option(help="twilio or exotel")] = "twilio",
+    sample_rate: Annotated[int, typer.Option(help="Exotel PCM rate: 8000, 16000 or 24000")] = 8000,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object at the end")] = False,
+    wav: Annotated[Path | None, typer.Option(help="write the call audio (stereo WAV)")] = None,
+    max_seconds: Annotated[float, typer.Option(help="hang up after this long")] = 240.0,
+) -> None:
+    """Place a call. With --simulate, a simulated debtor answers over a real WebSocket."""
+    if not simulate:
+        console.print("only --simulate is available from the CLI; campaigns dial real numbers")
+        raise typer.Exit(2)
+    if carrier not in ("twilio", "exotel"):
+        console.print("--carrier must be twilio or exotel")
+        raise typer.Exit(2)
+    from evaluation.personas import list_personas
+
+    if persona not in list_personas():
+        console.print(f"unknown persona {persona!r}; choose from: {', '.join(list_personas())}")
+        raise typer.Exit(2)
+    settings = Settings()
+    setup_logging("WARNING" if as_json else settings.log_level, settings.log_json)
+    result = _run(_simulate(settings, persona, url, carrier, sample_rate, as_json, wav, max_seconds))
+    if as_json:
+        print(json.dumps(result.as_json()))
+    else:
+        _print_summary(result)
+    sys.exit(0 if result.status == "completed" else 1)
+
+
+async def _simulate(
+    settings: Settings, persona: str, url: str | None, carrier: str, rate: int, quiet: bool,
+    wav: Path | None, max_seconds: float,
+) -> Any:
+    from dialkit.providers import build_providers
+    from dialkit.server import start_server
+    from evaluation.audio_call import run_simulated_call
+
+    def printer(speaker: str, text: str) -> None:
+        if not quiet:
+            style = "bold cyan" if speaker == "agent" else "bold yellow"
+            console.print(f"[{style}]{speaker:>8}[/] {text}")
+
+    providers = await build_providers(settings)
+    runner = None
+    if url is None:
+        runner, port = await start_server(settings, providers, port=0)
+        url = f"http://{settings.host}:{port}"
+        if not quiet:
+            console.print(f"[dim]server started in-process on {url}[/]")
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    try:
+        return await run_simulated_call(
+            url, persona, providers.stt, providers.tts, carrier=carrier, exotel_rate=rate,
+            printer=printer, wav=wav, max_seconds=max_seconds, api_key=api_key,
+        )
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def _print_summary(result: Any) -> None:
+    table = Table(title=f"call {result.call_id}", show_header=False)
+    table.add_row("status", result.status + (f" ({result.failure_reason})" if result.failure_reason else ""))
+    table.add_row("outcome", str(result.outcome))
+    table.add_row("promise to pay", json.dumps(result.promise_to_pay))
+    table.add_row("opt-out", str(result.opt_out))
+    table.add_row("turns", str(len(result.turns)))
+    table.add_row("barge-ins", str(result.barge_ins))
+    lat = result.latencies_ms
+    table.add_row("voice-to-voice ms", ", ".join(f"{x:.0f}" for x in lat) or "-")
+    if result.wav:
+        table.add_row("audio", result.wav)
+    console.print(table)
+    console.print("[bold]stored transcript[/]")
+    for t in result.turns:
+        mark = " [interrupted]" if t["interrupted"] else ""
+        console.print(f"  {t['start_ms'] / 1000:6.1f}s {t['speaker']:>6}: {t['text']}{mark}")
+
+
+def main() -> None:
+    app()

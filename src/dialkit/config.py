@@ -1,0 +1,96 @@
+"""Settings read from the environment (pydantic-settings). Every field is documented in README."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIALKIT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(
+        default=None, description="Base URL carriers reach us at, e.g. https://dialkit.example.com"
+    )
+    data_dir: Path = Path(".dialkit")
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "DIALKIT_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "DIALKIT_REDIS_URL")
+    )
+    redis_prefix: str = "dialkit:"
+
+    stt: Literal["whisper", "deepgram", "null"] = "whisper"
+    tts: Literal["piper", "elevenlabs", "tone"] = "piper"
+    policy: Literal["playbook", "openai", "echo"] = "playbook"
+    playbook: Path | None = None
+
+    # Cloud providers (keys only from the environment).
+    deepgram_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DEEPGRAM_API_KEY", "DIALKIT_DEEPGRAM_API_KEY")
+    )
+    deepgram_url: str | None = None
+    deepgram_model: str = "nova-2-phonecall"
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "DIALKIT_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "DIALKIT_OPENAI_BASE_URL")
+    )
+    openai_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 8.0
+    llm_filler_after_ms: int = 1200
+    elevenlabs_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ELEVENLABS_API_KEY", "DIALKIT_ELEVENLABS_API_KEY"),
+    )
+    elevenlabs_voice_id: str = "21m00Tcm4TlvDq8ikWAM"
+    elevenlabs_model: str = "eleven_flash_v2_5"
+    elevenlabs_base_url: str | None = None
+
+    # Carrier REST APIs (hang-up, transfer, dialing).
+    twilio_account_sid: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "DIALKIT_TWILIO_ACCOUNT_SID")
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "DIALKIT_TWILIO_AUTH_TOKEN")
+    )
+    twilio_api_base: str = "https://api.twilio.com"
+    exotel_account_sid: str | None = Field(
+        default=None, validation_alias=AliasChoices("EXOTEL_ACCOUNT_SID", "DIALKIT_EXOTEL_ACCOUNT_SID")
+    )
+    exotel_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("EXOTEL_API_KEY", "DIALKIT_EXOTEL_API_KEY")
+    )
+    exotel_api_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("EXOTEL_API_TOKEN", "DIALKIT_EXOTEL_API_TOKEN")
+    )
+    exotel_api_base: str | None = None
+    exotel_subdomain: str = "api.exotel.com"
+
+    media_secret: SecretStr | None = None
+    media_token_ttl_s: int = 3600
+    api_key: SecretStr | None = None
+    max_message_bytes: int = 64 * 1024
+    whisper_threads: int = 2
+
+    def resolved_media_secret(self) -> bytes:
+        """The secret that signs media tokens; generated once into data_dir when unset."""
+        if self.media_secret is not None:
+            return self.media_secret.get_secret_value().encode()
+        path = self.data_dir / "media_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()

@@ -1,0 +1,70 @@
+"""PostgreSQL: the connection pool, ordered idempotent migrations, and the embedded
+server (`pgserver`) used when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger("dialkit.db")
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+MIGRATION_LOCK = 0x6469616C  # advisory lock id: several workers may start at once
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL in data_dir/pgdata; returns its URL."""
+    import pgserver
+
+    pgdata = (data_dir / "pgdata").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(pgdata), cleanup_mode=None)
+    return str(server.get_uri())
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+    return sorted(p for p in sql_dir.glob("*.sql") if p.name[:3].isdigit())
+
+
+async def migrate(pool: asyncpg.Pool, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply migrations not yet applied, in order, each in its own transaction."""
+    applied: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for path in migration_files(sql_dir):
+                if path.name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.name)
+                applied.append(path.name)
+                log.info("migration_applied", version=path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied
+
+
+async def ping(pool: asyncpg.Pool) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+    return {"ok": True}

@@ -1,0 +1,309 @@
+"""The aiohttp application: health, metrics, the call API and the media WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+import phonenumbers
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from dialkit import db
+from dialkit.config import Settings
+from dialkit.live import MemoryRegistry, RedisRegistry
+from dialkit.providers import Providers, build_providers
+from dialkit.store import CallStore
+from media.auth import TokenError, issue_token, verify_token
+from media.detect import CarrierDetector
+from media.events import CLOSE_POLICY, ProtocolError
+from media.exotel import ExotelProtocol
+from media.ports import CallInfo
+from media.protocol import CarrierProtocol
+from media.session import CallSession, SessionConfig, SessionServices
+from media.twilio import TwilioProtocol
+
+log = structlog.get_logger("dialkit.server")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    pool: asyncpg.Pool | None = None
+    store: CallStore | None = None
+    registry: MemoryRegistry | RedisRegistry = field(default_factory=MemoryRegistry)
+    providers: Providers | None = None
+    sessions: set[CallSession] = field(default_factory=set)
+    database_url: str | None = None
+
+
+STATE = web.AppKey("state", AppState)
+
+
+class CreateCall(BaseModel):
+    carrier: Literal["twilio", "exotel"] = "twilio"
+    to: str | None = Field(default=None, description="E.164 number of the person called")
+    playbook: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("to")
+    @classmethod
+    def e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(f"not a phone number in E.164 form: {exc}") from None
+        if not phonenumbers.is_valid_number(parsed):
+            raise ValueError("not a valid phone number")
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _error(status: int, reason: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": reason, **extra}, status=status)
+
+
+def _check_api_key(request: web.Request) -> web.Response | None:
+    key = request.app[STATE].settings.api_key
+    if key is None:
+        return None
+    if request.headers.get("Authorization") != f"Bearer {key.get_secret_value()}":
+        return _error(401, "missing or wrong API key (Authorization: Bearer …)")
+    return None
+
+
+# ---- HTTP handlers ---------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body: dict[str, Any] = {"status": "ok"}
+    try:
+        assert state.pool is not None
+        await asyncio.wait_for(db.ping(state.pool), 2)
+        body["database"] = "ok"
+    except Exception as exc:
+        body["database"] = f"error: {type(exc).__name__}"
+        body["status"] = "degraded"
+    try:
+        await asyncio.wait_for(state.registry.ping(), 2)
+        body["redis"] = "ok" if isinstance(state.registry, RedisRegistry) else "in-process"
+    except Exception as exc:
+        body["redis"] = f"error: {type(exc).__name__}"
+        body["status"] = "degraded"
+    body["providers"] = state.providers.describe() if state.providers else {}
+    body["active_calls"] = len(state.sessions)
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def create_call(request: web.Request) -> web.Response:
+    if (denied := _check_api_key(request)) is not None:
+        return denied
+    state = request.app[STATE]
+    try:
+        body = CreateCall.model_validate(await request.json())
+    except ValidationError as exc:
+        return _error(400, "invalid call request", details=exc.errors(include_url=False, include_context=False))
+    except ValueError:
+        return _error(400, "body is not valid JSON")
+    assert state.store is not None
+    call_id = await state.store.create_call(body.carrier, body.context, body.to, body.playbook)
+    secret = state.settings.resolved_media_secret()
+    token = issue_token(secret, call_id, state.settings.media_token_ttl_s)
+    base = state.settings.public_url or f"http://{request.host}"
+    ws_base = base.replace("https://", "wss://").replace("http://", "ws://").rstrip("/")
+    return web.json_response(
+        {
+            "call_id": call_id,
+            "token": token,
+            "media_url": f"{ws_base}/media/{body.carrier}",
+            "custom_parameters": {"call_id": call_id, "token": token},
+        },
+        status=201,
+    )
+
+
+async def get_call(request: web.Request) -> web.Response:
+    if (denied := _check_api_key(request)) is not None:
+        return denied
+    state = request.app[STATE]
+    try:
+        uuid.UUID(request.match_info["call_id"])
+    except ValueError:
+        return _error(400, "call id is not a UUID")
+    assert state.store is not None
+    detail = await state.store.call_detail(request.match_info["call_id"])
+    if detail is None:
+        return _error(404, "no such call")
+    return web.json_response(detail)
+
+
+# ---- media WebSockets ------------------------------------------------------------------
+
+
+def _services(state: AppState) -> SessionServices:
+    assert state.providers is not None and state.store is not None
+    providers = state.providers
+    secret = state.settings.resolved_media_secret()
+
+    def authenticate(call_id: str, params: Mapping[str, str], query: Mapping[str, str]) -> None:
+        token = params.get("token") or query.get("token")
+        if not token:
+            raise ProtocolError(CLOSE_POLICY, "media token missing")
+        try:
+            verify_token(secret, token, call_id)
+        except TokenError as exc:
+            raise ProtocolError(CLOSE_POLICY, f"media token refused: {exc}") from None
+
+    def config_for(info: CallInfo) -> SessionConfig:
+        return providers.session_config(info)
+
+    return SessionServices(
+        stt=providers.stt,
+        tts=providers.tts,
+        policy_factory=providers.policy_factory,
+        vad_factory=providers.vad_factory,
+        recorder=state.store,
+        registry=state.registry,
+        authenticate=authenticate,
+        config_for=config_for,
+        hangup=providers.hangup,
+        transfer=providers.transfer,
+    )
+
+
+def media_endpoint(carrier: str | None) -> Any:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        state = request.app[STATE]
+        ws = web.WebSocketResponse(
+            max_msg_size=state.settings.max_message_bytes, heartbeat=20.0, autoping=True
+        )
+        await ws.prepare(request)
+        query = dict(request.query)
+        protocol: CarrierProtocol
+        if carrier == "twilio":
+            protocol = TwilioProtocol()
+        elif carrier == "exotel":
+            protocol = ExotelProtocol(_exotel_rate(query))
+        else:
+            protocol = _Detecting(query)
+        session = CallSession(ws, protocol, _services(state), query)
+        state.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            state.sessions.discard(session)
+        return ws
+
+    return handler
+
+
+def _exotel_rate(query: Mapping[str, str]) -> int:
+    raw = query.get("sample-rate") or query.get("sample_rate") or "8000"
+    return int(raw) if raw in ("8000", "16000", "24000") else 8000
+
+
+class _Detecting:
+    """A protocol that recognises the carrier from the first messages, then delegates."""
+
+    def __init__(self, query: Mapping[str, str]) -> None:
+        self._detector = CarrierDetector(query)
+        self._inner: CarrierProtocol | None = None
+        self.name = "unknown"
+        self.chunk_frames = 1
+
+    def parse(self, raw: str) -> Any:
+        if self._inner is None:
+            found = self._detector.feed(raw)
+            if found is not None:
+                self._inner = found
+                self.name = found.name
+                self.chunk_frames = found.chunk_frames
+            else:
+                from media.events import Connected
+
+                return Connected()
+        return self._inner.parse(raw)
+
+    def _proto(self) -> CarrierProtocol:
+        if self._inner is None:
+            raise ProtocolError(CLOSE_POLICY, "carrier not recognised")
+        return self._inner
+
+    def media(self, stream_id: str, payload: bytes) -> str:
+        return self._proto().media(stream_id, payload)
+
+    def mark(self, stream_id: str, name: str) -> str:
+        return self._proto().mark(stream_id, name)
+
+    def clear(self, stream_id: str) -> str:
+        return self._proto().clear(stream_id)
+
+
+# ---- application -----------------------------------------------------------------------
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    settings = state.settings
+    url = settings.database_url
+    if url is None:
+        url = await asyncio.to_thread(db.embedded_database_url, settings.data_dir)
+        log.info("embedded_postgres", data_dir=str(settings.data_dir / "pgdata"))
+    state.database_url = url
+    state.pool = await db.create_pool(url)
+    await db.migrate(state.pool)
+    state.store = CallStore(state.pool)
+    if settings.redis_url:
+        state.registry = RedisRegistry.from_url(settings.redis_url, settings.redis_prefix)
+        await state.registry.ping()
+    if state.providers is None:
+        state.providers = await build_providers(settings)
+    log.info("server_ready", providers=state.providers.describe(), registry=state.registry.name)
+    yield
+    for session in list(state.sessions):
+        await session.ws.close(code=1001, message=b"server shutting down")
+    await state.registry.close()
+    await state.providers.close()
+    await state.pool.close()
+
+
+def build_app(settings: Settings, providers: Providers | None = None) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[STATE] = AppState(settings=settings, providers=providers)
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_post("/api/calls", create_call)
+    app.router.add_get("/api/calls/{call_id}", get_call)
+    app.router.add_get("/media/twilio", media_endpoint("twilio"))
+    app.router.add_get("/media/exotel", media_endpoint("exotel"))
+    app.router.add_get("/media", media_endpoint(None))
+    return app
+
+
+async def start_server(
+    settings: Settings, providers: Providers | None = None, port: int | None = None
+) -> tuple[web.AppRunner, int]:
+    """Start the app on settings.host (port 0 = a free port); returns the runner and port."""
+    app = build_app(settings, providers)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port if port is None else port)
+    await site.start()
+    server = site._server
+    assert server is not None
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else settings.port
+    return runner, int(bound)

@@ -1,0 +1,265 @@
+"""A simulated debtor on a simulated phone: hears the agent through speech recognition,
+answers through speech synthesis, all over the carrier protocol.
+
+`run_simulated_call` creates the call through the server's API, dials its media
+WebSocket, plays the persona until someone hangs up, then reads the stored call back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+from ai.protocols import STT, TTS
+from ai.types import AudioIn, AudioSpec, SpeechStarted, UtteranceEnd
+from evaluation.personas import Persona, SimulatedDebtor, load_persona
+from evaluation.phone import SimulatedPhone
+from media.codec import FRAME_MS, AudioFormat, Resampler, decode
+
+Printer = Callable[[str, str], None]
+
+
+@dataclass
+class SimulationResult:
+    call_id: str
+    persona: str
+    carrier: str
+    outcome: str | None
+    promise_to_pay: dict[str, Any] | None
+    opt_out: bool
+    turns: list[dict[str, Any]]
+    latencies_ms: list[float]
+    barge_ins: int
+    status: str
+    failure_reason: str | None
+    heard: list[tuple[str, str]] = field(default_factory=list)
+    wav: str | None = None
+    phone: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "persona": self.persona,
+            "carrier": self.carrier,
+            "status": self.status,
+            "failure_reason": self.failure_reason,
+            "outcome": self.outcome,
+            "promise_to_pay": self.promise_to_pay,
+            "opt_out": self.opt_out,
+            "turns": self.turns,
+            "latencies_ms": self.latencies_ms,
+            "barge_ins": self.barge_ins,
+            "wav": self.wav,
+        }
+
+
+def http_base(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme or "http")
+    return f"{scheme}://{parts.netloc}"
+
+
+def ws_base(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme or "ws")
+    return f"{scheme}://{parts.netloc}"
+
+
+class DebtorVoice:
+    """The debtor's ears (STT over played agent audio) and mouth (TTS into the phone)."""
+
+    def __init__(self, phone: SimulatedPhone, debtor: SimulatedDebtor, stt: STT, tts: TTS,
+                 printer: Printer | None) -> None:
+        self.phone = phone
+        self.debtor = debtor
+        self.stt = stt
+        self.tts = tts
+        self.printer = printer
+        self.heard: list[tuple[str, str]] = []
+        self.loop = asyncio.get_running_loop()
+        self._ears: Any = None
+        self._queue: asyncio.Queue[tuple[np.ndarray, float]] = asyncio.Queue()
+        self._agent_speech_t: float | None = None
+        self._interrupted_this_utterance = False
+        self.latencies_ms: list[float] = []
+        self._awaiting_reply_since: float | None = None
+        self._speaking_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        spec = AudioSpec("pcm16", self.phone.fmt.rate)
+        self._ears = await self.stt.open_stream(spec, endpointing_ms=900)
+        self._tasks = [
+            asyncio.ensure_future(self._feed_ears()),
+            asyncio.ensure_future(self._listen()),
+        ]
+
+    def on_played(self, pcm: np.ndarray, t: float) -> None:
+        if self._awaiting_reply_since is not None and np.abs(pcm).max() > 300:
+            self.latencies_ms.append(round((t - self._awaiting_reply_since) * 1000, 1))
+            self._awaiting_reply_since = None
+        self._queue.put_nowait((pcm, t))
+
+    async def _feed_ears(self) -> None:
+        spec = AudioSpec("pcm16", self.phone.fmt.rate)
+        while True:
+            pcm, t = await self._queue.get()
+            await self._ears.send(AudioIn(pcm.tobytes(), spec, pcm, t))
+            self._maybe_interrupt(t)
+
+    def _maybe_interrupt(self, t: float) -> None:
+        after = self.debtor.persona.interrupt_after_ms
+        line = self.debtor.persona.interrupt_line
+        if not after or not line or self._agent_speech_t is None or self._interrupted_this_utterance:
+            return
+        if self.phone.speaking or len(self.heard) < 2:
+            return
+        if (t - self._agent_speech_t) * 1000 >= after:
+            self._interrupted_this_utterance = True
+            self.say(line, interrupting=True)
+
+    async def _listen(self) -> None:
+        async for ev in self._ears.events():
+            if isinstance(ev, SpeechStarted):
+                self._agent_speech_t = ev.t
+                self._interrupted_this_utterance = False
+            elif isinstance(ev, UtteranceEnd):
+                self._agent_speech_t = None
+                text = ev.text.strip()
+                if not text:
+                    continue
+                self.heard.append(("agent", text))
+                if self.printer:
+                    self.printer("agent", text)
+                reply = self.debtor.reply(text)
+                if reply:
+                    self.say(reply)
+
+    def say(self, text: str, interrupting: bool = False) -> None:
+        self.heard.append(("debtor", text))
+        if self.printer:
+            self.printer("debtor" + (" (interrupting)" if interrupting else ""), text)
+        self._speaking_task = asyncio.ensure_future(self._speak(text))
+
+    async def _speak(self, text: str) -> None:
+        fmt = self.phone.fmt
+        spec = AudioSpec(fmt.encoding, fmt.rate)
+        parts: list[np.ndarray] = []
+        resampler: Resampler | None = None
+        async for chunk in self.tts.synthesize(text, spec):
+            src = AudioFormat(chunk.spec.encoding, chunk.spec.rate)
+            if resampler is None:
+                resampler = Resampler(src.rate, fmt.rate)
+            parts.append(resampler.process(decode(chunk.data, src)))
+        if resampler is not None:
+            parts.append(resampler.flush())
+        if parts:
+            self.phone.speak(np.concatenate(parts))
+            # latency clock starts when the last frame of this speech has been sent
+            while self.phone.speaking:
+                await asyncio.sleep(FRAME_MS / 1000)
+            self._awaiting_reply_since = self.phone.last_caller_speech_t
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._ears is not None:
+            with contextlib.suppress(Exception):
+                await self._ears.close()
+
+
+async def run_simulated_call(
+    url: str,
+    persona_name: str,
+    stt: STT,
+    tts: TTS,
+    carrier: str = "twilio",
+    exotel_rate: int = 8000,
+    printer: Printer | None = None,
+    wav: Path | None = None,
+    max_seconds: float = 240.0,
+    api_key: str | None = None,
+) -> SimulationResult:
+    persona: Persona = load_persona(persona_name)
+    debtor = SimulatedDebtor(persona)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=http_base(url), headers=headers, timeout=30) as api:
+        resp = await api.post("/api/calls", json={
+            "carrier": carrier, "context": persona.context(), "to": persona.phone,
+        })
+        resp.raise_for_status()
+        created = resp.json()
+        call_id, token = created["call_id"], created["token"]
+        media_url = f"{ws_base(url)}/media/{carrier}"
+        if carrier == "exotel":
+            fmt = AudioFormat("pcm16", exotel_rate)
+            media_url += f"?sample-rate={exotel_rate}"
+        else:
+            fmt = AudioFormat("mulaw", 8000)
+        phone = SimulatedPhone(media_url, carrier, call_id, token, fmt, record=wav is not None)
+        voice = DebtorVoice(phone, debtor, stt, tts, printer)
+        phone.on_played = voice.on_played
+        await voice.start()
+        await phone.connect()
+        deadline = time.monotonic() + max_seconds
+        try:
+            while not phone.closed.is_set():
+                if time.monotonic() > deadline:
+                    await phone.hangup()
+                    break
+                if debtor.hung_up and not phone.speaking:
+                    await asyncio.sleep(0.5)
+                    await phone.hangup()
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(phone.closed.wait(), 0.2)
+        finally:
+            await phone.close()
+            await voice.close()
+        detail: dict[str, Any] = {}
+        for _ in range(50):  # the server persists the end of the call asynchronously
+            detail = (await api.get(f"/api/calls/{call_id}")).json()
+            if detail["call"]["status"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.1)
+    if wav is not None:
+        phone.write_wav(wav)
+    outcome = detail.get("outcome") or {}
+    ptp = None
+    if outcome.get("ptp_amount") is not None:
+        ptp = {"amount": outcome["ptp_amount"], "date": outcome.get("ptp_date"),
+               "plan": outcome.get("ptp_plan")}
+    turns = [
+        {k: t[k] for k in ("speaker", "text", "start_ms", "end_ms", "interrupted")}
+        | {"voice_to_voice_ms": t.get("voice_to_voice_ms")}
+        for t in detail.get("turns", [])
+    ]
+    barge_ins = sum(1 for e in detail.get("events", []) if e["kind"] == "barge_in")
+    return SimulationResult(
+        call_id=call_id,
+        persona=persona_name,
+        carrier=carrier,
+        outcome=outcome.get("outcome"),
+        promise_to_pay=ptp,
+        opt_out=bool(outcome.get("opt_out")),
+        turns=turns,
+        latencies_ms=voice.latencies_ms,
+        barge_ins=barge_ins,
+        status=detail["call"]["status"],
+        failure_reason=detail["call"].get("failure_reason"),
+        heard=voice.heard,
+        wav=str(wav) if wav else None,
+        phone={"close_code": phone.close_code, "clears": phone.stats.clears,
+               "bad_chunks": phone.stats.bad_chunks},
+    )

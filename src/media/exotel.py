@@ -1,0 +1,238 @@
+"""Exotel Voicebot (bidirectional AgentStream) protocol and outbound chunking.
+
+Exotel speaks snake_case JSON. Audio is base64 PCM16 little-endian mono at 8 kHz unless the
+stream URL asked for `?sample-rate=16000|24000`; some flows send `audio/x-mulaw`. The `start`
+event's `media_format` is authoritative when present. Outbound chunks must be a whole number
+of 20 ms frames, at least 100 ms and at most 100 KB, or the caller hears gaps
+(`exotel_chunks` makes them so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from media.codec import AudioFormat
+from media.events import (
+    CLOSE_INVALID_PAYLOAD,
+    CLOSE_POLICY,
+    Connected,
+    Dtmf,
+    Event,
+    Mark,
+    Media,
+    ProtocolError,
+    Start,
+    Stop,
+)
+from media.protocol import b64decode, b64encode, check_payload_size, load_json, section
+
+SUPPORTED_PCM_RATES = (8000, 16000, 24000)
+VALID_DTMF = set("0123456789*#ABCD")
+MIN_CHUNK_MS = 100
+MAX_CHUNK_BYTES = 100_000
+
+_MULAW_NAMES = {
+    "audio/x-mulaw",
+    "audio/mulaw",
+    "audio/ulaw",
+    "audio/x-ulaw",
+    "mulaw",
+    "ulaw",
+    "pcmu",
+}
+_PCM_NAMES = {
+    "",
+    "audio/x-raw",
+    "audio/raw",
+    "raw",
+    "pcm",
+    "pcm16",
+    "linear16",
+    "audio/l16",
+    "audio/x-l16",
+    "audio/pcm",
+    "slin",
+    "slin16",
+}
+
+
+class ExotelProtocol:
+    """Parses Exotel Voicebot events and builds outbound messages.
+
+    Stateful only in one respect: after `start` the negotiated format is kept in `fmt`,
+    so inbound media chunks can be checked against it.
+    """
+
+    name = "exotel"
+    chunk_frames = MIN_CHUNK_MS // 20
+
+    def __init__(self, sample_rate: int = 8000) -> None:
+        if sample_rate not in SUPPORTED_PCM_RATES:
+            raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel sample rate {sample_rate!r}")
+        self.sample_rate = sample_rate
+        self.fmt = AudioFormat("pcm16", sample_rate)
+
+    def parse(self, raw: str) -> Event:
+        msg = load_json(raw)
+        event = msg.get("event")
+        if event == "media":
+            media = section(msg, "media")
+            payload = b64decode(media.get("payload"))
+            check_payload_size(payload, self.fmt)
+            return Media(
+                payload=payload,
+                timestamp_ms=_int_or_none(media.get("timestamp")),
+                chunk=_int_or_none(media.get("chunk")),
+                track=str(media.get("track") or "inbound"),
+            )
+        if event == "mark":
+            name = section(msg, "mark").get("name")
+            if not isinstance(name, str):
+                raise ProtocolError(CLOSE_INVALID_PAYLOAD, "mark event without a name")
+            return Mark(name)
+        if event == "connected":
+            return Connected(str(msg.get("protocol") or ""), str(msg.get("version") or ""))
+        if event == "start":
+            return self._start(msg)
+        if event == "dtmf":
+            dtmf = section(msg, "dtmf")
+            digit = dtmf.get("digit")
+            if isinstance(digit, int) and not isinstance(digit, bool):
+                digit = str(digit)
+            if not isinstance(digit, str) or digit.upper() not in VALID_DTMF or len(digit) != 1:
+                raise ProtocolError(CLOSE_INVALID_PAYLOAD, f"invalid DTMF digit {digit!r}")
+            return Dtmf(digit.upper(), _int_or_none(dtmf.get("duration")))
+        if event == "stop":
+            stop = msg.get("stop")
+            reason = stop.get("reason") if isinstance(stop, dict) else None
+            return Stop(str(reason) if reason else "carrier stop")
+        raise ProtocolError(CLOSE_POLICY, f"unknown event {str(event)[:40]!r}")
+
+    def _start(self, msg: dict[str, Any]) -> Start:
+        start = section(msg, "start")
+        stream_sid = start.get("stream_sid") or msg.get("stream_sid")
+        if not isinstance(stream_sid, str) or not stream_sid:
+            raise ProtocolError(CLOSE_INVALID_PAYLOAD, "start event without stream_sid")
+        params = start.get("custom_parameters")
+        if params is None or params == "":
+            params = {}
+        if not isinstance(params, dict):
+            raise ProtocolError(CLOSE_INVALID_PAYLOAD, "custom_parameters is not an object")
+        self.fmt = exotel_format(start.get("media_format"), self.sample_rate)
+        from_number = start.get("from")
+        to_number = start.get("to")
+        return Start(
+            stream_id=stream_sid,
+            call_sid=str(start.get("call_sid") or ""),
+            account_sid=str(start.get("account_sid") or ""),
+            fmt=self.fmt,
+            custom_parameters={str(k): str(v) for k, v in params.items()},
+            tracks=["inbound"],
+            from_number=str(from_number) if from_number else None,
+            to_number=str(to_number) if to_number else None,
+        )
+
+    def media(self, stream_id: str, payload: bytes) -> str:
+        return orjson.dumps(
+            {"event": "media", "stream_sid": stream_id, "media": {"payload": b64encode(payload)}}
+        ).decode()
+
+    def mark(self, stream_id: str, name: str) -> str:
+        return orjson.dumps(
+            {"event": "mark", "stream_sid": stream_id, "mark": {"name": name}}
+        ).decode()
+
+    def clear(self, stream_id: str) -> str:
+        return orjson.dumps({"event": "clear", "stream_sid": stream_id}).decode()
+
+
+def exotel_format(media_format: object, default_rate: int = 8000) -> AudioFormat:
+    """The audio format an Exotel `start.media_format` announces (default PCM16 at `default_rate`)."""
+    if media_format is None or media_format == {}:
+        return AudioFormat("pcm16", default_rate)
+    if not isinstance(media_format, dict):
+        raise ProtocolError(CLOSE_INVALID_PAYLOAD, "media_format is not an object")
+    raw_encoding = str(media_format.get("encoding") or "").strip().lower()
+    # "audio/x-mulaw;rate=8000" style content types carry the rate as a parameter
+    encoding, _, params = raw_encoding.partition(";")
+    encoding = encoding.strip()
+    rate_value: object = media_format.get("sample_rate")
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip() == "rate" and rate_value in (None, ""):
+            rate_value = value.strip()
+    rate = _rate(rate_value)
+    bits = _int_or_none(media_format.get("bit_rate"))
+    if encoding in _MULAW_NAMES:
+        if rate not in (None, 8000) or bits not in (None, 8):
+            raise ProtocolError(
+                CLOSE_POLICY, f"unsupported Exotel µ-law format at {rate_value!r} Hz"
+            )
+        return AudioFormat("mulaw", 8000)
+    if encoding in _PCM_NAMES:
+        rate = rate or default_rate
+        if rate not in SUPPORTED_PCM_RATES or bits not in (None, 16):
+            raise ProtocolError(
+                CLOSE_POLICY, f"unsupported Exotel PCM format: {rate_value!r} Hz, {bits!r} bits"
+            )
+        return AudioFormat("pcm16", rate)
+    raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel encoding {raw_encoding[:40]!r}")
+
+
+def exotel_chunks(
+    pcm_bytes: bytes, fmt: AudioFormat, chunk_ms: int = MIN_CHUNK_MS, min_ms: int = MIN_CHUNK_MS
+) -> list[bytes]:
+    """Split outbound audio into chunks Exotel plays without gaps.
+
+    Every chunk is a whole number of 20 ms frames of `fmt`, at least `min_ms` long and at
+    most 100 KB; chunks are `chunk_ms` long except the last, whose tail is padded with
+    silence up to the next frame boundary (and up to `min_ms`).
+    """
+    if fmt.encoding == "pcm16" and len(pcm_bytes) % 2:
+        raise ValueError("PCM16 audio has an odd number of bytes")
+    if not pcm_bytes:
+        return []
+    frame = fmt.frame_bytes()
+    min_bytes = -(-fmt.frame_bytes(min_ms) // frame) * frame
+    max_bytes = MAX_CHUNK_BYTES // frame * frame
+    if min_bytes > max_bytes:
+        raise ValueError(f"min_ms={min_ms} does not fit in {MAX_CHUNK_BYTES} bytes")
+    size = min(max(-(-fmt.frame_bytes(chunk_ms) // frame) * frame, min_bytes), max_bytes)
+    chunks = [pcm_bytes[i : i + size] for i in range(0, len(pcm_bytes), size)]
+    tail = chunks[-1]
+    padded_len = max(-(-len(tail) // frame) * frame, min_bytes)
+    if padded_len > len(tail):
+        silence = fmt.silence(20)
+        missing = padded_len - len(tail)
+        chunks[-1] = tail + (silence * (missing // len(silence) + 1))[:missing]
+    return chunks
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _rate(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    rate = _int_or_none(value)
+    if rate is None:
+        # "8000Hz", "16k" appear in hand-built flows
+        text = str(value).strip().lower().removesuffix("hz").strip()
+        if text.endswith("k") and text[:-1].isdigit():
+            rate = int(text[:-1]) * 1000
+        elif text.isdigit():
+            rate = int(text)
+    if rate is None:
+        raise ProtocolError(CLOSE_POLICY, f"unreadable Exotel sample_rate {value!r}")
+    return rate

@@ -1,0 +1,60 @@
+"""What a call session needs from the rest of the system, as protocols.
+
+The application wires PostgreSQL and Redis implementations in; `media` never imports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class CallInfo:
+    call_id: str
+    carrier: str
+    context: dict[str, Any] = field(default_factory=dict)
+    playbook: str | None = None
+    status: str = "created"
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    seq: int
+    speaker: str  # "agent" | "caller"
+    text: str
+    start_ms: int
+    end_ms: int
+    interrupted: bool = False
+    stt_ms: float | None = None
+    llm_ttft_ms: float | None = None
+    tts_ttfb_ms: float | None = None
+    voice_to_voice_ms: float | None = None
+
+
+class CallRecorder(Protocol):
+    async def get_call(self, call_id: str) -> CallInfo | None: ...
+
+    async def call_started(
+        self, call_id: str, carrier: str, carrier_call_id: str, stream_id: str, meta: dict[str, Any]
+    ) -> None: ...
+
+    async def add_turn(self, call_id: str, turn: TurnRecord) -> None: ...
+
+    async def add_event(self, call_id: str, kind: str, t_ms: int, data: dict[str, Any]) -> None: ...
+
+    async def set_outcome(self, call_id: str, fields: dict[str, Any]) -> None: ...
+
+    async def call_ended(
+        self, call_id: str, status: str, reason: str | None, close_code: int | None
+    ) -> None: ...
+
+
+class LiveRegistry(Protocol):
+    async def register(self, call_id: str, info: dict[str, Any]) -> None: ...
+
+    async def update(self, call_id: str, info: dict[str, Any]) -> None: ...
+
+    async def unregister(self, call_id: str) -> None: ...
+
+    async def count(self) -> int: ...

