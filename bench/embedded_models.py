@@ -28,11 +28,11 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from ai import models  # noqa: E402
-from ai.stt_whisper import WhisperSTT  # noqa: E402
-from ai.tts_piper import PiperTTS  # noqa: E402
-from ai.types import AudioSpec  # noqa: E402
-from media.codec import pcm16_to_ulaw, ulaw_to_pcm16  # noqa: E402
+from ai import models
+from ai.stt_whisper import WhisperSTT
+from ai.tts_piper import PiperTTS
+from ai.types import AudioSpec
+from media.codec import pcm16_to_ulaw, ulaw_to_pcm16
 
 SENTENCES = [
     "Hello, this is Joe calling from Acme Recovery Services.",

@@ -134,12 +134,14 @@ def test_signature_port_variants_and_repeated_params() -> None:
     sig = twilio_signature(with_port, PARAMS, TOKEN)
     assert validate_twilio_signature(URL, PARAMS, sig, TOKEN)
     assert validate_twilio_signature(with_port, PARAMS, by_hand(), TOKEN)
-    assert not validate_twilio_signature("https://mycompany.com:8443/myapp.php?foo=1&bar=2",
-                                         PARAMS, by_hand(), TOKEN)
+    assert not validate_twilio_signature(
+        "https://mycompany.com:8443/myapp.php?foo=1&bar=2", PARAMS, by_hand(), TOKEN
+    )
     repeated = {"StatusCallbackEvent": ["ringing", "answered"], "To": "+1"}
     data = "https://x.test/cbStatusCallbackEventansweredStatusCallbackEventringingTo+1"
     manual = base64.b64encode(hmac.new(b"t", data.encode(), hashlib.sha1).digest()).decode()
     assert twilio_signature("https://x.test/cb", repeated, "t") == manual
-    assert twilio_signature("https://x.test/cb", None, "t") == base64.b64encode(
-        hmac.new(b"t", b"https://x.test/cb", hashlib.sha1).digest()
-    ).decode()
+    assert (
+        twilio_signature("https://x.test/cb", None, "t")
+        == base64.b64encode(hmac.new(b"t", b"https://x.test/cb", hashlib.sha1).digest()).decode()
+    )

@@ -185,7 +185,10 @@ def test_dtmf_mark_stop_connected() -> None:
         ('{"event":"dtmf","dtmf":{"digit":"x"}}', CLOSE_INVALID_PAYLOAD),
         ('{"event":"mark","mark":{}}', CLOSE_INVALID_PAYLOAD),
         ('{"event":"start","start":{"call_sid":"CA1"}}', CLOSE_INVALID_PAYLOAD),
-        ('{"event":"start","start":{"stream_sid":"MZ","custom_parameters":[1]}}', CLOSE_INVALID_PAYLOAD),
+        (
+            '{"event":"start","start":{"stream_sid":"MZ","custom_parameters":[1]}}',
+            CLOSE_INVALID_PAYLOAD,
+        ),
         ('{"event":"hello"}', CLOSE_POLICY),
         ('{"no_event":1}', CLOSE_POLICY),
     ],
@@ -252,7 +255,9 @@ def test_chunk_helper_edges() -> None:
     with pytest.raises(ValueError):
         exotel_chunks(b"\x00" * 3, fmt)
     assert [len(c) for c in exotel_chunks(b"\x01\x00" * 4000, fmt)] == [1600] * 5
-    assert [len(c) for c in exotel_chunks(b"\x01\x00" * 4000, fmt, min_ms=200)] == [3200] * 2 + [1600 * 2]
+    assert [len(c) for c in exotel_chunks(b"\x01\x00" * 4000, fmt, min_ms=200)] == [3200] * 2 + [
+        1600 * 2
+    ]
 
 
 TWILIO_CONNECTED = '{"event":"connected","protocol":"Call","version":"1.0.0"}'

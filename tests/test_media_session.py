@@ -9,7 +9,6 @@ import json
 import httpx
 import numpy as np
 import pytest
-import websockets
 
 from media.codec import pcm16_to_ulaw
 from tests.carrier_client import TwilioClient, call_detail, create_call
@@ -71,9 +70,12 @@ async def test_full_protocol_greeting_marks_dtmf_stop(light_server) -> None:
     loop = asyncio.get_running_loop()
     media_times: list[float] = []
     marks: list[str] = []
-    # Collect the greeting: paced media, a mark after each sentence.
-    while len(marks) < 1:
-        msg = await client.recv(5)
+    # Collect the greeting: paced media and a mark after each sentence, echoed as played.
+    while True:
+        try:
+            msg = await client.recv(1.0 if media_times else 5.0)
+        except TimeoutError:
+            break
         assert msg["streamSid"] == client.stream_sid
         if msg["event"] == "media":
             payload = base64.b64decode(msg["media"]["payload"])
@@ -83,12 +85,12 @@ async def test_full_protocol_greeting_marks_dtmf_stop(light_server) -> None:
         elif msg["event"] == "mark":
             assert set(msg) == {"event", "streamSid", "mark"}
             marks.append(msg["mark"]["name"])
+            await client.mark(msg["mark"]["name"])
         await client.media(SILENCE)
-    assert len(media_times) > 20
+    assert len(media_times) > 20 and len(marks) >= 1
     span = media_times[-1] - media_times[0]
     # paced in real time, not sent in one burst: n frames take about (n - lead) × 20 ms
     assert span >= (len(media_times) - 3 - 5) * 0.02
-    await client.mark(marks[0])
     await client.dtmf("1")
     await client.dtmf("#")
     await asyncio.sleep(0.3)

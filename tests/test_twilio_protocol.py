@@ -44,7 +44,12 @@ def dumps(msg: object) -> str:
 
 
 def media(payload: str, **extra: object) -> str:
-    body: dict[str, object] = {"track": "inbound", "chunk": "2", "timestamp": "5", "payload": payload}
+    body: dict[str, object] = {
+        "track": "inbound",
+        "chunk": "2",
+        "timestamp": "5",
+        "payload": payload,
+    }
     body.update(extra)
     return dumps({"event": "media", "sequenceNumber": "3", "media": body, "streamSid": "MZ1"})
 
@@ -84,13 +89,26 @@ def test_media_round_trips_audio() -> None:
 
 def test_dtmf_mark_stop() -> None:
     proto = TwilioProtocol()
-    dtmf = {"event": "dtmf", "streamSid": "MZ1", "sequenceNumber": "5",
-            "dtmf": {"track": "inbound_track", "digit": "#"}}
+    dtmf = {
+        "event": "dtmf",
+        "streamSid": "MZ1",
+        "sequenceNumber": "5",
+        "dtmf": {"track": "inbound_track", "digit": "#"},
+    }
     assert proto.parse(dumps(dtmf)) == Dtmf("#")
-    mark = {"event": "mark", "sequenceNumber": "4", "streamSid": "MZ1", "mark": {"name": "my label"}}
+    mark = {
+        "event": "mark",
+        "sequenceNumber": "4",
+        "streamSid": "MZ1",
+        "mark": {"name": "my label"},
+    }
     assert proto.parse(dumps(mark)) == Mark("my label")
-    stop = {"event": "stop", "sequenceNumber": "5", "streamSid": "MZ1",
-            "stop": {"accountSid": "AC1", "callSid": "CA1"}}
+    stop = {
+        "event": "stop",
+        "sequenceNumber": "5",
+        "streamSid": "MZ1",
+        "stop": {"accountSid": "AC1", "callSid": "CA1"},
+    }
     assert isinstance(proto.parse(dumps(stop)), Stop)
 
 
@@ -106,7 +124,10 @@ def test_dtmf_mark_stop() -> None:
         ('{"event":"mark","mark":{"name":5}}', CLOSE_INVALID_PAYLOAD),
         ('{"event":"dtmf","dtmf":{"digit":"E"}}', CLOSE_INVALID_PAYLOAD),
         ('{"event":"start","start":{}}', CLOSE_INVALID_PAYLOAD),
-        ('{"event":"start","streamSid":"MZ","start":{"customParameters":"a=b"}}', CLOSE_INVALID_PAYLOAD),
+        (
+            '{"event":"start","streamSid":"MZ","start":{"customParameters":"a=b"}}',
+            CLOSE_INVALID_PAYLOAD,
+        ),
         (
             '{"event":"start","streamSid":"MZ","start":{"mediaFormat":'
             '{"encoding":"audio/x-l16","sampleRate":16000}}}',
@@ -130,6 +151,8 @@ def test_outbound_messages_exact() -> None:
     assert proto.media("MZ1", payload) == (
         '{"event":"media","streamSid":"MZ1","media":{"payload":"' + b64 + '"}}'
     )
-    assert proto.mark("MZ1", "utt-1") == '{"event":"mark","streamSid":"MZ1","mark":{"name":"utt-1"}}'
+    assert (
+        proto.mark("MZ1", "utt-1") == '{"event":"mark","streamSid":"MZ1","mark":{"name":"utt-1"}}'
+    )
     assert proto.clear("MZ1") == '{"event":"clear","streamSid":"MZ1"}'
     assert proto.name == "twilio" and proto.chunk_frames == 1

@@ -220,16 +220,17 @@ def parse_year(text: str, today: dt.date | None = None) -> int | None:
     if re.fullmatch(r"\d{4}", digits_only):
         year = int(digits_only)
         return year if 1900 <= year <= today.year else None
-    m = re.search(r"\b(1[89]|20) (\d{2})\b", t)  # "19 84" from "nineteen eighty four"
-    if m and len(m.group(2)) == 2:
-        year = int(m.group(1)) * 100 + int(m.group(2))
+    # "19 84" from "nineteen eighty four"; "19 oh 5" from "nineteen oh five"
+    m = re.search(r"\b(1[89]|20) (\d{2}|(?:oh|o|0) \d)\b", t)
+    if m:
+        year = int(m.group(1)) * 100 + int(m.group(2)[-2:].replace(" ", "0"))
         if 1900 <= year <= today.year:
             return year
     for m in re.finditer(r"\b(\d{4})\b", t):
         year = int(m.group(1))
         if 1900 <= year <= today.year:
             return year
-    m = re.search(r"(?:^|'|\bin )(\d{2})\b", t) if not re.search(r"\d{3}", t) else None
+    m = re.search(r"(?:^|' ?|\bin )(\d{2})\b", t) if not re.search(r"\d{3}", t) else None
     if m:
         yy = int(m.group(1))
         return 2000 + yy if yy <= today.year % 100 else 1900 + yy

@@ -80,6 +80,7 @@ def error_kind(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, ValueError) or "decode" in name or "json" in name or "parse" in name:
         return "malformed"
-    if isinstance(exc, ConnectionError | OSError) or "connect" in name or "closed" in name:
+    network_words = ("connect", "closed", "protocol", "read", "write", "reset", "network")
+    if isinstance(exc, ConnectionError | OSError) or any(w in name for w in network_words):
         return "connection"
     return "other"

@@ -26,10 +26,12 @@ __all__ = [
     "OUTCOMES",
     "PLACEHOLDERS",
     "CallContext",
+    "PlanKind",
     "Playbook",
     "PlaybookError",
     "PlaybookSettings",
     "State",
+    "YamlLoader",
     "find_debt_terms",
     "load_playbook",
     "render_system_prompt",
@@ -67,6 +69,7 @@ REQUIRED_STATES = (
     "not_understood", "abuse_warning", "abusive", "unverified", "refused",
 )
 
+PlanKind = Literal["full", "settlement", "instalment", "custom"]
 Expect = Literal["none", "year", "offer", "amount", "date", "confirm", "callback_time"]
 StateAction = Literal["record_dispute", "opt_out", "hardship", "wrong_party"]
 _ACTION_REASONS: dict[str, set[str | None]] = {
@@ -94,8 +97,8 @@ class PlaybookSettings(BaseModel):
     greeting_deadline_ms: int = 2000
     dtmf_timeout_ms: int = 3000
     dtmf_max_digits: int = 8
-    settlement_pct: float = Field(60, gt=0, le=100)
-    instalments: int = Field(3, ge=2)
+    settlement_pct: float = Field(default=60, gt=0, le=100)
+    instalments: int = Field(default=3, ge=2)
     transfer_number: str | None = None
     voicemail_message: str = (
         "Hello, this is {agent_name} from {caller_brand} with a message for {debtor_name}. "
@@ -116,7 +119,7 @@ class State(BaseModel):
     say: list[str] = Field(default_factory=list)
     say_repeat_contact: list[str] | None = None  # replaces `say` when first_contact is false
     ask: str | None = None
-    ask_by_plan: dict[Literal["full", "settlement", "instalment", "custom"], str] = Field(
+    ask_by_plan: dict[PlanKind, str] = Field(
         default_factory=dict
     )
     pre_verification: bool = False
@@ -165,10 +168,10 @@ class Playbook(BaseModel):
     agent_name: str
     company: str
     caller_brand: str
-    settings: PlaybookSettings = Field(default_factory=PlaybookSettings)
+    settings: PlaybookSettings = Field(default_factory=lambda: PlaybookSettings())
     debt_terms: list[str] = Field(default_factory=list)
     intents: dict[str, list[str]] = Field(default_factory=dict)
-    routes: Routes = Field(default_factory=Routes)
+    routes: Routes = Field(default_factory=lambda: Routes())
     states: dict[str, State] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -295,7 +298,7 @@ class CallContext:
         return cls(
             debtor_name=str(c.get("debtor_name") or "John Smith"),
             birth_year=int(c.get("birth_year") or 1984),
-            balance=float(c.get("balance") if c.get("balance") is not None else 1250.0),
+            balance=float(c["balance"]) if c.get("balance") is not None else 1250.0,
             creditor=str(c.get("creditor") or "Northwind Bank"),
             currency=str(c.get("currency") or "USD"),
             first_contact=bool(c.get("first_contact", True)),
@@ -395,12 +398,26 @@ def split_sentences(text: str) -> list[str]:
 # ---- loading -----------------------------------------------------------------------------
 
 
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false are booleans, so intent names
+    such as `yes`, `no` and the key `on` stay strings."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def load_playbook(path: Path | str | None = None) -> Playbook:
     """Load and validate a playbook (None = the packaged default). Raises PlaybookError
     naming the file and every problem found."""
     path = Path(path) if path is not None else DEFAULT_PLAYBOOK
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=YamlLoader)
     except OSError as e:
         raise PlaybookError(f"cannot read playbook {path}: {e}") from e
     except yaml.YAMLError as e:
@@ -440,19 +457,19 @@ _ACTIONS_DOC = """\
 def render_system_prompt(playbook: Playbook, context: dict[str, Any] | None = None) -> str:
     """A system prompt for an LLM agent that follows this playbook for one call."""
     ctx = CallContext.from_dict(context, playbook)
-    v = ctx.template_values()
+    v = ctx.template_values(ptp_amount="<amount>", ptp_date="<date>", callback_time="<when>")
     s = playbook.settings
 
     def lines(state: str) -> str:
         st = playbook.states.get(state)
         if st is None:
             return ""
-        return " ".join(_render(x, v) for x in [*st.say, *([st.ask] if st.ask else [])])
+        say = st.say
+        if st.say_repeat_contact is not None and not ctx.first_contact:
+            say = st.say_repeat_contact
+        return " ".join(_render(x, v) for x in [*say, *([st.ask] if st.ask else [])])
 
     disclosure = lines("disclosure") or MINI_MIRANDA
-    if not ctx.first_contact and "disclosure" in playbook.states:
-        st = playbook.states["disclosure"]
-        disclosure = " ".join(_render(x, v) for x in (st.say_repeat_contact or st.say))
     terms = ", ".join(playbook.debt_terms)
     parts = [
         f"You are {ctx.agent_name}, a courteous phone agent for {ctx.company}, calling "

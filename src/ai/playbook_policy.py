@@ -13,18 +13,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from ai.events import CallStarted, DtmfEntry, MachineDetected, PolicyEvent, Silence, UserTurn
-from ai.extract import parse_amount, parse_date, parse_datetime, parse_year, spoken_date, spoken_datetime
-from ai.playbook import CallContext, Playbook, State, load_playbook, split_sentences
-from ai.types import Action, Message, PolicyOutput, Say
+from ai.extract import (
+    parse_amount,
+    parse_date,
+    parse_datetime,
+    parse_year,
+    spoken_date,
+    spoken_datetime,
+)
+from ai.playbook import (
+    CallContext,
+    PlanKind,
+    Playbook,
+    State,
+    load_playbook,
+    split_sentences,
+)
+from ai.types import Action, ActionKind, Message, PolicyOutput, Say
 
 __all__ = ["ScriptedPolicy", "ScriptedPolicyFactory"]
 
 _MAX_VERIFY_FAILURES = 2
+# keys of State.on that the engine follows itself, never matched as caller intents
+_ENGINE_EVENTS = frozenset({"verified", "mismatch", "failed", "done", "unavailable"})
 
 
 @dataclass
 class _Plan:
-    kind: str = "custom"  # full | settlement | instalment | custom
+    kind: PlanKind = "custom"
     amount: float | None = None
     date: dt.date | None = None
     instalments: int | None = None
@@ -100,7 +116,7 @@ class ScriptedPolicy:
             for sentence in split_sentences(template.format_map(values)):
                 self._out.append(Say(sentence))
 
-    def _act(self, kind: Any, **data: Any) -> None:
+    def _act(self, kind: ActionKind, **data: Any) -> None:
         self._out.append(Action(kind, data))
 
     def _end(self, outcome: str) -> None:
@@ -109,7 +125,7 @@ class ScriptedPolicy:
 
     def _ask(self, st: State | None = None) -> None:
         st = st or self.playbook.state(self.state)
-        ask = st.ask_by_plan.get(self.plan.kind) or st.ask  # type: ignore[call-overload]
+        ask = st.ask_by_plan.get(self.plan.kind) or st.ask
         if ask:
             self._say(ask)
 
@@ -133,10 +149,6 @@ class ScriptedPolicy:
                 self._schedule_callback(when, text)
                 return
         self.state = name
-        lines = st.say
-        if st.say_repeat_contact is not None and not self.ctx.first_contact:
-            lines = st.say_repeat_contact
-        self._say(*lines)
         if st.action == "record_dispute":
             self._act("record_dispute", reason=st.reason, text=text)
         elif st.action == "opt_out":
@@ -145,6 +157,10 @@ class ScriptedPolicy:
             self._act("hardship", text=text)
         elif st.action == "wrong_party":
             self._act("wrong_party")
+        lines = st.say
+        if st.say_repeat_contact is not None and not self.ctx.first_contact:
+            lines = st.say_repeat_contact
+        self._say(*lines)
         if name == "transfer":
             self._act("transfer", number=self.playbook.settings.transfer_number,
                       reason="caller asked for a person")
@@ -222,7 +238,7 @@ class ScriptedPolicy:
             if self._abuse == 1:
                 self._say(*self.playbook.state("abuse_warning").say)
         for intent in self.playbook.routes.overriding:
-            if intent in found and intent in routes:
+            if intent in found and intent in routes and routes[intent] != self.state:
                 self._misses = 0
                 self._enter(routes[intent], text)
                 return
@@ -235,9 +251,7 @@ class ScriptedPolicy:
                 self._enter(routes[intent], text)
                 return
         for intent in found:
-            if intent in st.on and intent in ("yes", "no") or intent in st.on and intent not in (
-                "verified", "mismatch", "failed", "done", "unavailable"
-            ):
+            if intent in st.on and intent not in _ENGINE_EVENTS:
                 if st.expect == "offer" and intent == "no":
                     self._declined.add(self.state)
                 self._misses = 0
@@ -293,7 +307,9 @@ class ScriptedPolicy:
             self._after_plan(date)
             return True
         if st.expect == "confirm":
-            if "yes" in found and "no" not in found and amount is None and date is None:
+            same_amount = amount is None or abs(amount - (self.plan.amount or 0)) < 0.005
+            same_date = date is None or date == self.plan.date
+            if "yes" in found and "no" not in found and same_amount and same_date:
                 self._promise()
                 return True
             if amount is None and date is None:
@@ -325,7 +341,7 @@ class ScriptedPolicy:
 
     def _custom(self, amount: float) -> None:
         amount = min(amount, self.ctx.balance)
-        kind = "full" if amount >= self.ctx.balance - 0.005 else "custom"
+        kind: PlanKind = "full" if amount >= self.ctx.balance - 0.005 else "custom"
         keep = self.plan.kind == "instalment" and abs(amount - (self.plan.amount or 0)) < 0.005
         if not keep:
             self.plan = _Plan(kind=kind, amount=amount, date=self.plan.date)

@@ -75,13 +75,13 @@ async def retry_async(
         try:
             return await fn()
         except Exception as exc:
-            retryable = (
-                isinstance(exc, retry_on) if isinstance(retry_on, tuple) else retry_on(exc)
-            )
+            retryable = isinstance(exc, retry_on) if isinstance(retry_on, tuple) else retry_on(exc)
             if not retryable or attempt == attempts - 1:
                 raise
             delay = backoff_delay(attempt, base_delay, max_delay)
-            log.info("retrying", attempt=attempt + 1, delay_s=round(delay, 3), error=error_kind(exc))
+            log.info(
+                "retrying", attempt=attempt + 1, delay_s=round(delay, 3), error=error_kind(exc)
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -195,7 +195,9 @@ class FallbackSTT:
             except Exception as exc:
                 breaker.record_failure()
                 count_error("stt", _provider_name(provider), error_kind(exc))
-                log.warning("stt_open_failed", provider=_provider_name(provider), error=error_kind(exc))
+                log.warning(
+                    "stt_open_failed", provider=_provider_name(provider), error=error_kind(exc)
+                )
                 last_exc = exc
                 continue
             breaker.record_success()
@@ -219,9 +221,7 @@ class _FallbackSTTStream:
         self._pump: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._index, self._inner = await self._owner._open_from(
-            0, self._spec, self._endpointing_ms
-        )
+        self._index, self._inner = await self._owner._open_from(0, self._spec, self._endpointing_ms)
         self._pump = asyncio.create_task(self._run_pump(self._inner))
 
     async def send(self, audio: AudioIn) -> None:

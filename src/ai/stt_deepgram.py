@@ -199,7 +199,9 @@ class DeepgramStream:
                 count_error("stt", "deepgram", error_kind(exc))
                 if not self._opened.done():
                     # The first connection failed: let open_stream raise so a fallback can act.
-                    self._opened.set_exception(STTStreamFailed(f"connect failed: {error_kind(exc)}"))
+                    self._opened.set_exception(
+                        STTStreamFailed(f"connect failed: {error_kind(exc)}")
+                    )
                     self._events.put_nowait(None)
                     return
                 failures += 1
@@ -254,7 +256,9 @@ class DeepgramStream:
                 return
             idle = self._loop.time() - last_send
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, self._stt.keepalive_s - idle))
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=max(0.0, self._stt.keepalive_s - idle)
+                )
             except TimeoutError:
                 await sock.send_keep_alive()
                 last_send = self._loop.time()

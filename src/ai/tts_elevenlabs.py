@@ -49,7 +49,7 @@ class ElevenLabsTTS:
         base_url: str | None = None,
         optimize_streaming_latency: int | None = None,
         timeout_s: float = 20.0,
-        chunk_size: int = 1600,
+        chunk_size: int = 800,
     ) -> None:
         self.voice_id = voice_id
         self.model_id = model_id

@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from ai import models
@@ -65,7 +65,7 @@ class PiperTTS:
                 return
             yield chunk.audio_int16_bytes
 
-    async def synthesize(self, text: str, preferred: AudioSpec) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, text: str, preferred: AudioSpec) -> AsyncGenerator[AudioChunk, None]:
         if not any(ch.isalnum() for ch in text):
             return
         loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ marks and barge-in behave as with real speech.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class ToneTTS:
     def duration_ms(self, text: str) -> int:
         return len(text.strip()) * self.ms_per_char
 
-    async def synthesize(self, text: str, preferred: AudioSpec) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, text: str, preferred: AudioSpec) -> AsyncGenerator[AudioChunk, None]:
         rate = preferred.rate if preferred.rate >= 8000 and preferred.rate % 10 == 0 else 8000
         spec = AudioSpec("pcm16", rate)
         total = rate * self.duration_ms(text) // 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -27,7 +28,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def scrub_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def scrub_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if any(s in key.lower() for s in SECRET_KEYS):
             event[key] = "***"

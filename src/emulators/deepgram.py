@@ -107,7 +107,9 @@ class DeepgramEmulator:
 
     # ---- handshake ----------------------------------------------------------------------
 
-    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         if self.faults.handshake_delay_s:
             await asyncio.sleep(self.faults.handshake_delay_s)
         if urlsplit(request.path).path != "/v1/listen":
@@ -125,7 +127,9 @@ class DeepgramEmulator:
         params = _query(request.path)
         if "encoding" in params and "sample_rate" not in params:
             return _http_error(
-                connection, HTTPStatus.BAD_REQUEST, "sample_rate is required with encoding.",
+                connection,
+                HTTPStatus.BAD_REQUEST,
+                "sample_rate is required with encoding.",
                 "Bad Request",
             )
         if params.get("encoding", "linear16") not in ("linear16", "mulaw"):
@@ -136,10 +140,15 @@ class DeepgramEmulator:
 
     async def _handle(self, ws: ServerConnection) -> None:
         params = _query(ws.request.path if ws.request else "")
-        conn = ListenConnection(params, (ws.request.headers.get("Authorization", "") if ws.request else "").split(" ")[0])
+        conn = ListenConnection(
+            params,
+            (ws.request.headers.get("Authorization", "") if ws.request else "").split(" ")[0],
+        )
         self.connections.append(conn)
         session = _Session(self, ws, conn)
-        drop_after = self.faults.drop_after_audio_s.popleft() if self.faults.drop_after_audio_s else None
+        drop_after = (
+            self.faults.drop_after_audio_s.popleft() if self.faults.drop_after_audio_s else None
+        )
         sender = asyncio.create_task(session.send_loop())
         try:
             while True:
@@ -147,8 +156,11 @@ class DeepgramEmulator:
                     message = await asyncio.wait_for(ws.recv(), timeout=self.idle_timeout_s)
                 except TimeoutError:
                     session.emit(
-                        {"type": "Error", "variant": "Timeout",
-                         "description": "Did not receive audio data or a text message within the timeout window. See https://dpgr.am/net0001"}  # fmt: skip
+                        {
+                            "type": "Error",
+                            "variant": "Timeout",
+                            "description": "Did not receive audio data or a text message within the timeout window. See https://dpgr.am/net0001",
+                        }
                     )
                     await session.drain()
                     await ws.close(1011, "NET-0001")
@@ -166,8 +178,12 @@ class DeepgramEmulator:
                     kind = control["type"]
                 except (ValueError, KeyError, TypeError):
                     session.emit(
-                        {"type": "Error", "variant": "SchemaError",
-                         "description": "Could not parse the client message.", "message": message}  # fmt: skip
+                        {
+                            "type": "Error",
+                            "variant": "SchemaError",
+                            "description": "Could not parse the client message.",
+                            "message": message,
+                        }
                     )
                     continue
                 conn.control.append(str(kind))
@@ -242,7 +258,9 @@ class _Session:
                 self.last_interim = start
                 self.last_word_end = None
                 if self.vad_events:
-                    self.emit({"type": "SpeechStarted", "channel": [0], "timestamp": round(start, 3)})
+                    self.emit(
+                        {"type": "SpeechStarted", "channel": [0], "timestamp": round(start, 3)}
+                    )
             self.voice_end = self.pos
             if self.interim and self.pos - self.last_interim >= self.emu.interim_every_s:
                 self.last_interim = self.pos
@@ -256,8 +274,13 @@ class _Session:
             return
         if self.last_word_end is not None and self.utterance_end_s is not None:
             if self.pos - self.last_word_end >= self.utterance_end_s:
-                self.emit({"type": "UtteranceEnd", "channel": [0, 1],
-                           "last_word_end": round(self.last_word_end, 3)})  # fmt: skip
+                self.emit(
+                    {
+                        "type": "UtteranceEnd",
+                        "channel": [0, 1],
+                        "last_word_end": round(self.last_word_end, 3),
+                    }
+                )
                 self.last_word_end = None
         if self.pos - self.result_end >= self.emu.silence_final_every_s:
             self._emit_results("", is_final=True, speech_final=False)
@@ -267,7 +290,12 @@ class _Session:
 
     def _interim_text(self) -> str:
         words = self._next_text().split()
-        heard = max(1, math.ceil(len(words) * min(1.0, (self.pos - self.speech_start) / max(0.3 * len(words), 0.3))))
+        heard = max(
+            1,
+            math.ceil(
+                len(words) * min(1.0, (self.pos - self.speech_start) / max(0.3 * len(words), 0.3))
+            ),
+        )
         return " ".join(words[:heard])
 
     def finalize(self, from_finalize: bool, speech_final: bool = True) -> None:
@@ -278,10 +306,14 @@ class _Session:
         self.in_speech = False
         self.conn.segments.append((self.speech_start, self.voice_end))
         text = self.emu.script.popleft() if self.emu.script else self.emu.unscripted_text
-        self._emit_results(text, is_final=True, speech_final=speech_final, from_finalize=from_finalize)
+        self._emit_results(
+            text, is_final=True, speech_final=speech_final, from_finalize=from_finalize
+        )
         self.last_word_end = self.voice_end if text else None
 
-    def _emit_results(self, text: str, is_final: bool, speech_final: bool, from_finalize: bool = False) -> None:
+    def _emit_results(
+        self, text: str, is_final: bool, speech_final: bool, from_finalize: bool = False
+    ) -> None:
         start = self.result_end
         duration = max(0.0, self.pos - start)
         words = text.split()
@@ -305,8 +337,16 @@ class _Session:
             "start": round(start, 3),
             "is_final": is_final,
             "speech_final": speech_final,
-            "channel": {"alternatives": [{"transcript": text, "confidence": 0.98 if words else 0.0, "words": word_items}]},
-            "metadata": {"request_id": self.request_id, "model_info": MODEL_INFO, "model_uuid": MODEL_UUID},
+            "channel": {
+                "alternatives": [
+                    {"transcript": text, "confidence": 0.98 if words else 0.0, "words": word_items}
+                ]
+            },
+            "metadata": {
+                "request_id": self.request_id,
+                "model_info": MODEL_INFO,
+                "model_uuid": MODEL_UUID,
+            },
             "from_finalize": from_finalize,
         }
         if is_final:
@@ -360,8 +400,11 @@ def _http_error(
     body = json.dumps({"err_code": code, "err_msg": message, "request_id": str(uuid.uuid4())})
     response = connection.respond(status, body)
     response.headers = Headers(
-        [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-         ("dg-error", message)]  # fmt: skip
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("dg-error", message),
+        ]
     )
     return response
 

@@ -31,7 +31,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
@@ -140,7 +140,7 @@ class _HttpCallControl:
         if self._own_client:
             await self._client.aclose()
 
-    async def __aenter__(self) -> _HttpCallControl:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -157,16 +157,22 @@ class _HttpCallControl:
     ) -> httpx.Response:
         attempts = self.max_attempts if retry else 1
         url = self.base_url + path
+        headers = {"Accept": "application/json"}
+        body: bytes | None = None
+        if data is not None:
+            # encoded here so repeated fields keep their order
+            pairs = list(data.items()) if isinstance(data, Mapping) else data
+            body = urlencode(pairs).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         for attempt in range(1, attempts + 1):
             try:
-                # httpx accepts a list of pairs for repeated form fields at runtime
                 response = await self._client.request(
                     method,
                     url,
-                    data=data,  # type: ignore[arg-type]
+                    content=body,
                     auth=self._auth,
                     timeout=self._timeout,
-                    headers={"Accept": "application/json"},
+                    headers=headers,
                 )
             except httpx.TransportError as exc:
                 if attempt == attempts:

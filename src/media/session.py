@@ -484,8 +484,10 @@ class CallSession:
                     await self._speak(reply, out.text)
                 else:
                     self._on_action(out, reply)
-            await self._await_playback(reply)
-            self._finish_reply(reply, interrupted=False)
+            played = await self._await_playback(reply)
+            self._finish_reply(reply, interrupted=not played)
+            if not played:
+                return
         except asyncio.CancelledError:
             self._finish_reply(reply, interrupted=True)
             raise
@@ -543,20 +545,23 @@ class CallSession:
                 self.log.warning("greeting_late", ms=round(greeting * 1000))
             self._event("greeting_audio", latency_ms=round(greeting * 1000, 1))
 
-    async def _await_playback(self, reply: _Reply) -> None:
+    async def _await_playback(self, reply: _Reply) -> bool:
+        """Wait until the carrier confirms the reply was played; False if it was cleared."""
         if not reply.sentences or self.fmt is None:
-            return
+            return True
         last = reply.sentences[-1].mark
         if last is None:
-            return
+            return True
         total_bytes = sum(s.bytes for s in reply.sentences)
         seconds = total_bytes / (self.fmt.rate * self.fmt.bytes_per_sample)
         timeout = seconds + self.cfg.mark_grace_s + 1.0
         try:
-            await asyncio.wait_for(asyncio.shield(last.played), timeout)
+            return await asyncio.wait_for(asyncio.shield(last.played), timeout)
         except TimeoutError:
+            # The carrier never echoed the mark: assume it played, carry on.
             self._event("mark_timeout", mark=last.name)
             self.log.warning("mark_timeout", mark=last.name)
+            return True
 
     def _heard_text(self, reply: _Reply, interrupted: bool) -> str:
         if not interrupted:
