@@ -1,0 +1,118 @@
+"""Embedded pipeline latency on simulated calls: caller stops speaking → first agent audio
+frame sent, and where the time goes (endpointing, STT, policy, TTS, pacing).
+
+    python bench/pipeline_latency.py [--personas cooperative,hardship] [--json]
+
+Uses DATABASE_URL, else PostgreSQL on 127.0.0.1:5432, else the embedded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from dialkit.config import Settings
+from dialkit.logs import setup_logging
+from dialkit.providers import build_providers
+from dialkit.server import start_server
+from evaluation.audio_call import run_simulated_call
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return round(values[k], 1)
+
+
+def default_db() -> str | None:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return "postgresql://postgres@127.0.0.1:5432/postgres"
+    except OSError:
+        return None
+
+
+async def main(personas: list[str]) -> dict[str, object]:
+    setup_logging("WARNING")
+    settings = Settings(database_url=default_db(), data_dir=Path(tempfile.mkdtemp()))
+    providers = await build_providers(settings)
+    runner, port = await start_server(settings, providers, port=0)
+    url = f"http://127.0.0.1:{port}"
+    server_v2v: list[float] = []
+    phone_v2v: list[float] = []
+    stt: list[float] = []
+    ttft: list[float] = []
+    ttfb: list[float] = []
+    outcomes = {}
+    try:
+        for name in personas:
+            result = await run_simulated_call(url, name, providers.stt, providers.tts, max_seconds=240)
+            outcomes[name] = result.outcome
+            phone_v2v += result.latencies_ms
+            for t in result.turns:
+                if t["speaker"] == "agent" and t.get("voice_to_voice_ms") is not None and t["start_ms"] > 0:
+                    server_v2v.append(t["voice_to_voice_ms"])
+            async with providers_pool(runner) as pool:
+                rows = await pool.fetch(
+                    "SELECT stt_ms, llm_ttft_ms, tts_ttfb_ms FROM turns WHERE call_id = $1 AND"
+                    " speaker = 'agent' AND stt_ms IS NOT NULL", __import__("uuid").UUID(result.call_id))
+            stt += [r["stt_ms"] for r in rows]
+            ttft += [r["llm_ttft_ms"] for r in rows if r["llm_ttft_ms"] is not None]
+            ttfb += [r["tts_ttfb_ms"] for r in rows if r["tts_ttfb_ms"] is not None]
+    finally:
+        await runner.cleanup()
+    endpointing = providers.playbook.settings.endpointing_ms
+    return {
+        "personas": personas,
+        "outcomes": outcomes,
+        "agent_turns": len(server_v2v),
+        "endpointing_ms": endpointing,
+        "server_v2v_p50_ms": pct(server_v2v, 50),
+        "server_v2v_p95_ms": pct(server_v2v, 95),
+        "phone_v2v_p50_ms": pct(phone_v2v, 50),
+        "phone_v2v_p95_ms": pct(phone_v2v, 95),
+        "stt_final_p50_ms": pct(stt, 50),
+        "stt_final_p95_ms": pct(stt, 95),
+        "policy_first_text_p50_ms": pct(ttft, 50),
+        "tts_first_audio_p50_ms": pct(ttfb, 50),
+        "tts_first_audio_p95_ms": pct(ttfb, 95),
+        "note": "server v2v starts at the last voiced frame the VAD saw, so it includes the "
+        "endpointing silence; phone v2v runs from the caller's last speech frame sent to "
+        "the first audible agent frame played at the phone.",
+        "mean_server_v2v_ms": round(statistics.mean(server_v2v), 1) if server_v2v else None,
+    }
+
+
+class providers_pool:
+    def __init__(self, runner: object) -> None:
+        from dialkit.server import STATE
+
+        self.pool = runner.app[STATE].pool  # type: ignore[attr-defined]
+
+    async def __aenter__(self):  # type: ignore[no-untyped-def]
+        return self.pool
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--personas", default="cooperative,hardship")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    out = asyncio.run(main(args.personas.split(",")))
+    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
