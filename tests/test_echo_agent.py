@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 import pytest_asyncio
 import websockets
 
@@ -208,23 +206,25 @@ async def test_dialkit_serve_with_the_echo_playbook(base_settings: Settings, tmp
         "DIALKIT_LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dialkit")), "serve", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("dialkit")), "serve", "--port", str(port),
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     try:
         base = f"http://127.0.0.1:{port}"
         health: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=base) as client:
             for _ in range(300):
-                if proc.poll() is not None:
+                if proc.returncode is not None:
                     break
                 try:
                     health = (await client.get("/health")).json()
                     break
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        if proc.returncode is not None:
+            err = await proc.stderr.read() if proc.stderr else b""
+            raise AssertionError(f"dialkit serve exited: {err.decode()[-2000:]}")
         assert health["providers"]["playbook"] == "echo@1.0"
         server = RunningServer(None, port, base_settings)
         frames = known_signal(25, 160, seed=3)  # 0.5 s
@@ -233,4 +233,4 @@ async def test_dialkit_serve_with_the_echo_playbook(base_settings: Settings, tmp
         assert detail["call"]["status"] == "completed"
     finally:
         proc.terminate()
-        proc.wait(10)
+        await asyncio.wait_for(proc.wait(), 10)

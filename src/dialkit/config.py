@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     elevenlabs_voice_id: str = "21m00Tcm4TlvDq8ikWAM"
     elevenlabs_model: str = "eleven_flash_v2_5"
     elevenlabs_base_url: str | None = None
+    # No first audio byte from a cloud TTS within this → the embedded TTS says the sentence.
+    tts_first_byte_timeout_ms: int = Field(default=1500, gt=0)
 
     # Carrier REST APIs (hang-up, transfer, dialing).
     twilio_account_sid: str | None = Field(

@@ -1,22 +1,33 @@
 """Builds the providers a call uses from settings and the playbook.
 
 Embedded defaults need no key and no network; cloud providers are chosen by settings
-(DIALKIT_STT / DIALKIT_TTS / DIALKIT_POLICY) and wrapped in per-call fallback chains so a
-failing vendor never leaves a caller in silence.
+(DIALKIT_STT / DIALKIT_TTS / DIALKIT_POLICY), take their keys only from the environment,
+and each runs in a fallback chain with the embedded provider behind it (Deepgram → whisper,
+ElevenLabs → piper, OpenAI → the scripted playbook), so a failing vendor never leaves a
+caller in silence.
+
+Every provider is built once at start-up. A call may pick among them through its context,
+``{"providers": {"stt": "whisper", "tts": "piper", "policy": "playbook"}}`` (any subset):
+`Providers.session_config` records the call's choice in a context variable, which the
+tasks the session starts afterwards inherit, and the routing STT/TTS read it. (The playbook
+schema has no place for provider names, and the session hands providers no call identity.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from ai.playbook import Playbook, load_playbook
+from ai.playbook import Playbook, load_playbook, render_system_prompt
 from ai.playbook_policy import ScriptedPolicyFactory
-from ai.protocols import STT, TTS, VAD, PolicyFactory
+from ai.protocols import STT, TTS, VAD, Policy, PolicyFactory, STTStream
+from ai.resilience import FallbackPolicyFactory, FallbackSTT, FallbackTTS
+from ai.types import AudioChunk, AudioSpec
 from ai.vad import WebRtcVad
 from dialkit.config import Settings
 from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
@@ -24,6 +35,118 @@ from media.ports import CallInfo
 from media.session import SessionConfig
 
 log = structlog.get_logger("dialkit.providers")
+
+STT_CHOICES = ("deepgram", "whisper", "null")
+TTS_CHOICES = ("elevenlabs", "piper", "tone")
+POLICY_CHOICES = ("openai", "playbook", "echo")
+CONTEXT_KEY = "providers"
+
+
+class ProviderConfigError(ValueError):
+    """Settings name a provider that cannot be built (e.g. a cloud one without its key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallProviders:
+    """The providers one call uses, by the names it was chosen with."""
+
+    stt: str
+    tts: str
+    policy: str
+
+
+_CALL: ContextVar[CallProviders | None] = ContextVar("dialkit_call_providers", default=None)
+
+
+@dataclass
+class Catalog:
+    """Every provider built at start-up, by choice name; a cloud entry is its whole chain."""
+
+    stt: dict[str, STT]
+    tts: dict[str, TTS]
+    policy: dict[str, PolicyFactory]
+    default: CallProviders
+    chains: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def choose(self, context: Mapping[str, Any] | None) -> CallProviders:
+        """The call's providers: the defaults, overridden by the context's `providers` map.
+        Raises ValueError naming what is wrong and what is available."""
+        wanted = (context or {}).get(CONTEXT_KEY) or {}
+        if not isinstance(wanted, Mapping):
+            raise ValueError(f"context.{CONTEXT_KEY} must be an object like {{\"tts\": \"piper\"}}")
+        unknown = set(wanted) - {"stt", "tts", "policy"}
+        if unknown:
+            raise ValueError(f"context.{CONTEXT_KEY} has unknown roles: {sorted(unknown)}")
+        picked: dict[str, str] = {}
+        for role, built in (("stt", self.stt), ("tts", self.tts), ("policy", self.policy)):
+            name = wanted.get(role, getattr(self.default, role))
+            if name not in built:
+                raise ValueError(
+                    f"context.{CONTEXT_KEY}.{role}={name!r} is not available on this server "
+                    f"(available: {', '.join(sorted(built))})"
+                )
+            picked[role] = str(name)
+        return CallProviders(**picked)
+
+
+class RoutedSTT:
+    """The STT the session sees: opens the stream of the current call's chosen provider."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def current(self) -> STT:
+        choice = _CALL.get() or self._catalog.default
+        return self._catalog.stt[choice.stt]
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.current(), "name", "stt"))
+
+    @name.setter
+    def name(self, value: str) -> None:
+        raise AttributeError("the routed STT is named after the call's provider")
+
+    async def open_stream(self, spec: AudioSpec, endpointing_ms: int) -> STTStream:
+        return await self.current().open_stream(spec, endpointing_ms)
+
+
+class RoutedTTS:
+    """The TTS the session sees: synthesises with the current call's chosen provider."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def current(self) -> TTS:
+        choice = _CALL.get() or self._catalog.default
+        return self._catalog.tts[choice.tts]
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.current(), "name", "tts"))
+
+    @name.setter
+    def name(self, value: str) -> None:
+        raise AttributeError("the routed TTS is named after the call's provider")
+
+    def synthesize(self, text: str, preferred: AudioSpec) -> AsyncIterator[AudioChunk]:
+        return self.current().synthesize(text, preferred)
+
+
+class RoutedPolicyFactory:
+    """Builds the call's policy from the factory its context chose (or the default)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def __call__(self, context: dict[str, Any]) -> Policy:
+        choice = _CALL.get()
+        if choice is None:  # not inside a media session (e.g. a text simulation)
+            try:
+                choice = self._catalog.choose(context)
+            except ValueError:
+                choice = self._catalog.default
+        return self._catalog.policy[choice.policy](context)
 
 
 @dataclass
@@ -35,17 +158,48 @@ class Providers:
     vad_factory: Callable[[], VAD] = field(default=lambda: WebRtcVad(2))
     controls: dict[str, CallControl] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    catalog: Catalog | None = None
 
-    def describe(self) -> dict[str, str]:
-        return {
+    def describe(self) -> dict[str, Any]:
+        """What /health shows: the default providers (as chains), their fallbacks and what a
+        call may choose through `context.providers`."""
+        out: dict[str, Any] = {
             "stt": getattr(self.stt, "name", "?"),
             "tts": getattr(self.tts, "name", "?"),
             "policy": self.extra.get("policy", "playbook"),
             "playbook": f"{self.playbook.name}@{self.playbook.version}",
             "carriers": ",".join(sorted(self.controls)) or "none",
         }
+        if self.catalog is not None:
+            d = self.catalog.default
+            out["policy"] = d.policy
+            out["chains"] = {
+                role: self.catalog.chains.get(role, {}).get(name, [name])
+                for role, name in (("stt", d.stt), ("tts", d.tts), ("policy", d.policy))
+            }
+            out["selectable"] = {
+                "stt": sorted(self.catalog.stt),
+                "tts": sorted(self.catalog.tts),
+                "policy": sorted(self.catalog.policy),
+            }
+        return out
+
+    def check_context(self, context: Mapping[str, Any] | None) -> None:
+        """Raise ValueError if a call context names providers this server does not have
+        (for validating a call request before it is stored)."""
+        if self.catalog is not None:
+            self.catalog.choose(context)
 
     def session_config(self, info: CallInfo) -> SessionConfig:
+        """The call's session settings; also fixes the call's providers for the tasks the
+        session starts from here on (see the module docstring)."""
+        if self.catalog is not None:
+            try:
+                choice = self.catalog.choose(info.context)
+            except ValueError as exc:
+                log.warning("call_providers_refused", call_id=info.call_id, error=str(exc))
+                choice = self.catalog.default
+            _CALL.set(choice)
         s = self.playbook.settings
         return SessionConfig(
             kind=self.playbook.kind,
@@ -92,7 +246,19 @@ class Providers:
 
 
 def carrier_controls(settings: Settings) -> dict[str, CallControl]:
+    """The carriers' REST call control, for those whose credentials are set.
+
+    Exotel ends (or, through a flow, transfers) a call when the bot closes its media
+    stream. The session that asks for the hang-up closes its own WebSocket as soon as
+    `hangup`/`transfer` returns, so the stream closer only has to say "yes, it will close":
+    a hook that returns True. (A closer that looked the session up by call SID would only
+    matter for hanging up a call from outside its session, which nothing does.)
+    """
     controls: dict[str, CallControl] = {}
+
+    async def session_closes_stream(call_sid: str, reason: str) -> bool:
+        return True
+
     if settings.twilio_account_sid and settings.twilio_auth_token:
         controls["twilio"] = TwilioCallControl(
             settings.twilio_account_sid,
@@ -106,12 +272,27 @@ def carrier_controls(settings: Settings) -> dict[str, CallControl]:
             settings.exotel_api_token.get_secret_value(),
             subdomain=settings.exotel_subdomain,
             base_url=settings.exotel_api_base,
+            close_stream=session_closes_stream,
         )
     return controls
 
 
-def build_stt(settings: Settings) -> STT:
-    if settings.stt == "null":
+# ---- building ----------------------------------------------------------------------------
+
+
+def _require_key(settings: Settings, role: str, choice: str, key_field: str, env: str) -> str:
+    secret = getattr(settings, key_field)
+    value = secret.get_secret_value() if secret is not None else ""
+    if not value:
+        raise ProviderConfigError(
+            f"DIALKIT_{role.upper()}={choice} needs {env} in the environment "
+            f"(or choose an embedded {role} provider)"
+        )
+    return str(value)
+
+
+def _embedded_stt(name: str, settings: Settings) -> STT:
+    if name == "null":
         from ai.stt_null import NullSTT
 
         return NullSTT()
@@ -120,8 +301,8 @@ def build_stt(settings: Settings) -> STT:
     return WhisperSTT(threads=settings.whisper_threads)
 
 
-def build_tts(settings: Settings) -> TTS:
-    if settings.tts == "tone":
+def _embedded_tts(name: str) -> TTS:
+    if name == "tone":
         from ai.tts_tone import ToneTTS
 
         return ToneTTS()
@@ -130,20 +311,129 @@ def build_tts(settings: Settings) -> TTS:
     return PiperTTS()
 
 
+def build_stt(settings: Settings) -> STT:
+    """The embedded STT named by settings (cloud STT is built by `build_catalog`)."""
+    return _embedded_stt("null" if settings.stt == "null" else "whisper", settings)
+
+
+def build_tts(settings: Settings) -> TTS:
+    """The embedded TTS named by settings (cloud TTS is built by `build_catalog`)."""
+    return _embedded_tts("tone" if settings.tts == "tone" else "piper")
+
+
+def _deepgram(settings: Settings, key: str) -> STT:
+    from ai.stt_deepgram import DeepgramSTT
+
+    return DeepgramSTT(key, model=settings.deepgram_model, base_url=settings.deepgram_url)
+
+
+def _elevenlabs(settings: Settings, key: str) -> TTS:
+    from ai.tts_elevenlabs import ElevenLabsTTS
+
+    return ElevenLabsTTS(
+        key,
+        settings.elevenlabs_voice_id,
+        model_id=settings.elevenlabs_model,
+        base_url=settings.elevenlabs_base_url,
+    )
+
+
+def _openai(settings: Settings, key: str, playbook: Playbook) -> PolicyFactory:
+    from ai.llm_openai import ChatCompletionsPolicyFactory
+
+    transfer_number = playbook.settings.transfer_number
+
+    def prompt(context: dict[str, Any]) -> str:
+        return render_system_prompt(playbook, context)
+
+    inner = ChatCompletionsPolicyFactory(
+        prompt,
+        api_key=key,
+        base_url=settings.openai_base_url,
+        model=settings.openai_model,
+        timeout_s=settings.llm_timeout_s,
+    )
+
+    def factory(context: dict[str, Any]) -> Policy:
+        if transfer_number and not context.get("transfer_number"):
+            context = {**context, "transfer_number": transfer_number}
+        return inner(context)
+
+    return factory
+
+
+def build_catalog(settings: Settings, playbook: Playbook) -> Catalog:
+    """Build every provider this server offers. The configured choice is the default; a
+    cloud provider whose key is in the environment is also offered to calls that ask for
+    it. A cloud choice without its key raises `ProviderConfigError`."""
+    keys = {
+        "deepgram": ("deepgram_api_key", "DEEPGRAM_API_KEY"),
+        "elevenlabs": ("elevenlabs_api_key", "ELEVENLABS_API_KEY"),
+        "openai": ("openai_api_key", "OPENAI_API_KEY"),
+    }
+    for role, choice in (("stt", settings.stt), ("tts", settings.tts), ("policy", settings.policy)):
+        if choice in keys:
+            _require_key(settings, role, choice, *keys[choice])
+
+    def key(vendor: str) -> str | None:
+        secret = getattr(settings, keys[vendor][0])
+        return secret.get_secret_value() if secret is not None and secret.get_secret_value() else None
+
+    chains: dict[str, dict[str, list[str]]] = {"stt": {}, "tts": {}, "policy": {}}
+    whisper = _embedded_stt("whisper", settings)
+    stt: dict[str, STT] = {"whisper": whisper, "null": _embedded_stt("null", settings)}
+    if (dg_key := key("deepgram")) is not None:
+        stt["deepgram"] = FallbackSTT([_deepgram(settings, dg_key), whisper])
+        chains["stt"]["deepgram"] = ["deepgram", "whisper"]
+
+    piper = _embedded_tts("piper")
+    tts: dict[str, TTS] = {"piper": piper, "tone": _embedded_tts("tone")}
+    if (el_key := key("elevenlabs")) is not None:
+        tts["elevenlabs"] = FallbackTTS(
+            [_elevenlabs(settings, el_key), piper],
+            first_byte_timeout_s=settings.tts_first_byte_timeout_ms / 1000,
+        )
+        chains["tts"]["elevenlabs"] = ["elevenlabs", "piper"]
+
+    scripted = ScriptedPolicyFactory(playbook)
+    policy: dict[str, PolicyFactory] = {"playbook": scripted, "echo": scripted}
+    if (oa_key := key("openai")) is not None:
+        policy["openai"] = FallbackPolicyFactory(
+            [_openai(settings, oa_key, playbook), scripted],
+            filler_after_ms=settings.llm_filler_after_ms,
+            filler_lines=playbook.settings.filler_lines,
+            timeout_s=settings.llm_timeout_s,
+        )
+        chains["policy"]["openai"] = ["openai", "playbook"]
+
+    default = CallProviders(settings.stt, settings.tts, settings.policy)
+    return Catalog(stt=stt, tts=tts, policy=policy, default=default, chains=chains)
+
+
 async def build_providers(settings: Settings, warmup: bool = True) -> Providers:
+    """The server's providers. With `warmup`, the default embedded models (and the embedded
+    fallbacks behind cloud defaults) are loaded now, so neither a first call nor a first
+    fallback waits for a model load."""
     playbook = load_playbook(settings.playbook)
-    stt = build_stt(settings)
-    tts = build_tts(settings)
+    catalog = build_catalog(settings, playbook)
     if warmup:
-        for provider in (stt, tts):
+        d = catalog.default
+        to_warm: list[Any] = [
+            catalog.stt["whisper"] if d.stt == "deepgram" else catalog.stt[d.stt],
+            catalog.tts["piper"] if d.tts == "elevenlabs" else catalog.tts[d.tts],
+        ]
+        for provider in to_warm:
             warm = getattr(provider, "warmup", None)
             if warm is not None:
                 await asyncio.to_thread(warm)
-    return Providers(
-        stt=stt,
-        tts=tts,
-        policy_factory=ScriptedPolicyFactory(playbook),
+    providers = Providers(
+        stt=RoutedSTT(catalog),
+        tts=RoutedTTS(catalog),
+        policy_factory=RoutedPolicyFactory(catalog),
         playbook=playbook,
         controls=carrier_controls(settings),
         extra={"policy": settings.policy},
+        catalog=catalog,
     )
+    log.info("providers_built", **{k: v for k, v in providers.describe().items() if k != "carriers"})
+    return providers

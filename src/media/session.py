@@ -20,7 +20,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from ai.engine import ConversationEngine
-from ai.events import CallStarted, DtmfEntry, PolicyEvent, Silence, UserTurn
+from ai.events import CallStarted, DtmfEntry, MachineDetected, PolicyEvent, Silence, UserTurn
 from ai.protocols import STT, TTS, VAD, PolicyFactory, STTStream
 from ai.types import (
     Action,
@@ -51,8 +51,12 @@ from media.events import (
 from media.player import MarkState, OutboundPlayer
 from media.ports import CallInfo, CallRecorder, LiveRegistry, TurnRecord
 from media.protocol import CarrierProtocol
+from media.voicemail import carrier_verdict, is_machine_result, sounds_like_voicemail
 
 log = structlog.get_logger("media.session")
+
+#: short pre-synthesised clips ("Hello?") in carrier format, by (TTS name, encoding, rate, text)
+_FILLER_CLIPS: dict[tuple[str, str, int, str], bytes] = {}
 
 
 async def _scripted(outputs: list[PolicyOutput]) -> AsyncIterator[PolicyOutput]:
@@ -76,6 +80,12 @@ class SessionConfig:
     echo_delay_ms: int = 500
     inbound_idle_timeout_s: float = 10.0
     keep_pacing_errors: bool = False
+    # greeting deadline: when no agent audio is out this long before the deadline, a cached
+    # short clip is played so the callee hears the line is live (47 CFR 64.1200(a)(7))
+    greeting_filler: str = "Hello?"
+    greeting_filler_margin_ms: int = 500
+    # answering-machine classifier: caller utterances starting this soon after `start`
+    machine_window_ms: int = 10_000
 
 
 @dataclass(slots=True)
@@ -162,6 +172,11 @@ class CallSession:
         self._outcome: dict[str, Any] = {}
         self.barge_ins = 0
         self.frames_in = 0
+        self.machine: str | None = None  # "carrier" / "classifier" once a machine answered
+        self._greeting_t: float | None = None
+        self._agent_audio_queued = False
+        self._caller_turns = 0
+        self._echo_held: list[bytes] | None = None  # echo audio waiting out the echo delay
 
     # ---- helpers ---------------------------------------------------------------------
 
@@ -308,7 +323,14 @@ class CallSession:
         self.engine = ConversationEngine(self.svc.policy_factory(info.context), info.context)
         self._spawn(self._stt_events(self.stt_stream), "stt-events")
         self._spawn(self._watchdog(), "watchdog")
-        self._respond(CallStarted(), trigger_t=self.t0)
+        self._spawn(self._greeting_guard(), "greeting-guard")
+        verdict = carrier_verdict(params) or carrier_verdict(self.query)
+        if verdict is not None:
+            self._event("answered_by", value=verdict)
+        if is_machine_result(verdict):
+            self._machine_detected("carrier", answered_by=verdict)
+        else:
+            self._respond(CallStarted(), trigger_t=self.t0)
 
     # ---- inbound audio ---------------------------------------------------------------
 
@@ -331,17 +353,23 @@ class CallSession:
         self._detect_voice(pcm, now)
 
     def _echo(self, payload: bytes, now: float) -> None:
+        """Echo agent: the first audio after silence is held for the echo delay, then
+        released in one piece and played continuously. One list and one timer keep frames
+        in order, and the player starts with the delay's worth queued, so it keeps its lead
+        ahead of real time while inbound frames jitter."""
         assert self.player is not None
-        if not self.player.busy:
-            # First audio after silence waits the echo delay, then plays continuously.
-            delay = self.cfg.echo_delay_ms / 1000
-            player = self.player
-            self.loop.call_later(delay, player.enqueue_audio, payload)
-            self._echo_resume_t = now + delay
-        elif now < getattr(self, "_echo_resume_t", 0.0):
-            self.loop.call_at(self._echo_resume_t, self.player.enqueue_audio, payload)
-        else:
+        if self._echo_held is not None:
+            self._echo_held.append(payload)
+        elif self.player.busy:
             self.player.enqueue_audio(payload)
+        else:
+            self._echo_held = [payload]
+            self.loop.call_later(self.cfg.echo_delay_ms / 1000, self._echo_release)
+
+    def _echo_release(self) -> None:
+        held, self._echo_held = self._echo_held, None
+        if held and self.player is not None:
+            self.player.enqueue_audio(b"".join(held))
 
     def _detect_voice(self, pcm: Any, now: float) -> None:
         """Session-side VAD: caller activity for silence timing and barge-in."""
@@ -361,6 +389,7 @@ class CallSession:
                     self._voiced_run_ms = 0
         if (
             self.cfg.barge_in
+            and self.machine is None
             and self._voiced_run_ms >= self.cfg.barge_in_min_speech_ms
             and self._agent_speaking()
         ):
@@ -397,14 +426,24 @@ class CallSession:
                 self._silence_count = 0
             elif isinstance(ev, UtteranceEnd):
                 text = ev.text.strip()
-                if not text:
-                    continue
-                self._silence_count = 0
                 start_t = self._caller_speech_start_t or ev.speech_end_t
                 self._caller_speech_start_t = None
+                if not text:
+                    continue  # noise or a dropped hallucination
+                self._silence_count = 0
                 stt_ms = max(0.0, (ev.t - ev.speech_end_t) * 1000)
                 self._record_turn("caller", text, start_t, ev.speech_end_t, stt_ms=stt_ms)
                 self.log.info("caller_turn", text=text, stt_ms=round(stt_ms))
+                if self.machine is not None:
+                    continue  # the machine talks on; the message is being left
+                self._caller_turns += 1
+                if (
+                    self._caller_turns <= 2
+                    and (start_t - self.t0) * 1000 <= self.cfg.machine_window_ms
+                    and sounds_like_voicemail(text)
+                ):
+                    self._machine_detected("classifier", text=text)
+                    continue
                 if self._agent_speaking() and self.engine is not None:
                     # Too short to barge in ("mhm"): remember it, let the agent go on.
                     self.engine.history.append(Message("user", text))
@@ -513,7 +552,7 @@ class CallSession:
                 reply.first_frame_t = t
                 self._on_first_frame(reply, t)
 
-        self.player.at_playhead(started)
+        hooked = False
         t_req = self.loop.time()
         resampler: Resampler | None = None
         got_first = False
@@ -529,6 +568,12 @@ class CallSession:
                 if resampler is None:
                     resampler = Resampler(src.rate, self.fmt.rate)
                 data = encode(resampler.process(decode(chunk.data, src)), self.fmt)
+            if not hooked and data:
+                # "first frame" = when the pacing reaches this sentence's audio, not when
+                # the text was handed to TTS
+                hooked = True
+                self.player.at_playhead(started)
+                self._agent_audio_queued = True
             sentence.bytes += len(data)
             self.player.enqueue_audio(data)
         if resampler is not None:
@@ -539,11 +584,96 @@ class CallSession:
 
     def _on_first_frame(self, reply: _Reply, t: float) -> None:
         if reply.id == 1:
-            greeting = t - self.t0
-            metrics.GREETING_LATENCY.observe(greeting)
-            if greeting * 1000 > self.cfg.greeting_deadline_ms:
-                self.log.warning("greeting_late", ms=round(greeting * 1000))
-            self._event("greeting_audio", latency_ms=round(greeting * 1000, 1))
+            self._greeting_started(t, "greeting")
+
+    def _greeting_started(self, t: float, what: str) -> None:
+        """The first agent audio of the call went out (the greeting or the filler clip)."""
+        if self._greeting_t is not None:
+            return
+        self._greeting_t = t
+        greeting = t - self.t0
+        metrics.GREETING_LATENCY.observe(greeting)
+        if greeting * 1000 > self.cfg.greeting_deadline_ms:
+            self.log.warning("greeting_late", ms=round(greeting * 1000))
+        self._event("greeting_audio", latency_ms=round(greeting * 1000, 1), audio=what)
+
+    # ---- greeting deadline -----------------------------------------------------------
+
+    def _filler_key(self) -> tuple[str, str, int, str]:
+        assert self.fmt is not None
+        name = str(getattr(self.svc.tts, "name", type(self.svc.tts).__name__))
+        return (name, self.fmt.encoding, self.fmt.rate, self.cfg.greeting_filler)
+
+    async def _greeting_guard(self) -> None:
+        """Make the first agent audio start within `greeting_deadline_ms` of `start`.
+
+        The filler clip is synthesised once per TTS and format and kept in memory (any
+        node can take any call, so it cannot be tied to the call); when the greeting's
+        audio is not out by the deadline minus a margin, the clip goes first. A late
+        greeting then follows it naturally ("Hello? Hello, this is Alex ...")."""
+        if not self.cfg.greeting_filler or self.fmt is None or self.player is None:
+            return
+        key = self._filler_key()
+        if key not in _FILLER_CLIPS:
+            prepare = self._spawn(self._prepare_filler(key), "filler-synth")
+        else:
+            prepare = None
+        wait_s = max(0, self.cfg.greeting_deadline_ms - self.cfg.greeting_filler_margin_ms) / 1000
+        await asyncio.sleep(max(0.0, self.t0 + wait_s - self.loop.time()))
+        if self._greeting_t is not None or self._agent_audio_queued or self._ending:
+            return
+        clip = _FILLER_CLIPS.get(key)
+        if clip is None:
+            self._event("greeting_filler_unavailable", ready=bool(prepare and prepare.done()))
+            return
+        self._agent_audio_queued = True
+        self.player.at_playhead(lambda t: self._greeting_started(t, "filler"))
+        self.player.enqueue_audio(clip)
+        self.player.flush_audio()
+        self._event("greeting_filler", text=self.cfg.greeting_filler)
+        self.log.info("greeting_filler", text=self.cfg.greeting_filler)
+
+    async def _prepare_filler(self, key: tuple[str, str, int, str]) -> None:
+        assert self.spec is not None and self.fmt is not None
+        parts: list[bytes] = []
+        resampler: Resampler | None = None
+        try:
+            async for chunk in self.svc.tts.synthesize(self.cfg.greeting_filler, self.spec):
+                if chunk.spec == self.spec:
+                    parts.append(chunk.data)
+                    continue
+                src = AudioFormat(chunk.spec.encoding, chunk.spec.rate)
+                if resampler is None:
+                    resampler = Resampler(src.rate, self.fmt.rate)
+                parts.append(encode(resampler.process(decode(chunk.data, src)), self.fmt))
+            if resampler is not None:
+                parts.append(encode(resampler.flush(), self.fmt))
+        except Exception as exc:
+            self.log.warning("greeting_filler_failed", error=str(exc))
+            return
+        if parts:
+            _FILLER_CLIPS[key] = b"".join(parts)
+
+    # ---- answering machine -----------------------------------------------------------
+
+    def answered_by(self, value: str) -> None:
+        """The carrier's answering-machine verdict arrived mid-call (e.g. Twilio's async
+        AMD callback, routed here by call SID)."""
+        verdict = value.strip().lower()
+        self._event("answered_by", value=verdict)
+        if is_machine_result(verdict) and self.machine is None and not self._ending:
+            self._machine_detected("carrier", answered_by=verdict)
+
+    def _machine_detected(self, source: str, **data: Any) -> None:
+        """A machine answered: the policy leaves its limited-content message, then the
+        call ends through the normal path (hang-up after the message's mark is echoed)."""
+        if self.machine is not None or self._ending:
+            return
+        self.machine = source
+        self._event("machine_detected", source=source, **data)
+        self.log.info("machine_detected", source=source)
+        event = MachineDetected("carrier" if source == "carrier" else "classifier")
+        self._respond(event, trigger_t=None)
 
     async def _await_playback(self, reply: _Reply) -> bool:
         """Wait until the carrier confirms the reply was played; False if it was cleared."""
@@ -698,6 +828,10 @@ class CallSession:
         try:
             await self.svc.transfer(self.protocol.name, self.start.call_sid, number)
             self._event("transferred")
+            # The call now follows the carrier's new instructions (<Dial>, or Exotel's
+            # Connect applet once the stream closes); our stream has no further use.
+            self._hung_up = True
+            await self.ws.close(code=CLOSE_NORMAL, message=b"call transferred")
         except Exception as exc:
             self._event("transfer_failed", error=str(exc))
             self.log.warning("transfer_failed", error=str(exc))
