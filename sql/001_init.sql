@@ -1,5 +1,4 @@
 -- Calls, their turns, events and outcomes. Idempotent: safe to run more than once.
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
 
 CREATE TABLE IF NOT EXISTS calls (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -140,7 +140,7 @@ async def cloud(base_settings: Settings, tmp_path_factory: pytest.TempPathFactor
 
 def burst(seconds: float) -> np.ndarray:
     """Caller "speech": a loud 220 Hz tone, whole 20 ms frames long."""
-    n = int(round(seconds / 0.02)) * 160
+    n = round(seconds / 0.02) * 160
     t = np.arange(n) / 8000
     return (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
 
@@ -312,14 +312,14 @@ async def test_call_through_all_three_cloud_providers(cloud: Cloud) -> None:
 @pytest.mark.slow
 async def test_call_may_choose_its_providers(cloud: Cloud) -> None:
     """A call whose context asks for the tone TTS: ElevenLabs is never asked."""
-    lines = LLM_LINES[:2]
+    lines = LLM_LINES[:1]  # the tone speaks slowly (60 ms a character): keep it short
     cloud.reset(lines)
     asked = len(cloud.elevenlabs.requests)
     detail = await run_call(cloud, lines, context={"providers": {"tts": "tone"}},
                             agent_hangs_up=False)
     assert detail["call"]["status"] == "completed", detail["call"]
     assert [t["text"] for t in turns(detail, "caller")] == lines
-    assert len(turns(detail, "agent")) == 3
+    assert len(turns(detail, "agent")) == 2
     assert len(cloud.elevenlabs.requests) == asked
 
 

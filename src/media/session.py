@@ -123,6 +123,7 @@ class _Reply:
     end_action: Action | None = None
     transfer_to: str | None = None
     recorded: bool = False
+    seq: int | None = None  # turn number, taken when its audio starts (keeps turns in order)
 
 
 class CallSession:
@@ -245,7 +246,8 @@ class CallSession:
                 raise ProtocolError(CLOSE_UNSUPPORTED, "binary frames are not part of the protocol")
             elif msg.type == WSMsgType.ERROR:
                 exc = self.ws.exception()
-                if "exceeds limit" in str(exc) or "too big" in str(exc).lower():
+                text = str(exc).lower()
+                if getattr(exc, "code", None) == CLOSE_TOO_BIG or "limit" in text or "too big" in text:
                     raise ProtocolError(CLOSE_TOO_BIG, "message larger than the limit")
                 raise ProtocolError(CLOSE_INTERNAL, f"WebSocket error: {exc}")
             else:  # CLOSE, CLOSING, CLOSED
@@ -583,6 +585,8 @@ class CallSession:
         sentence.mark = self.player.mark(f"r{reply.id}s{len(reply.sentences)}")
 
     def _on_first_frame(self, reply: _Reply, t: float) -> None:
+        self._turn_seq += 1
+        reply.seq = self._turn_seq
         if reply.id == 1:
             self._greeting_started(t, "greeting")
 
@@ -731,7 +735,7 @@ class CallSession:
         self._record_turn(
             "agent", text, reply.first_frame_t, now, interrupted=interrupted,
             stt_ms=reply.stt_ms, llm_ttft_ms=reply.llm_ttft_ms, tts_ttfb_ms=reply.tts_ttfb_ms,
-            voice_to_voice_ms=v2v,
+            voice_to_voice_ms=v2v, seq=reply.seq,
         )
         self._observe_latency(reply, v2v)
         self.log.info("agent_turn", text=text, interrupted=interrupted,
@@ -759,13 +763,18 @@ class CallSession:
             elif not getattr(metric, "_labelnames", ()):
                 metric.observe(value / 1000)
 
-    def _record_turn(self, speaker: str, text: str, start_t: float, end_t: float, **extra: Any) -> None:
+    def _record_turn(
+        self, speaker: str, text: str, start_t: float, end_t: float, seq: int | None = None,
+        **extra: Any,
+    ) -> None:
         call_id = self.call_id
         if call_id is None:
             return
-        self._turn_seq += 1
+        if seq is None:
+            self._turn_seq += 1
+            seq = self._turn_seq
         turn = TurnRecord(
-            self._turn_seq, speaker, text, self._ms(start_t), max(self._ms(start_t), self._ms(end_t)),
+            seq, speaker, text, self._ms(start_t), max(self._ms(start_t), self._ms(end_t)),
             **extra,
         )
         self._write(lambda: self.svc.recorder.add_turn(call_id, turn))
