@@ -10,7 +10,8 @@ from typing import Any
 
 import structlog
 
-PHONE_RE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+PHONE_RE = re.compile(r"(?<![\w-])\+?\d[\d\s().-]{7,}\d(?![\w-])")
+UNSCRUBBED = frozenset({"timestamp", "call_id", "event", "level"})
 SECRET_KEYS = ("key", "token", "secret", "password", "authorization")
 
 
@@ -32,7 +33,7 @@ def scrub_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -
     for key in list(event):
         if any(s in key.lower() for s in SECRET_KEYS):
             event[key] = "***"
-        elif key not in ("timestamp",):
+        elif key not in UNSCRUBBED:
             event[key] = _scrub(event[key])
     return event
 

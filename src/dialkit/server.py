@@ -21,7 +21,7 @@ from dialkit.live import MemoryRegistry, RedisRegistry
 from dialkit.providers import Providers, build_providers
 from dialkit.store import CallStore
 from media.auth import TokenError, issue_token, verify_token
-from media.detect import CarrierDetector
+from media.detect import DetectingProtocol
 from media.events import CLOSE_POLICY, ProtocolError
 from media.exotel import ExotelProtocol
 from media.ports import CallInfo
@@ -197,7 +197,7 @@ def media_endpoint(carrier: str | None) -> Any:
         elif carrier == "exotel":
             protocol = ExotelProtocol(_exotel_rate(query))
         else:
-            protocol = _Detecting(query)
+            protocol = DetectingProtocol(query)
         session = CallSession(ws, protocol, _services(state), query)
         state.sessions.add(session)
         try:
@@ -212,43 +212,6 @@ def media_endpoint(carrier: str | None) -> Any:
 def _exotel_rate(query: Mapping[str, str]) -> int:
     raw = query.get("sample-rate") or query.get("sample_rate") or "8000"
     return int(raw) if raw in ("8000", "16000", "24000") else 8000
-
-
-class _Detecting:
-    """A protocol that recognises the carrier from the first messages, then delegates."""
-
-    def __init__(self, query: Mapping[str, str]) -> None:
-        self._detector = CarrierDetector(query)
-        self._inner: CarrierProtocol | None = None
-        self.name = "unknown"
-        self.chunk_frames = 1
-
-    def parse(self, raw: str) -> Any:
-        if self._inner is None:
-            found = self._detector.feed(raw)
-            if found is not None:
-                self._inner = found
-                self.name = found.name
-                self.chunk_frames = found.chunk_frames
-            else:
-                from media.events import Connected
-
-                return Connected()
-        return self._inner.parse(raw)
-
-    def _proto(self) -> CarrierProtocol:
-        if self._inner is None:
-            raise ProtocolError(CLOSE_POLICY, "carrier not recognised")
-        return self._inner
-
-    def media(self, stream_id: str, payload: bytes) -> str:
-        return self._proto().media(stream_id, payload)
-
-    def mark(self, stream_id: str, name: str) -> str:
-        return self._proto().mark(stream_id, name)
-
-    def clear(self, stream_id: str) -> str:
-        return self._proto().clear(stream_id)
 
 
 # ---- application -----------------------------------------------------------------------

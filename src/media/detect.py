@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from media.events import CLOSE_POLICY, ProtocolError
+from media.events import CLOSE_POLICY, Connected, Event, ProtocolError
 from media.exotel import ExotelProtocol
 from media.protocol import CarrierProtocol, load_json
 from media.twilio import TwilioProtocol
@@ -122,3 +122,38 @@ def _sample_rate(query: Mapping[str, str]) -> int:
     if not raw.strip().isdigit():
         raise ProtocolError(CLOSE_POLICY, f"bad sample-rate {raw[:20]!r} in stream URL")
     return int(raw)
+
+
+class DetectingProtocol:
+    """A `CarrierProtocol` for the `/media` endpoint: recognises the carrier from the first
+    messages, then delegates everything to that carrier's protocol."""
+
+    def __init__(self, query: Mapping[str, str] | None = None) -> None:
+        self._detector = CarrierDetector(query)
+        self._inner: CarrierProtocol | None = None
+        self.name = "unknown"
+        self.chunk_frames = 1
+
+    def parse(self, raw: str) -> Event:
+        if self._inner is None:
+            found = self._detector.feed(raw)
+            if found is None:
+                return Connected()  # only a bare `connected` can leave the carrier open
+            self._inner = found
+            self.name = found.name
+            self.chunk_frames = found.chunk_frames
+        return self._inner.parse(raw)
+
+    def _proto(self) -> CarrierProtocol:
+        if self._inner is None:
+            raise ProtocolError(CLOSE_POLICY, "carrier not recognised")
+        return self._inner
+
+    def media(self, stream_id: str, payload: bytes) -> str:
+        return self._proto().media(stream_id, payload)
+
+    def mark(self, stream_id: str, name: str) -> str:
+        return self._proto().mark(stream_id, name)
+
+    def clear(self, stream_id: str) -> str:
+        return self._proto().clear(stream_id)
