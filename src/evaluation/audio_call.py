@@ -26,6 +26,7 @@ from evaluation.phone import SimulatedPhone
 from media.codec import FRAME_MS, AudioFormat, Resampler, decode
 
 Printer = Callable[[str, str], None]
+WORDS_PER_MINUTE = 160  # the agent's assumed speaking rate, for the persona's interruptions
 
 
 @dataclass
@@ -116,13 +117,21 @@ class DebtorVoice:
             self._maybe_interrupt(t)
 
     def _maybe_interrupt(self, t: float) -> None:
-        after = self.debtor.persona.interrupt_after_ms
-        line = self.debtor.persona.interrupt_line
-        if not after or not line or self._agent_speech_t is None or self._interrupted_this_utterance:
+        """Barge in on agent speech that runs on, as the persona says (`interruption`).
+
+        The words are not known until the agent stops (the ears transcribe utterances), so
+        the persona judges what it has heard so far: the elapsed speech, as words at the
+        speaking rate it assumes."""
+        if self._agent_speech_t is None or self._interrupted_this_utterance:
             return
         if self.phone.speaking or len(self.heard) < 2:
             return
-        if (t - self._agent_speech_t) * 1000 >= after:
+        elapsed_ms = (t - self._agent_speech_t) * 1000
+        words = int(elapsed_ms * WORDS_PER_MINUTE / 60_000)
+        if not words:
+            return
+        line = self.debtor.interruption(" ".join(["word"] * words), WORDS_PER_MINUTE)
+        if line:
             self._interrupted_this_utterance = True
             self.say(line, interrupting=True)
 

@@ -1,0 +1,266 @@
+"""Barge-in reaction: caller speech onset → `clear` received at the phone.
+
+Starts dialkit in-process (Piper TTS, null STT, the real session VAD: webrtcvad on 20 ms
+frames) and plays a Twilio phone against it. In each trial the agent greets; at a random
+point of its first sentence the caller starts speaking real speech (Piper, 8 kHz µ-law,
+leading silence trimmed so the first frame sent is speech), one 20 ms frame every 20 ms.
+Reaction = the `clear` arriving at the phone minus the first speech frame being sent.
+
+Runs once per `--min-speech` value (the playbook's `barge_in_min_speech_ms`), and also
+plays a backchannel ("Mhm.") and a cough-like noise burst over the agent to count the
+false barge-ins each setting lets through.
+
+    .venv/bin/python bench/barge_in.py [--json] [--trials 20] [--min-speech 300 120]
+
+Needs PostgreSQL: DATABASE_URL, else one on 127.0.0.1:5432, else the embedded one.
+Prints one JSON object; its top-level figures are for the first --min-speech value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from ai.types import AudioSpec
+from dialkit.config import Settings
+from dialkit.logs import setup_logging
+from dialkit.providers import Providers, build_providers
+from dialkit.server import start_server
+from media.codec import AudioFormat, Resampler, decode, pcm16_to_ulaw
+
+FRAME = 160  # 20 ms of 8 kHz µ-law
+INTERRUPTION = "Sorry, can I stop you there for a second?"
+BACKCHANNEL = "Mhm."
+
+
+async def synth_ulaw(providers: Providers, text: str) -> bytes:
+    """Text → 8 kHz µ-law, leading and trailing silence trimmed to whole 20 ms frames."""
+    parts: list[np.ndarray] = []
+    resampler: Resampler | None = None
+    async for chunk in providers.tts.synthesize(text, AudioSpec("pcm16", 8000)):
+        src = AudioFormat(chunk.spec.encoding, chunk.spec.rate)
+        resampler = resampler or Resampler(src.rate, 8000)
+        parts.append(resampler.process(decode(chunk.data, src)))
+    if resampler is not None:
+        parts.append(resampler.flush())
+    pcm = np.concatenate(parts).astype(np.int16)
+    n = len(pcm) // FRAME
+    frames = pcm[: n * FRAME].reshape(n, FRAME).astype(np.float32)
+    loud = np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > 500)  # about -36 dBFS
+    pcm = pcm[loud[0] * FRAME : (loud[-1] + 1) * FRAME]
+    return pcm16_to_ulaw(pcm)
+
+
+def cough_ulaw(ms: int = 160, seed: int = 7) -> bytes:
+    """A cough-like burst: band-limited noise with a fast attack and decay."""
+    rng = np.random.default_rng(seed)
+    n = 8000 * ms // 1000
+    noise = np.convolve(rng.standard_normal(n + 8), np.ones(8) / 8, "valid")[:n]
+    env = np.minimum(1, np.arange(n) / 80) * np.exp(-np.arange(n) / (n / 3))
+    return pcm16_to_ulaw((noise / np.abs(noise).max() * env * 14000).astype(np.int16))
+
+
+class Phone:
+    """A Twilio media stream: 20 ms inbound frames in real time, marks echoed."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.sid = "MZ" + uuid.uuid4().hex
+        self.clear_t: float | None = None
+        self.first_media_t: float | None = None
+        self._rx: asyncio.Task[None] | None = None
+
+    async def start(self, call_id: str, token: str) -> None:
+        await self.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await self.ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": self.sid,
+            "start": {"accountSid": "AC" + "0" * 32, "streamSid": self.sid,
+                      "callSid": "CA" + uuid.uuid4().hex, "tracks": ["inbound"],
+                      "customParameters": {"call_id": call_id, "token": token},
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                      "channels": 1}}}))
+        self._rx = asyncio.ensure_future(self._receive())
+
+    async def _receive(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            if msg["event"] == "media" and self.first_media_t is None:
+                self.first_media_t = loop.time()
+            elif msg["event"] == "clear" and self.clear_t is None:
+                self.clear_t = loop.time()
+            elif msg["event"] == "mark":
+                await self.ws.send(json.dumps({"event": "mark", "streamSid": self.sid,
+                                               "mark": msg["mark"]}))
+
+    async def frame(self, payload: bytes) -> None:
+        await self.ws.send(json.dumps({"event": "media", "streamSid": self.sid, "media": {
+            "track": "inbound", "payload": base64.b64encode(payload).decode()}}))
+
+    async def stop(self) -> None:
+        await self.ws.send(json.dumps({"event": "stop", "streamSid": self.sid, "stop": {}}))
+        if self._rx is not None:
+            try:
+                await asyncio.wait_for(self._rx, 5)
+            except (TimeoutError, websockets.ConnectionClosed):
+                pass
+        await self.ws.close()
+
+
+async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> float | None:
+    """One call; the caller plays `audio` `at_s` seconds into the greeting. Returns the
+    reaction in ms, or None when no `clear` came within a second after the audio ended."""
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(base_url=http) as api:
+        created = (await api.post("/api/calls", json={"carrier": "twilio",
+                   "context": {"debtor_name": "John Smith"}})).json()
+    phone = Phone(await websockets.connect(f"{ws_url}/media/twilio"))
+    await phone.start(created["call_id"], created["token"])
+    silence = b"\xff" * FRAME
+    frames = [audio[i : i + FRAME] for i in range(0, len(audio) - FRAME + 1, FRAME)]
+    frames += [silence] * 50
+    t = loop.time()
+    onset: float | None = None
+    sent = 0
+    while phone.clear_t is None and sent < len(frames):
+        speaking = phone.first_media_t is not None and t >= phone.first_media_t + at_s
+        if speaking:
+            if onset is None:
+                onset = loop.time()
+            await phone.frame(frames[sent])
+            sent += 1
+        else:
+            await phone.frame(silence)
+        t += 0.02
+        await asyncio.sleep(max(0.0, t - loop.time()))
+    await phone.stop()
+    if phone.clear_t is None or onset is None:
+        return None
+    return (phone.clear_t - onset) * 1000
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(float(np.percentile(values, q)), 1)
+
+
+async def run(trials: int, settings_ms: list[int], seed: int) -> dict[str, Any]:
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url and _port_open(5432):
+        database_url = await _scratch_database("postgresql://postgres@127.0.0.1:5432/postgres")
+    data_dir = Path(tempfile.mkdtemp(prefix="dialkit-bench-"))
+    settings = Settings(database_url=database_url, data_dir=data_dir, stt="null", tts="piper",
+                        media_secret="bench-secret")  # type: ignore[arg-type]
+    providers = await build_providers(settings)
+    runner, port = await start_server(settings, providers, port=0)
+    http, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    rng = random.Random(seed)
+    speech = await synth_ulaw(providers, INTERRUPTION)
+    mhm = await synth_ulaw(providers, BACKCHANNEL)
+    cough = cough_ulaw()
+    default_ms = providers.playbook.settings.barge_in_min_speech_ms
+    runs = []
+    try:
+        for min_ms in settings_ms:
+            providers.playbook.settings.barge_in_min_speech_ms = min_ms
+            reactions: list[float] = []
+            missed = 0
+            for _ in range(trials):
+                r = await trial(http, ws_url, speech, rng.uniform(0.3, 2.0))
+                if r is None:
+                    missed += 1
+                else:
+                    reactions.append(r)
+            false_mhm = sum([await trial(http, ws_url, mhm, rng.uniform(0.3, 2.0)) is not None
+                             for _ in range(5)])
+            false_cough = sum([await trial(http, ws_url, cough, rng.uniform(0.3, 2.0)) is not None
+                               for _ in range(5)])
+            runs.append({
+                "min_speech_ms": min_ms, "samples": len(reactions), "missed": missed,
+                "p50_ms": pct(reactions, 50), "p95_ms": pct(reactions, 95),
+                "min_ms": pct(reactions, 0), "max_ms": pct(reactions, 100),
+                "mean_ms": round(statistics.fmean(reactions), 1) if reactions else None,
+                "false_barge_ins": {"mhm": f"{false_mhm}/5", "cough": f"{false_cough}/5"},
+            })
+    finally:
+        providers.playbook.settings.barge_in_min_speech_ms = default_ms
+        await runner.cleanup()
+    return {
+        "benchmark": "barge_in",
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.processor() or _cpu()}",
+        "python": platform.python_version(),
+        "tts": "piper", "vad": "webrtcvad mode 2 (session)", "carrier": "twilio µ-law 8 kHz",
+        "speech": {"interruption": INTERRUPTION, "interruption_ms": len(speech) // 8,
+                   "mhm_ms": len(mhm) // 8, "cough_ms": len(cough) // 8},
+        "playbook_default_min_speech_ms": default_ms,
+        **{k: runs[0][k] for k in ("samples", "p50_ms", "p95_ms", "min_speech_ms", "missed")},
+        "runs": runs,
+    }
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown cpu"
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def _scratch_database(admin_url: str) -> str:
+    import asyncpg
+
+    name = "dialkit_bench"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="one line of JSON")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--min-speech", type=int, nargs="+", default=[300, 120],
+                        help="barge_in_min_speech_ms values to run (first = headline)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    setup_logging("WARNING", False)  # stdout carries the JSON only
+    result = asyncio.run(run(args.trials, args.min_speech, args.seed))
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
