@@ -120,3 +120,33 @@ def analyse_pacing(arrivals: Sequence[float], frames: Sequence[int], lead_frames
         run_frames += n
         played_until += n * FRAME_S
     return out
+
+
+def profile_top(path: str, n: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """Top functions of a py-spy raw (collapsed) profile: `self` (% of samples where the
+    function is the leaf) and `total` (% of samples where it is anywhere on the stack;
+    the event loop's own frames, on every stack, are left out)."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            stack, _, count_s = line.rstrip("\n").rpartition(" ")
+            if not stack or not count_s.isdigit():
+                continue
+            count = int(count_s)
+            # "fn (path/file.py:123)" -> "fn (path/file.py)": one entry per function
+            frames = [fr.rsplit(":", 1)[0] + ")" if fr.endswith(")") else fr
+                      for fr in stack.split(";")]
+            samples += count
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+            for fn in set(frames):
+                total[fn] = total.get(fn, 0) + count
+
+    def top(d: dict[str, int]) -> list[tuple[str, float]]:
+        everywhere = {fn for fn, c in total.items() if c >= 0.75 * samples}
+        ranked = sorted(((fn, c) for fn, c in d.items() if fn not in everywhere),
+                        key=lambda kv: -kv[1])[:n]
+        return [(fn, round(100 * c / max(1, samples), 1)) for fn, c in ranked]
+
+    return {"self": top(own), "total": top(total)}

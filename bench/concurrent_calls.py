@@ -48,6 +48,7 @@ from common import (
     free_port,
     machine,
     percentile,
+    profile_top,
     scratch_database,
 )
 from media.codec import pcm16_to_ulaw
@@ -120,13 +121,14 @@ class Leg:
         await self.ws.send_str('{"event":"connected","protocol":"Call","version":"1.0.0"}')
         await self.ws.send_str(self.start_msg())
 
-    async def receive(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def receive(self) -> None:
         assert self.ws is not None
+        clock = time.monotonic  # not loop.time(): uvloop's is cached per iteration, in ms
         fb = self.frame_bytes
         async for msg in self.ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
-            t = loop.time()
+            t = clock()
             data = orjson.loads(msg.data)
             if data.get("event") != "media":
                 continue
@@ -157,7 +159,7 @@ def _filler(carrier: str, frame_bytes: int) -> bytes:
 
 async def _drive(legs: list[Leg], t_start: float, seconds: float, offsets: list[float]) -> None:
     """Send every leg's frames on absolute deadlines: frame k at t_start + offset + k·20 ms."""
-    loop = asyncio.get_running_loop()
+    clock = time.monotonic  # the parent's clock for t_start; uvloop's loop.time() is in ms
     frames = round(seconds / FRAME_S)
     order = sorted(range(len(legs)), key=lambda i: offsets[i])
     for k in range(frames):
@@ -167,10 +169,10 @@ async def _drive(legs: list[Leg], t_start: float, seconds: float, offsets: list[
             if leg.ws is None or leg.ws.closed:
                 continue
             due = base + offsets[i]
-            now = loop.time()
+            now = clock()
             if due > now:
                 await asyncio.sleep(due - now)
-                now = loop.time()
+                now = clock()
             leg.send_lag.append(now - due)
             try:
                 await leg.ws.send_str(leg.media_msg(k))
@@ -200,7 +202,7 @@ async def _client(conn: Connection, carrier: str, calls: list[tuple[int, dict[st
         connect_s = loop.time() - t_connect
         conn.send(("ready", os.getpid(), connect_s))
         t_start = await loop.run_in_executor(None, conn.recv)
-        readers = [asyncio.ensure_future(leg.receive(loop)) for leg in legs if leg.ws is not None]
+        readers = [asyncio.ensure_future(leg.receive()) for leg in legs if leg.ws is not None]
         await _drive(legs, t_start, seconds, offsets)
         # the echo of the last frames arrives one echo delay later
         waits = [leg.all_back.wait() for leg in legs if leg.ws is not None and leg.sent]
@@ -252,11 +254,18 @@ def _summarise_legs(legs: list[Leg], carrier: str, connect_s: float) -> dict[str
 
 
 def _client_main(conn: Connection, carrier: str, calls: list[tuple[int, dict[str, Any]]],
-                 ws_base: str, seconds: float, offsets: list[float], cpu: int | None) -> None:
+                 ws_base: str, seconds: float, offsets: list[float], cpu: int | None,
+                 loop_name: str) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     try:
-        conn.send(("done", asyncio.run(_client(conn, carrier, calls, ws_base, seconds, offsets))))
+        coro = _client(conn, carrier, calls, ws_base, seconds, offsets)
+        if loop_name == "uvloop":
+            import uvloop
+
+            conn.send(("done", uvloop.run(coro)))
+        else:
+            conn.send(("done", asyncio.run(coro)))
     except Exception as exc:  # report, don't hang the parent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -381,6 +390,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result = _run_clients(args, calls, ws_base, server_pid)
         result["server"] = {"providers": health.get("providers", {}), "pid": server_pid}
         if server is not None:
+            result["server_event_loop"] = _server_loop()
+        if args.profile and os.path.exists(args.profile):
+            result["profile_top"] = profile_top(args.profile, 12)
+        if server is not None:
             _stop_server(server)
             if database_url is not None:
                 result.update(asyncio.run(_server_media_stats(database_url)))
@@ -403,7 +416,7 @@ def _run_clients(args: argparse.Namespace, calls: list[dict[str, Any]], ws_base:
         p = ctx.Process(
             target=_client_main,
             args=(child, args.carrier, [(i, calls[i]) for i in mine], ws_base, args.seconds,
-                  [offsets_all[i] for i in mine], cpu),
+                  [offsets_all[i] for i in mine], cpu, args.client_loop),
             daemon=True,
         )
         p.start()
@@ -469,6 +482,7 @@ def _run_clients(args: argparse.Namespace, calls: list[dict[str, Any]], ws_base:
         "server_rss_mb": round(rss1 / 2**20, 1) if server_proc else None,
         "client_cpu_pct": round((ccpu1 - ccpu0) / steady_wall * 100, 1),
         "client_procs": procs,
+        "client_event_loop": args.client_loop,
         "client_send_lag_p99_ms": round(percentile(lags, 99), 2),
         "per_core_cpu_pct": per_core,
         # everything else on the machine (other benchmarks, postgres, the kernel's softirqs)
@@ -485,6 +499,12 @@ def _run_clients(args: argparse.Namespace, calls: list[dict[str, Any]], ws_base:
         "date": time.strftime("%Y-%m-%d"),
     }
     return out
+
+
+def _server_loop() -> str:
+    """`dialkit serve` runs on uvloop when it can import it (dialkit.cli._run)."""
+    probe = subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True, check=False)
+    return "uvloop" if probe.returncode == 0 else "asyncio"
 
 
 def _stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -509,6 +529,8 @@ def main() -> None:
                     help="load-generator processes (default: 1 per 250 calls, at least 1)")
     ap.add_argument("--pin", action="store_true",
                     help="pin the server to CPU 0 and the load generator to CPU 1")
+    ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                    help="event loop of the load generator")
     ap.add_argument("--profile", help="py-spy raw (collapsed) profile of the server's steady state")
     ap.add_argument("--json", action="store_true", help="one-line JSON")
     args = ap.parse_args()
