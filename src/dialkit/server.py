@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from dialkit import db
+from dialkit import carrier_hooks, db
 from dialkit.config import Settings
 from dialkit.live import MemoryRegistry, RedisRegistry
 from dialkit.providers import Providers, build_providers
@@ -253,6 +253,7 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
+    carrier_hooks.add_routes(app)
     return app
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import soxr
 
-try:
+with warnings.catch_warnings():
+    # audioop is stdlib until 3.12 (deprecated there); the audioop-lts wheel provides it on 3.13+.
+    warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
-except ImportError:  # pragma: no cover - Python 3.13+ ships it as audioop-lts
-    import audioop_lts as audioop  # type: ignore[no-redef]
 
 Encoding = Literal["mulaw", "pcm16"]
 FRAME_MS = 20

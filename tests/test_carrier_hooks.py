@@ -1,0 +1,80 @@
+"""Carrier webhooks during a live call: Twilio's async answering-machine verdict and the
+Exotel Connect applet's dynamic transfer URL, over real sockets."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import SecretStr
+
+from emulators.exotel_api import running_exotel_api
+from emulators.twilio_api import running_twilio_api
+from media.call_control import ExotelCallControl, TransferTarget
+from media.twilio_signature import twilio_signature
+from tests.carrier_client import call_detail
+from tests.test_call_end_transfer import dialkit_server, next_mark, twilio_call, twilio_settings
+
+SILENCE = b"\xff" * 160
+
+
+async def test_twilio_async_amd_machine_leaves_voicemail_and_hangs_up(base_settings) -> None:
+    async with running_twilio_api() as api, dialkit_server(base_settings, **twilio_settings(api)) as server:
+        call = api.add_call()
+        call_id, client = await twilio_call(server, call.sid, debtor_name="Dana Scully")
+        await next_mark(client)  # the greeting is out
+        url = f"{server.http}/carriers/twilio/amd"
+        form = {"CallSid": call.sid, "AnsweredBy": "machine_end_beep", "AccountSid": api.account_sid}
+        async with httpx.AsyncClient() as http:
+            forged = await http.post(url, data=form, headers={"X-Twilio-Signature": "bm9wZQ=="})
+            assert forged.status_code == 403
+            good = await http.post(url, data=form, headers={
+                "X-Twilio-Signature": twilio_signature(url, form, api.auth_token)})
+            assert good.status_code == 200 and good.json() == {"delivered": True}
+        # the voicemail message plays; every mark is echoed; then the REST hang-up
+        while True:
+            try:
+                name = await next_mark(client, timeout=10)
+            except Exception:
+                break
+            await client.mark(name)
+        detail = await call_detail(server.http, call_id)
+        assert detail["outcome"]["outcome"] == "voicemail"
+        agent_text = " ".join(t["text"] for t in detail["turns"] if t["speaker"] == "agent")
+        for word in ("debt", "balance", "owe", "payment"):
+            assert word not in agent_text.lower()
+        assert any(e["kind"] == "hangup" for e in detail["events"])
+        assert api.calls[call.sid].status == "completed"
+
+
+async def test_twilio_amd_for_unknown_call_is_acknowledged(base_settings) -> None:
+    async with running_twilio_api() as api, dialkit_server(base_settings, **twilio_settings(api)) as server:
+        url = f"{server.http}/carriers/twilio/amd"
+        form = {"CallSid": "CA" + "9" * 32, "AnsweredBy": "human"}
+        async with httpx.AsyncClient() as http:
+            resp = await http.post(url, data=form, headers={
+                "X-Twilio-Signature": twilio_signature(url, form, api.auth_token)})
+            assert resp.status_code == 200 and resp.json() == {"delivered": False}
+            missing = {"CallSid": "CA1"}
+            resp = await http.post(url, data=missing, headers={
+                "X-Twilio-Signature": twilio_signature(url, missing, api.auth_token)})
+            assert resp.status_code == 400
+
+
+async def test_exotel_connect_applet_gets_pending_transfer_once(base_settings) -> None:
+    async with running_exotel_api() as api, dialkit_server(
+        base_settings,
+        exotel_account_sid=api.account_sid,
+        exotel_api_key=SecretStr(api.api_key),
+        exotel_api_token=SecretStr(api.api_token),
+        exotel_api_base=api.base_url,
+    ) as server:
+        control = server.state.providers.controls["exotel"]
+        assert isinstance(control, ExotelCallControl)
+        control.transfers["EXO123"] = TransferTarget("+919876543210", "+918047000000")
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            first = await http.get("/carriers/exotel/connect", params={"CallSid": "EXO123"})
+            assert first.status_code == 200
+            body = first.json()
+            assert body["destination"] == {"numbers": ["+919876543210"]}
+            assert body["outgoing_phone_number"] == "+918047000000"
+            again = await http.get("/carriers/exotel/connect", params={"CallSid": "EXO123"})
+            assert again.status_code == 404
