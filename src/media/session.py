@@ -435,7 +435,9 @@ class CallSession:
                 self._silence_count = 0
                 stt_ms = max(0.0, (ev.t - ev.speech_end_t) * 1000)
                 self._record_turn("caller", text, start_t, ev.speech_end_t, stt_ms=stt_ms)
-                self.log.info("caller_turn", text=text, stt_ms=round(stt_ms))
+                # transcripts go to the database; logs carry them only at debug level (personal data)
+                self.log.info("caller_turn", chars=len(text), stt_ms=round(stt_ms))
+                self.log.debug("caller_text", text=text)
                 if self.machine is not None:
                     continue  # the machine talks on; the message is being left
                 self._caller_turns += 1
@@ -738,7 +740,8 @@ class CallSession:
             voice_to_voice_ms=v2v, seq=reply.seq,
         )
         self._observe_latency(reply, v2v)
-        self.log.info("agent_turn", text=text, interrupted=interrupted,
+        self.log.debug("agent_text", text=text)
+        self.log.info("agent_turn", chars=len(text), interrupted=interrupted,
                       v2v_ms=None if v2v is None else round(v2v))
 
     def _observe_latency(self, reply: _Reply, v2v_ms: float | None) -> None:
