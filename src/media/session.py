@@ -211,7 +211,7 @@ class CallSession:
         status, reason, code = "completed", "carrier stop", CLOSE_NORMAL
         writer = asyncio.ensure_future(self._writer())
         try:
-            await self._read_loop()
+            await self._read_with_idle_guard()
             if self._hung_up or self._ending:
                 reason = "agent ended the call"
             elif not self._stopped:
@@ -231,13 +231,36 @@ class CallSession:
         finally:
             await self._shutdown(status, reason, code, writer)
 
+    async def _read_with_idle_guard(self) -> None:
+        reader = asyncio.ensure_future(self._read_loop())
+        idle: list[ProtocolError] = []
+
+        async def guard() -> None:
+            while not reader.done():
+                await asyncio.sleep(1.0)
+                limit = self.cfg.inbound_idle_timeout_s if self.start else 30.0
+                if self.loop.time() - self._last_in_t > limit:
+                    idle.append(ProtocolError(CLOSE_POLICY, f"no message from carrier for {limit:.0f} s"))
+                    reader.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(guard())
+        try:
+            await reader
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if idle and not (task is not None and task.cancelling()):
+                raise idle[0] from None
+            raise
+        finally:
+            watcher.cancel()
+
     async def _read_loop(self) -> None:
+        """Read carrier messages until stop or close. Idle carriers are caught by
+        `_read_with_idle_guard` (one timer per call, not one per message)."""
         while True:
-            timeout = self.cfg.inbound_idle_timeout_s if self.start else 30.0
-            try:
-                msg = await self.ws.receive(timeout=timeout)
-            except TimeoutError:
-                raise ProtocolError(CLOSE_POLICY, f"no message from carrier for {timeout:.0f} s") from None
+            msg = await self.ws.receive()
+            self._last_in_t = self.loop.time()
             if msg.type == WSMsgType.TEXT:
                 await self._on_text(msg.data)
                 if self._stopped:
