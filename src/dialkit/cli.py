@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -33,6 +34,9 @@ def _run(coro: Any) -> Any:
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[
+        int, typer.Option(help="processes sharing the port (SO_REUSEPORT); one per core")
+    ] = 1,
 ) -> None:
     """Start the server (embedded PostgreSQL when DATABASE_URL is unset)."""
     settings = Settings()
@@ -41,20 +45,67 @@ def serve(
     if port is not None:
         settings.port = port
     setup_logging(settings.log_level, settings.log_json)
+    if workers > 1:
+        _serve_workers(settings, workers)
+        return
+    _run(_serve(settings, reuse_port=False))
 
-    async def main() -> None:
-        from dialkit.server import start_server
 
-        runner, bound = await start_server(settings)
-        console.print(f"dialkit serving on http://{settings.host}:{bound}  (Ctrl-C to stop)")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+async def _serve(settings: Settings, reuse_port: bool) -> None:
+    from dialkit.server import start_server
 
-    _run(main())
+    runner, bound = await start_server(settings, reuse_port=reuse_port)
+    console.print(f"dialkit serving on http://{settings.host}:{bound}  (Ctrl-C to stop)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _worker() -> None:
+    settings = Settings()  # the parent put its resolved choices into the environment
+    setup_logging(settings.log_level, settings.log_json)
+    _run(_serve(settings, reuse_port=True))
+
+
+def _serve_workers(settings: Settings, workers: int) -> None:
+    """Media sessions share nothing in-process, so N processes on one port scale with
+    cores; the database is prepared once here, live state goes through Redis."""
+    import multiprocessing
+
+    from dialkit import db
+
+    if settings.database_url is None:
+        settings.database_url = db.embedded_database_url(settings.data_dir)
+    settings.resolved_media_secret()  # generate the token secret once, before the workers
+    if settings.redis_url is None:
+        console.print("[yellow]REDIS_URL unset: each worker keeps its own live-call registry[/]")
+    os.environ.update({
+        "DATABASE_URL": settings.database_url,
+        "DIALKIT_HOST": settings.host,
+        "DIALKIT_PORT": str(settings.port),
+    })
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, daemon=False) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for p in procs:
+        p.join()
+    if not stopping:
+        raise typer.Exit(1)
 
 
 @app.command()

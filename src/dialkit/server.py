@@ -258,13 +258,19 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
 
 
 async def start_server(
-    settings: Settings, providers: Providers | None = None, port: int | None = None
+    settings: Settings,
+    providers: Providers | None = None,
+    port: int | None = None,
+    reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
-    """Start the app on settings.host (port 0 = a free port); returns the runner and port."""
+    """Start the app on settings.host (port 0 = a free port); returns the runner and port.
+    With `reuse_port`, several worker processes share one port (SO_REUSEPORT)."""
     app = build_app(settings, providers)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port if port is None else port)
+    site = web.TCPSite(
+        runner, settings.host, settings.port if port is None else port, reuse_port=reuse_port or None
+    )
     await site.start()
     server = site._server
     assert server is not None
