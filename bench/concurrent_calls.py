@@ -273,7 +273,8 @@ def _client_main(conn: Connection, carrier: str, calls: list[tuple[int, dict[str
 # ---- the server process ---------------------------------------------------------------
 
 
-def _start_server(database_url: str, port: int, data_dir: str, cpu: int | None) -> subprocess.Popen[bytes]:
+def _start_server(database_url: str, port: int, data_dir: str, cpu: int | None,
+                  workers: int = 1) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DIALKIT_REDIS_URL")}
     env.update({
         "DIALKIT_PLAYBOOK": str(ECHO_PLAYBOOK),
@@ -284,7 +285,7 @@ def _start_server(database_url: str, port: int, data_dir: str, cpu: int | None) 
         "DIALKIT_DATA_DIR": data_dir,
     })
     exe = shutil.which("dialkit", path=str(Path(sys.executable).parent)) or "dialkit"
-    cmd = [exe, "serve", "--port", str(port)]
+    cmd = [exe, "serve", "--port", str(port), "--workers", str(workers)]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -338,6 +339,22 @@ async def _server_media_stats(database_url: str) -> dict[str, Any]:
     }
 
 
+def _process_tree(pid: int | None) -> list[psutil.Process]:
+    """The server and its worker processes (`dialkit serve --workers N`)."""
+    if not pid:
+        return []
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _rss(procs: list[psutil.Process]) -> int:
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
 def _cpu_s(procs: list[psutil.Process]) -> float:
     total = 0.0
     for p in procs:
@@ -380,7 +397,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             database_url = stack.enter_context(scratch_database(admin))
             data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dialkit-bench-"))
             port = free_port()
-            server = _start_server(database_url, port, data_dir, 0 if args.pin else None)
+            server = _start_server(database_url, port, data_dir, 0 if args.pin else None, args.workers)
             server_pid = server.pid
             http = f"http://127.0.0.1:{port}"
             stack.callback(_stop_server, server)
@@ -407,8 +424,8 @@ def _run_clients(args: argparse.Namespace, calls: list[dict[str, Any]], ws_base:
     ctx = mp.get_context("spawn")
     offsets_all = [FRAME_S * i / n for i in range(n)]
     workers: list[tuple[Any, Connection]] = []
-    server_proc = psutil.Process(server_pid) if server_pid else None
-    rss0 = server_proc.memory_info().rss if server_proc else 0
+    server_procs = _process_tree(server_pid)
+    rss0 = _rss(server_procs)
     for w in range(procs):
         mine = list(range(w, n, procs))
         parent, child = ctx.Pipe()
@@ -435,7 +452,7 @@ def _run_clients(args: argparse.Namespace, calls: list[dict[str, Any]], ws_base:
     win_end = t_start + args.seconds - 0.25
     profiler = None
     time.sleep(max(0.0, win_start - time.monotonic()))
-    cpu0 = _cpu_s([server_proc]) if server_proc else 0.0
+    cpu0 = _cpu_s(server_procs)
     ccpu0 = _cpu_s(client_procs)
     psutil.cpu_percent(percpu=True)
     busy0 = _busy_s()
@@ -444,11 +461,11 @@ def _run_clients(args: argparse.Namespace, calls: list[dict[str, Any]], ws_base:
         profiler = _profile(server_pid, win_end - w0, args.profile)
     time.sleep(max(0.0, win_end - time.monotonic()))
     wall = time.monotonic() - w0
-    cpu1 = _cpu_s([server_proc]) if server_proc else 0.0
+    cpu1 = _cpu_s(server_procs)
     ccpu1 = _cpu_s(client_procs)
     per_core = psutil.cpu_percent(percpu=True)
     busy1 = _busy_s()
-    rss1 = server_proc.memory_info().rss if server_proc else 0
+    rss1 = _rss(server_procs)
     results = []
     for p, conn in workers:
         msg = conn.recv()
@@ -477,9 +494,9 @@ def _run_clients(args: argparse.Namespace, calls: list[dict[str, Any]], ws_base:
         "frames_sent": sent,
         "frames_echoed": sum(r["received"] for r in results),
         "inbound_frames_per_s": round(sent / args.seconds, 1),
-        "server_cpu_pct": round((cpu1 - cpu0) / steady_wall * 100, 1) if server_proc else None,
-        "rss_per_call_kb": round((rss1 - rss0) / n / 1024, 1) if server_proc else None,
-        "server_rss_mb": round(rss1 / 2**20, 1) if server_proc else None,
+        "server_cpu_pct": round((cpu1 - cpu0) / steady_wall * 100, 1) if server_procs else None,
+        "rss_per_call_kb": round((rss1 - rss0) / n / 1024, 1) if server_procs else None,
+        "server_rss_mb": round(rss1 / 2**20, 1) if server_procs else None,
         "client_cpu_pct": round((ccpu1 - ccpu0) / steady_wall * 100, 1),
         "client_procs": procs,
         "client_event_loop": args.client_loop,
@@ -532,6 +549,7 @@ def main() -> None:
     ap.add_argument("--client-loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="event loop of the load generator")
     ap.add_argument("--profile", help="py-spy raw (collapsed) profile of the server's steady state")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (dialkit serve --workers)")
     ap.add_argument("--json", action="store_true", help="one-line JSON")
     args = ap.parse_args()
     if args.seconds < 3:
