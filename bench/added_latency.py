@@ -1,0 +1,446 @@
+"""The latency dialkit itself adds to a turn, with cloud providers of fixed, known delays.
+
+Three processes on this machine:
+- the vendor emulators (Deepgram, OpenAI, ElevenLabs) with fixed delays: Deepgram sends
+  every message `--deepgram-ms` late (so the final arrives that long after endpointing),
+  OpenAI's first token comes `--openai-ms` after the request, ElevenLabs' first audio byte
+  `--elevenlabs-ms` after the request;
+- the dialkit server (`dialkit serve`, DIALKIT_STT=deepgram, DIALKIT_TTS=elevenlabs,
+  DIALKIT_POLICY=openai, the packaged playbook with `--endpointing-ms`);
+- N simulated Twilio phones on real WebSockets (this process): 20 ms µ-law frames in real
+  time, outbound audio "played" in real time with marks echoed when reached.
+
+Each phone waits for the greeting, then for `--turns` turns speaks a tone burst (the
+Deepgram emulator's energy detector hears it as speech) and waits for the agent's reply
+to finish. For every agent reply:
+
+    added = (first agent media message received − last caller speech frame sent)
+            − endpointing − deepgram delay − openai delay − elevenlabs delay
+
+Prints one JSON object (`--json`) or a short table.
+
+    python bench/added_latency.py --calls 100 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import numpy as np
+import psutil
+import websockets
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC))
+
+from ai.playbook import DEFAULT_PLAYBOOK  # noqa: E402
+from emulators.elevenlabs import encode_mulaw  # noqa: E402
+
+FRAME_S = 0.02
+DG_KEY, OA_KEY, EL_KEY = "bench-deepgram", "bench-openai", "bench-elevenlabs"
+REPLY = "Thank you. Could you tell me a little more about that?"
+
+
+# ---- the emulators' process --------------------------------------------------------------
+
+
+async def serve_emulators(deepgram_ms: int, openai_ms: int, elevenlabs_ms: int) -> None:
+    """Run the three emulators until stdin closes; print their URLs as one JSON line."""
+    from emulators.deepgram import running_deepgram
+    from emulators.elevenlabs import running_elevenlabs
+    from emulators.openai_api import Reply, running_openai
+
+    async with (
+        running_deepgram(api_key=DG_KEY, unscripted_text="Yes, I can pay.",
+                         idle_timeout_s=60) as dg,
+        running_openai(api_key=OA_KEY, reply=lambda messages: Reply(REPLY),
+                       first_token_delay_s=openai_ms / 1000) as oa,
+        running_elevenlabs(api_key=EL_KEY, seconds_per_char=0.012,
+                           first_byte_delay_s=elevenlabs_ms / 1000) as el,
+    ):
+        dg.faults.processing_delay_s = deepgram_ms / 1000
+        print(json.dumps({"deepgram": dg.url, "openai": oa.base_url, "elevenlabs": el.base_url}),
+              flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)
+
+
+# ---- the phones ---------------------------------------------------------------------------
+
+
+def _frame_json(stream_sid: str, payload: bytes) -> str:
+    b64 = base64.b64encode(payload).decode()
+    return json.dumps({"event": "media", "streamSid": stream_sid,
+                       "media": {"track": "inbound", "chunk": "1", "timestamp": "0",
+                                 "payload": b64}})
+
+
+SILENCE = b"\xff" * 160
+_t = np.arange(160) / 8000
+TONE = encode_mulaw((8000 * np.sin(2 * np.pi * 220 * _t)).astype(np.int16))
+
+
+@dataclass
+class Phone:
+    call_id: str
+    token: str
+    ws: Any = None
+    stream_sid: str = ""
+    silence: str = ""
+    tone: str = ""
+    burst_left: int = 0
+    turns_left: int = 0
+    heard_agent: bool = False
+    play_end: float = 0.0
+    last_media_t: float = 0.0
+    awaiting_since: float | None = None
+    marks: list[tuple[float, str]] = field(default_factory=list)
+    samples_ms: list[float] = field(default_factory=list)
+    done: bool = False
+    error: str | None = None
+
+
+class PhoneBank:
+    """All phones, driven by one 20 ms clock (one task instead of one per call)."""
+
+    def __init__(self, ws_url: str, turns: int, burst_s: float) -> None:
+        self.ws_url = ws_url
+        self.turns = turns
+        self.burst_frames = round(burst_s / FRAME_S)
+        self.phones: list[Phone] = []
+        self.loop = asyncio.get_running_loop()
+        self.max_tick_late_ms = 0.0
+        self.expected = 0
+
+    async def dial(self, api: httpx.AsyncClient, index: int) -> None:
+        resp = await api.post("/api/calls", json={"carrier": "twilio", "context": {
+            "debtor_name": "John Smith", "birth_year": 1984, "balance": 1250.0,
+            "creditor": "Northwind Bank"}})
+        resp.raise_for_status()
+        body = resp.json()
+        p = Phone(body["call_id"], body["token"], turns_left=self.turns)
+        p.stream_sid = f"MZ{index:032x}"
+        p.silence, p.tone = _frame_json(p.stream_sid, SILENCE), _frame_json(p.stream_sid, TONE)
+        p.ws = await websockets.connect(f"{self.ws_url}/media/twilio", max_size=2**22)
+        await p.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await p.ws.send(json.dumps({"event": "start", "sequenceNumber": "1",
+                                    "streamSid": p.stream_sid, "start": {
+            "accountSid": "AC" + "0" * 32, "streamSid": p.stream_sid, "callSid": f"CA{index:032x}",
+            "tracks": ["inbound"], "customParameters": {"call_id": p.call_id, "token": p.token},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+        self.phones.append(p)
+        self.loop.create_task(self._receive(p))
+
+    async def _receive(self, p: Phone) -> None:
+        try:
+            async for raw in p.ws:
+                now = self.loop.time()
+                msg = json.loads(raw)
+                event = msg.get("event")
+                if event == "media":
+                    if p.awaiting_since is not None:
+                        p.samples_ms.append((now - p.awaiting_since) * 1000)
+                        p.awaiting_since = None
+                    p.heard_agent = True
+                    frames = max(1, round(len(msg["media"]["payload"]) * 3 / 4 / 160))
+                    p.play_end = max(p.play_end, now) + frames * FRAME_S
+                    p.last_media_t = now
+                elif event == "mark":
+                    p.marks.append((max(p.play_end, now), msg["mark"]["name"]))
+                elif event == "clear":
+                    p.play_end = now
+                    p.marks = [(now, name) for _, name in p.marks]
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            p.done = True
+
+    def _mark_msg(self, p: Phone, name: str) -> str:
+        return json.dumps({"event": "mark", "streamSid": p.stream_sid, "mark": {"name": name}})
+
+    async def _tick_one(self, p: Phone, now: float) -> None:
+        if p.burst_left:
+            p.burst_left -= 1
+            await p.ws.send(p.tone)
+            if not p.burst_left:
+                p.awaiting_since = self.loop.time()
+        else:
+            await p.ws.send(p.silence)
+        if p.marks:
+            due = [m for m in p.marks if m[0] <= now]
+            if due:
+                p.marks = [m for m in p.marks if m[0] > now]
+                for _, name in due:
+                    await p.ws.send(self._mark_msg(p, name))
+        quiet = p.heard_agent and now > p.play_end + 0.3 and p.awaiting_since is None
+        if quiet and not p.burst_left and not p.marks:
+            if p.turns_left:
+                p.turns_left -= 1
+                p.heard_agent = False
+                p.burst_left = self.burst_frames
+            else:
+                p.done = True
+                stop = {"event": "stop", "streamSid": p.stream_sid,
+                        "stop": {"accountSid": "AC", "callSid": "CA"}}
+                await p.ws.send(json.dumps(stop))
+                await p.ws.close()
+
+    async def clock(self, deadline: float) -> None:
+        t0 = self.loop.time()
+        tick = 0
+        while self.loop.time() < deadline:
+            due = t0 + tick * FRAME_S
+            late = self.loop.time() - due
+            if late < 0:
+                await asyncio.sleep(-late)
+            else:
+                self.max_tick_late_ms = max(self.max_tick_late_ms, late * 1000)
+            tick += 1
+            now = self.loop.time()
+            live = [p for p in self.phones if not p.done]
+            if self.phones and not live and len(self.phones) == self.expected:
+                return
+            for p in live:
+                try:
+                    await self._tick_one(p, now)
+                except websockets.ConnectionClosed:
+                    p.done = True
+                except Exception as exc:
+                    p.error, p.done = f"{type(exc).__name__}: {exc}", True
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(cmd: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(cmd, env=env, text=True, **kwargs)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    t = psutil.Process(pid).cpu_times()
+    return round(t.user + t.system, 1)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_at_start = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="dialkit-bench-"))
+    pg = None
+    admin_url = os.environ.get("DATABASE_URL")
+    if not admin_url and _port_open(5432):
+        admin_url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if not admin_url:
+        import pgserver
+
+        pg = pgserver.get_server(str(tmp / "pgdata"), cleanup_mode="delete")
+        admin_url = str(pg.get_uri())
+    db_name = f"dialkit_bench_{os.getpid()}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{db_name}"')
+    await admin.close()
+    parts = urlsplit(admin_url)
+    database_url = urlunsplit((parts.scheme, parts.netloc, f"/{db_name}", parts.query, ""))
+    emu = _spawn(
+        [sys.executable, __file__, "--emulators", "--deepgram-ms", str(args.deepgram_ms),
+         "--openai-ms", str(args.openai_ms), "--elevenlabs-ms", str(args.elevenlabs_ms)],
+        {**os.environ, "PYTHONPATH": str(SRC)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    server = None
+    server_view: dict[str, float] = {}
+    log_path = tmp / "server.log"
+    try:
+        assert emu.stdout is not None
+        urls = json.loads(emu.stdout.readline())
+        playbook = tmp / "playbook.yaml"
+        text = DEFAULT_PLAYBOOK.read_text(encoding="utf-8")
+        playbook.write_text(text.replace("endpointing_ms: 700",
+                                         f"endpointing_ms: {args.endpointing_ms}"))
+        port = _free_port()
+        env = {
+            **os.environ, "PYTHONPATH": str(SRC), "DATABASE_URL": database_url,
+            "DIALKIT_DATA_DIR": str(tmp), "DIALKIT_MEDIA_SECRET": "bench",
+            "DIALKIT_LOG_LEVEL": args.log_level,
+            "DIALKIT_STT": "deepgram", "DEEPGRAM_API_KEY": DG_KEY,
+            "DIALKIT_DEEPGRAM_URL": urls["deepgram"],
+            "DIALKIT_POLICY": "openai", "OPENAI_API_KEY": OA_KEY,
+            "OPENAI_BASE_URL": urls["openai"],
+            "DIALKIT_TTS": "elevenlabs", "ELEVENLABS_API_KEY": EL_KEY,
+            "DIALKIT_ELEVENLABS_BASE_URL": urls["elevenlabs"],
+            "DIALKIT_PLAYBOOK": str(playbook),
+        }
+        env.pop("REDIS_URL", None)
+        with log_path.open("w") as log_file:
+            server = _spawn(
+                [sys.executable, "-c", "from dialkit.cli import main; main()", "serve",
+                 "--port", str(port)], env, stdout=log_file, stderr=subprocess.STDOUT,
+            )
+        http = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=http, timeout=30) as api:
+            for _ in range(600):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await api.get("/health")).status_code == 200:
+                        break
+                if server.poll() is not None:
+                    raise RuntimeError(f"server exited; see {log_path}")
+                await asyncio.sleep(0.1)
+            bank = PhoneBank(f"ws://127.0.0.1:{port}", args.turns, args.burst_ms / 1000)
+            bank.expected = args.calls
+            loop = asyncio.get_running_loop()
+            started = time.monotonic()
+            clock = loop.create_task(bank.clock(loop.time() + args.max_seconds))
+            gap = args.ramp_s / max(1, args.calls)
+            dial_errors: list[str] = []
+            for i in range(args.calls):
+                try:
+                    await bank.dial(api, i)
+                except (httpx.HTTPError, OSError, websockets.WebSocketException) as exc:
+                    dial_errors.append(type(exc).__name__)
+                    bank.expected -= 1
+                await asyncio.sleep(gap)
+            await clock
+            elapsed = time.monotonic() - started
+            for p in bank.phones:
+                with contextlib.suppress(Exception):
+                    await p.ws.close()
+            metrics = (await api.get("/metrics")).text
+            cpu = {name: _cpu_s(proc.pid) for name, proc in (("server", server), ("emulators", emu))}
+            cpu["phones"] = _cpu_s(os.getpid())
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if emu.poll() is None:
+            assert emu.stdin is not None
+            emu.stdin.close()
+            try:
+                emu.wait(10)
+            except subprocess.TimeoutExpired:
+                emu.kill()
+        with contextlib.suppress(Exception):
+            conn = await asyncpg.connect(database_url)
+            row = await conn.fetchrow(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY stt_ms) AS stt,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY llm_ttft_ms) AS llm,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY tts_ttfb_ms) AS tts,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY voice_to_voice_ms) AS v2v"
+                " FROM turns WHERE speaker = 'agent' AND voice_to_voice_ms IS NOT NULL")
+            await conn.close()
+            server_view.update({k: round(float(v), 1) for k, v in dict(row).items()
+                                if v is not None})
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        await admin.close()
+        if pg is not None:
+            pg.cleanup()
+
+    # Silence reaches the STT in whole 20 ms carrier frames: the frame that completes the
+    # endpointing time is sent this long after the last speech frame.
+    silence_ms = -(-args.endpointing_ms // 20) * 20
+    provider_ms = silence_ms + args.deepgram_ms + args.openai_ms + args.elevenlabs_ms
+    v2v = [s for p in bank.phones for s in p.samples_ms]
+    added = [s - provider_ms for s in v2v]
+    complete = sum(1 for p in bank.phones if p.turns_left == 0 and len(p.samples_ms) == args.turns)
+    fallbacks = sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+        if line.startswith("dialkit_provider_fallbacks_total{")
+    )
+    return {
+        "calls": args.calls,
+        "turns_per_call": args.turns,
+        "agent_turns_measured": len(added),
+        "calls_connected": len(bank.phones),
+        "dial_errors": {e: dial_errors.count(e) for e in sorted(set(dial_errors))},
+        "calls_complete": complete,
+        "p50_added_ms": round(_percentile(added, 50), 1),
+        "p95_added_ms": round(_percentile(added, 95), 1),
+        "p99_added_ms": round(_percentile(added, 99), 1),
+        "max_added_ms": round(max(added), 1) if added else None,
+        "mean_added_ms": round(statistics.fmean(added), 1) if added else None,
+        "p50_voice_to_voice_ms": round(_percentile(v2v, 50), 1),
+        "emulated_delays_ms": {"deepgram_final_after_endpointing": args.deepgram_ms,
+                               "openai_first_token": args.openai_ms,
+                               "elevenlabs_first_byte": args.elevenlabs_ms},
+        "endpointing_ms": args.endpointing_ms,
+        "endpointing_silence_in_frames_ms": silence_ms,
+        "subtracted_ms": provider_ms,
+        "provider_fallbacks": fallbacks,
+        "server_p50_ms": server_view,
+        "phone_clock_max_late_ms": round(bank.max_tick_late_ms, 1),
+        "phone_errors": sorted({p.error for p in bank.phones if p.error}),
+        "wall_s": round(elapsed, 1),
+        "cpu_s": cpu,
+        "cpus": os.cpu_count(),
+        "load_avg_1m_at_start": round(load_at_start, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=1)
+    ap.add_argument("--turns", type=int, default=4, help="caller turns per call")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--deepgram-ms", type=int, default=150)
+    ap.add_argument("--openai-ms", type=int, default=200)
+    ap.add_argument("--elevenlabs-ms", type=int, default=100)
+    # 290, not 300: the emulator detects silence on 10 ms sub-frames with a float clock, so at
+    # exactly 300 it sometimes needs one more sub-frame (the next 20 ms carrier frame); at 290
+    # it always fires on the frame that ends 300 ms after speech, which is what is subtracted.
+    ap.add_argument("--endpointing-ms", type=int, default=290)
+    ap.add_argument("--burst-ms", type=int, default=800, help="length of each caller turn")
+    ap.add_argument("--ramp-s", type=float, default=5.0, help="spread call starts over this")
+    ap.add_argument("--max-seconds", type=float, default=120.0)
+    ap.add_argument("--log-level", default="INFO", help="the server's DIALKIT_LOG_LEVEL")
+    ap.add_argument("--emulators", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.emulators:
+        asyncio.run(serve_emulators(args.deepgram_ms, args.openai_ms, args.elevenlabs_ms))
+        return
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>28}: {value}")
+
+
+if __name__ == "__main__":
+    main()
