@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 
 import httpx
@@ -242,3 +243,31 @@ async def test_unknown_call_id_refused(light_server) -> None:
     await client.start(call_id, token)
     code, reason = await client.closed()
     assert code == 1008 and "unknown call" in reason
+
+
+async def test_silent_carrier_is_closed_after_idle_timeout(base_settings, light_providers) -> None:
+    from dialkit.server import start_server
+
+    settings = base_settings.model_copy(update={"carrier_idle_timeout_s": 1.5})
+    providers = dataclasses.replace(
+        light_providers, extra={**light_providers.extra, "carrier_idle_timeout_s": 1.5}
+    )
+    runner, port = await start_server(settings, providers, port=0)
+    try:
+        created = await create_call(f"http://127.0.0.1:{port}")
+        client = await TwilioClient.connect(f"ws://127.0.0.1:{port}/media/twilio")
+        await client.start(created["call_id"], created["token"])
+        code, reason = await client.closed(timeout=10)  # we send nothing after start
+        assert code == 1008 and "no message from carrier" in reason
+        detail = await call_detail(f"http://127.0.0.1:{port}", created["call_id"])
+        assert detail["call"]["status"] == "failed"
+        assert "no message from carrier" in detail["call"]["failure_reason"]
+    finally:
+        await runner.cleanup()
+
+
+async def test_call_naming_unknown_provider_is_refused(light_server) -> None:
+    async with httpx.AsyncClient(base_url=light_server.http) as c:
+        resp = await c.post("/api/calls", json={"context": {"providers": {"tts": "no-such-voice"}}})
+        assert resp.status_code == 400
+        assert "no-such-voice" in resp.json()["error"]

@@ -97,6 +97,7 @@ class PlaybookSettings(BaseModel):
     greeting_deadline_ms: int = 2000
     dtmf_timeout_ms: int = 3000
     dtmf_max_digits: int = 8
+    echo_delay_ms: int = Field(default=500, ge=0, le=5000)
     settlement_pct: float = Field(default=60, gt=0, le=100)
     instalments: int = Field(default=3, ge=2)
     transfer_number: str | None = None

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     media_token_ttl_s: int = 3600
     api_key: SecretStr | None = None
     max_message_bytes: int = 64 * 1024
+    carrier_idle_timeout_s: float = 10.0
     whisper_threads: int = 2
 
     def resolved_media_secret(self) -> bytes:

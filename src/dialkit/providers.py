@@ -210,6 +210,8 @@ class Providers:
             greeting_deadline_ms=s.greeting_deadline_ms,
             dtmf_timeout_ms=s.dtmf_timeout_ms,
             dtmf_max_digits=s.dtmf_max_digits,
+            echo_delay_ms=s.echo_delay_ms,
+            inbound_idle_timeout_s=self.extra.get("carrier_idle_timeout_s", 10.0),
             lead_frames=self.extra.get("lead_frames", 3),
             keep_pacing_errors=self.extra.get("keep_pacing_errors", False),
         )
@@ -432,7 +434,7 @@ async def build_providers(settings: Settings, warmup: bool = True) -> Providers:
         policy_factory=RoutedPolicyFactory(catalog),
         playbook=playbook,
         controls=carrier_controls(settings),
-        extra={"policy": settings.policy},
+        extra={"policy": settings.policy, "carrier_idle_timeout_s": settings.carrier_idle_timeout_s},
         catalog=catalog,
     )
     log.info("providers_built", **{k: v for k, v in providers.describe().items() if k != "carriers"})

@@ -117,7 +117,11 @@ async def create_call(request: web.Request) -> web.Response:
         return _error(400, "invalid call request", details=exc.errors(include_url=False, include_context=False))
     except ValueError:
         return _error(400, "body is not valid JSON")
-    assert state.store is not None
+    assert state.store is not None and state.providers is not None
+    try:
+        state.providers.check_context(body.context)
+    except ValueError as exc:
+        return _error(400, f"invalid call request: {exc}")
     call_id = await state.store.create_call(body.carrier, body.context, body.to, body.playbook)
     secret = state.settings.resolved_media_secret()
     token = issue_token(secret, call_id, state.settings.media_token_ttl_s)
