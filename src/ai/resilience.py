@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -212,7 +213,8 @@ class _FallbackSTTStream:
         self._endpointing_ms = endpointing_ms
         self._index = 0
         self._inner: STTStream | None = None
-        self._recent: list[tuple[int, AudioIn, float]] = []  # (seq, audio, seconds)
+        self._recent: deque[tuple[int, AudioIn, float]] = deque()  # (seq, audio, seconds)
+        self._recent_s = 0.0  # seconds in _recent, kept as a running total (per-frame path)
         self._seq = 0
         self._sent_seq = 0  # highest seq delivered to the current inner stream
         self._switching = False
@@ -228,8 +230,11 @@ class _FallbackSTTStream:
         if self._closed:
             return
         self._seq += 1
-        self._recent.append((self._seq, audio, _chunk_seconds(audio.raw, audio.spec)))
-        self._trim_recent()
+        seconds = _chunk_seconds(audio.raw, audio.spec)
+        self._recent.append((self._seq, audio, seconds))
+        self._recent_s += seconds
+        if self._recent_s > self._owner.replay_s:
+            self._trim_recent()
         if self._switching or self._inner is None:
             return  # replayed once the next stream is open
         try:
@@ -263,14 +268,18 @@ class _FallbackSTTStream:
         self._queue.put_nowait(None)
 
     def _trim_recent(self) -> None:
-        total = sum(s for _, _, s in self._recent)
-        while self._recent and total > self._owner.replay_s:
-            total -= self._recent.pop(0)[2]
+        while self._recent and self._recent_s > self._owner.replay_s:
+            self._recent_s -= self._recent.popleft()[2]
+        if not self._recent:
+            self._recent_s = 0.0
 
     def _forget_before(self, t: float) -> None:
-        """Drop audio that ended before the caller's last finished utterance."""
-        keep = [r for r in self._recent if r[1].t + r[2] > t]
-        self._recent = keep
+        """Drop audio that ended before the caller's last finished utterance (the buffer
+        is in arrival order, so only its head can have ended before `t`)."""
+        while self._recent and self._recent[0][1].t + self._recent[0][2] <= t:
+            self._recent_s -= self._recent.popleft()[2]
+        if not self._recent:
+            self._recent_s = 0.0
 
     async def _run_pump(self, inner: STTStream) -> None:
         try:

@@ -12,6 +12,11 @@ If the socket drops, the stream reconnects with backoff and replays every chunk 
 that Deepgram had not finalized yet, plus what arrived during the outage, so the caller's
 current utterance is transcribed whole. When reconnecting fails, `events()` raises
 `STTStreamFailed` (a fallback chain then moves on).
+
+Per-call costs are kept off the event loop's hot path: one SDK client (and one TLS
+context) serves every stream, the socket is opened without permessage-deflate (compressing
+20 ms audio frames costs CPU and gains nothing), and the replay buffer keeps a running
+total instead of re-summing itself on every frame.
 """
 
 from __future__ import annotations
@@ -20,14 +25,20 @@ import asyncio
 import bisect
 import contextlib
 import json
+import ssl
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import structlog
 from deepgram import AsyncDeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
+from deepgram.listen.v1.socket_client import AsyncV1SocketClient
+from websockets.asyncio.client import connect as ws_connect
 
 from ai.metrics import count_error, error_kind
 from ai.resilience import backoff_delay
@@ -74,16 +85,55 @@ class DeepgramSTT:
         self.utterance_end_ms = utterance_end_ms
         self.max_buffer_s = max_buffer_s
         self.reconnect_base_delay_s = reconnect_base_delay_s
+        self._sdk: AsyncDeepgramClient | None = None
+        self._ssl: ssl.SSLContext | None = None
 
     def _client(self) -> AsyncDeepgramClient:
+        """The SDK client shared by every stream. Building one loads the CA bundle into a
+        new SSL context (~25 ms of CPU), which must not happen per call."""
+        if self._sdk is not None:
+            return self._sdk
         if self.base_url is None:
-            return AsyncDeepgramClient(api_key=self.api_key)
+            self._sdk = AsyncDeepgramClient(api_key=self.api_key)
+            return self._sdk
         ws = self.base_url.rstrip("/")
         parts = urlsplit(ws)
         http_scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
         http = urlunsplit((http_scheme, parts.netloc, parts.path, "", ""))
         env = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
-        return AsyncDeepgramClient(api_key=self.api_key, environment=env)
+        self._sdk = AsyncDeepgramClient(api_key=self.api_key, environment=env)
+        return self._sdk
+
+    @asynccontextmanager
+    async def connect(
+        self, options: dict[str, Any], session_id: str | None = None
+    ) -> AsyncIterator[AsyncV1SocketClient]:
+        """Open `/v1/listen` and wrap it in the SDK's socket client (which parses Deepgram's
+        messages). The URL and headers come from the SDK client's configuration; the socket
+        is opened here because the SDK's `listen.v1.connect` offers no way to turn off
+        permessage-deflate or to reuse a TLS context (it would build one per socket).
+        `session_id` (the SDK's `x-deepgram-session-id`) identifies one call's stream."""
+        wrapper = self._client()._client_wrapper
+        url = wrapper.get_environment().production.rstrip("/") + "/v1/listen"
+        url += "?" + urlencode({k: v for k, v in options.items() if v is not None})
+        headers = dict(wrapper.get_headers())
+        user_agent = headers.pop("User-Agent", None)
+        if session_id is not None:
+            headers["x-deepgram-session-id"] = session_id
+        tls: ssl.SSLContext | None = None
+        if url.startswith("wss:"):
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            tls = self._ssl
+        async with ws_connect(
+            url,
+            additional_headers=headers,
+            user_agent_header=user_agent,
+            compression=None,
+            ssl=tls,
+            open_timeout=10,
+        ) as websocket:
+            yield AsyncV1SocketClient(websocket=websocket)  # type: ignore[arg-type]
 
     def connect_options(self, spec: AudioSpec, endpointing_ms: int) -> dict[str, Any]:
         return {
@@ -113,10 +163,11 @@ class DeepgramStream:
         self._stt = stt
         self._spec = spec
         self._options = stt.connect_options(spec, endpointing_ms)
-        self._client = stt._client()
+        self._session_id = str(uuid.uuid4())
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
-        self._buf: list[_Chunk] = []  # not yet finalized by Deepgram, oldest first
+        self._buf: deque[_Chunk] = deque()  # not yet finalized by Deepgram, oldest first
+        self._buf_s = 0.0  # seconds of audio in _buf (kept, not re-summed per frame)
         self._sent = 0  # how many of _buf went out on the current connection
         self._wake = asyncio.Event()
         self._closing = False
@@ -139,8 +190,11 @@ class DeepgramStream:
         if self._closing:
             return
         width = 1 if audio.spec.encoding == "mulaw" else 2
-        self._buf.append(_Chunk(audio, len(audio.raw) / (width * audio.spec.rate)))
-        self._bound_buffer()
+        seconds = len(audio.raw) / (width * audio.spec.rate)
+        self._buf.append(_Chunk(audio, seconds))
+        self._buf_s += seconds
+        if self._buf_s > self._stt.max_buffer_s:
+            self._bound_buffer()
         self._wake.set()
 
     async def events(self) -> AsyncIterator[STTEvent]:
@@ -169,11 +223,12 @@ class DeepgramStream:
     # ---- connection management ----------------------------------------------------------
 
     def _bound_buffer(self) -> None:
-        total = sum(c.seconds for c in self._buf)
         dropped = 0
-        while self._buf and total > self._stt.max_buffer_s:
-            total -= self._buf.pop(0).seconds
+        while self._buf and self._buf_s > self._stt.max_buffer_s:
+            self._buf_s -= self._buf.popleft().seconds
             dropped += 1
+        if not self._buf:
+            self._buf_s = 0.0  # no float drift once empty
         if dropped:
             self._sent = max(0, self._sent - dropped)
             log.warning("deepgram_buffer_overflow", dropped_chunks=dropped)
@@ -182,7 +237,7 @@ class DeepgramStream:
         failures = 0
         while not self._closing:
             try:
-                async with self._client.listen.v1.connect(**self._options) as sock:
+                async with self._stt.connect(self._options, self._session_id) as sock:
                     self.connections += 1
                     failures = 0
                     if not self._opened.done():
@@ -215,7 +270,7 @@ class DeepgramStream:
                     attempt=failures,
                     delay_s=round(delay, 3),
                     error=error_kind(exc),
-                    buffered_s=round(sum(c.seconds for c in self._buf), 2),
+                    buffered_s=round(self._buf_s, 2),
                 )
                 await asyncio.sleep(delay)
 
@@ -341,9 +396,12 @@ class DeepgramStream:
             if chunk.offset is None or chunk.offset + chunk.seconds > end + 1e-6:
                 break
             k += 1
+        for _ in range(k):
+            self._buf_s -= self._buf.popleft().seconds
         if k:
-            del self._buf[:k]
             self._sent -= k
+            if not self._buf:
+                self._buf_s = 0.0
 
 
 def _msg_type(msg: Any) -> str | None:

@@ -12,7 +12,11 @@ silent for the `endpointing` time, emits the next scripted utterance as a final
 `speech_final` result. All timestamps are in the stream's audio time, as Deepgram's are.
 
 Faults: rejected handshakes (429/500), sockets dropped after N seconds of audio,
-malformed frames, and a fixed processing delay before every message.
+malformed frames, and a fixed processing delay: each message leaves that long after the
+audio that produced it arrived (a constant latency, not a per-message pause that would
+pile up behind earlier messages). How late the emulator itself was against that schedule
+(its own event loop lag) is kept in `DeepgramEmulator.lateness_s`, so a benchmark can tell
+the emulator's lag from the client's.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class DeepgramEmulator:
         self.faults = DeepgramFaults()
         self.connections: list[ListenConnection] = []
         self.rejected: list[int] = []
+        self.lateness_s: list[float] = []  # per delayed message: sent − due (emulator lag)
         self.url = ""  # ws://127.0.0.1:PORT, set when running
 
     def add_script(self, *utterances: str) -> None:
@@ -230,7 +235,8 @@ class _Session:
         self.voice_end = 0.0
         self.last_interim = 0.0
         self.last_word_end: float | None = None  # pending UtteranceEnd
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
         self.sha = hashlib.sha256()
 
     # audio ------------------------------------------------------------------------------
@@ -243,11 +249,15 @@ class _Session:
         else:
             pcm = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2")
         self.conn.audio_s += len(pcm) / self.rate
-        self.pending = np.concatenate([self.pending, pcm])
-        while len(self.pending) >= self.frame:
-            frame, self.pending = self.pending[: self.frame], self.pending[self.frame :]
-            rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
-            self._step(rms >= self.emu.energy_threshold)
+        if len(self.pending):
+            pcm = np.concatenate([self.pending, pcm])
+        whole = len(pcm) - len(pcm) % self.frame
+        self.pending = pcm[whole:]
+        if whole:
+            frames = pcm[:whole].astype(np.float64).reshape(-1, self.frame)
+            rms = np.sqrt(np.mean(frames * frames, axis=1))
+            for voiced in (rms >= self.emu.energy_threshold).tolist():
+                self._step(voiced)
 
     def _step(self, voiced: bool) -> None:
         start, self.pos = self.pos, self.pos + self.frame / self.rate
@@ -372,13 +382,16 @@ class _Session:
 
     def emit(self, msg: dict[str, Any]) -> None:
         self.conn.sent.append(msg)
-        self.outbox.put_nowait(msg)
+        self.outbox.put_nowait((self.loop.time() + self.emu.faults.processing_delay_s, msg))
 
     async def send_loop(self) -> None:
         while True:
-            msg = await self.outbox.get()
+            due, msg = await self.outbox.get()
             if self.emu.faults.processing_delay_s:
-                await asyncio.sleep(self.emu.faults.processing_delay_s)
+                wait = due - self.loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self.emu.lateness_s.append(self.loop.time() - due)
             if self.emu.faults.malformed_frames > 0:
                 self.emu.faults.malformed_frames -= 1
                 await self.ws.send('{"type": "Results", "channel_index": [0, 1], "dur')

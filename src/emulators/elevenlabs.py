@@ -9,6 +9,9 @@ audio body in the requested format: `ulaw_8000` (µ-law) or `pcm_<rate>` (16-bit
 The audio is a 440 Hz tone whose length follows the text (`seconds_per_char`), so tests can
 check that all of a sentence was synthesised. Faults (per request, queued): HTTP status
 (429/500), slow first byte, the socket dropped after N bytes, a malformed (non-audio) body.
+
+The first byte is due `first_byte_delay_s` after the request arrived; how late the
+emulator was against that (its own event loop lag) is kept in `lateness_s`.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class ElevenLabsEmulator:
         self.chunk_delay_s = chunk_delay_s
         self.faults: deque[ElevenLabsFault] = deque()
         self.requests: list[TTSRequest] = []
+        self.lateness_s: list[float] = []  # per streamed reply: first byte sent − due
         self.base_url = ""  # http://127.0.0.1:PORT, set when running
 
     def app(self) -> web.Application:
@@ -99,6 +103,8 @@ class ElevenLabsEmulator:
         return await self._synthesize(request, streamed=False)
 
     async def _synthesize(self, request: web.Request, streamed: bool) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         if request.headers.get("xi-api-key") != self.api_key:
             return _detail(401, "invalid_api_key", "Invalid API key")
         output_format = request.query.get("output_format", "mp3_44100_128")
@@ -134,7 +140,7 @@ class ElevenLabsEmulator:
             return _detail(fault.status, "internal_error", "Injected failure")
         delay = self.first_byte_delay_s + (fault.delay_s if fault and fault.kind == "slow" else 0)
         if delay:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(max(0.0, arrived + delay - loop.time()))
         if fault is not None and fault.kind == "malformed":
             return web.json_response({"detail": {"status": "ok", "message": "not audio"}})
         audio, content_type, per_second = self.audio_for(text, output_format)
@@ -142,6 +148,8 @@ class ElevenLabsEmulator:
         await response.prepare(request)
         step = max(1, per_second * self.chunk_ms // 1000)
         for offset in range(0, len(audio), step):
+            if offset == 0:
+                self.lateness_s.append(loop.time() - (arrived + delay))
             if fault is not None and fault.kind == "drop" and offset >= fault.after_bytes:
                 assert request.transport is not None
                 request.transport.abort()

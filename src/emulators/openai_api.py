@@ -11,6 +11,9 @@ what the "model" says for each request (and sees the tool results it was sent).
 
 Faults (per request, queued): an HTTP status (429 with Retry-After, 500, …), a slow
 first token, a socket dropped after N tokens, a malformed SSE frame.
+
+The first token is due `first_token_delay_s` after the request arrived; how late the
+emulator was against that (its own event loop lag) is kept in `lateness_s`.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class OpenAIEmulator:
         self.model = model
         self.faults: deque[OpenAIFault] = deque()
         self.requests: list[dict[str, Any]] = []  # request bodies, in order
+        self.lateness_s: list[float] = []  # per streamed reply: first token sent − due
         self.base_url = ""  # http://127.0.0.1:PORT/v1, set when running
 
     def app(self) -> web.Application:
@@ -91,6 +95,8 @@ class OpenAIEmulator:
         return app
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         if request.headers.get("Authorization", "") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.")
         try:
@@ -119,8 +125,10 @@ class OpenAIEmulator:
         await response.prepare(request)
         delay = self.first_token_delay_s + (fault.delay_s if fault and fault.kind == "slow" else 0)
         if delay:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(max(0.0, arrived + delay - loop.time()))
         for i, chunk in enumerate(chunks):
+            if i == 0:
+                self.lateness_s.append(loop.time() - (arrived + delay))
             if (
                 fault is not None
                 and fault.kind in ("drop", "malformed")

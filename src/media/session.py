@@ -13,12 +13,13 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
 
+from ai import metrics as ai_metrics
 from ai.engine import ConversationEngine
 from ai.events import CallStarted, DtmfEntry, MachineDetected, PolicyEvent, Silence, UserTurn
 from ai.protocols import STT, TTS, VAD, PolicyFactory, STTStream
@@ -33,6 +34,7 @@ from ai.types import (
     UtteranceEnd,
 )
 from media import metrics
+from media.caller_voice import VoiceActivity
 from media.codec import FRAME_MS, AudioFormat, Resampler, decode, encode
 from media.events import (
     CLOSE_INTERNAL,
@@ -48,9 +50,10 @@ from media.events import (
     Start,
     Stop,
 )
-from media.player import MarkState, OutboundPlayer
+from media.player import OutboundPlayer
 from media.ports import CallInfo, CallRecorder, LiveRegistry, TurnRecord
 from media.protocol import CarrierProtocol
+from media.reply import AgentReply, Sentence, outcome_fields
 from media.voicemail import carrier_verdict, is_machine_result, sounds_like_voicemail
 
 log = structlog.get_logger("media.session")
@@ -102,30 +105,6 @@ class SessionServices:
     transfer: Callable[[str, str, str], Awaitable[None]] | None = None
 
 
-@dataclass(slots=True)
-class _Sentence:
-    text: str
-    bytes: int = 0
-    first_frame_t: float | None = None
-    mark: MarkState | None = None
-
-
-@dataclass(slots=True)
-class _Reply:
-    id: int
-    trigger_t: float | None  # caller speech end that triggered this reply
-    stt_ms: float | None = None
-    started_t: float = 0.0
-    sentences: list[_Sentence] = field(default_factory=list)
-    first_frame_t: float | None = None
-    llm_ttft_ms: float | None = None
-    tts_ttfb_ms: float | None = None
-    end_action: Action | None = None
-    transfer_to: str | None = None
-    recorded: bool = False
-    seq: int | None = None  # turn number, taken when its audio starts (keeps turns in order)
-
-
 class CallSession:
     def __init__(
         self,
@@ -150,10 +129,10 @@ class CallSession:
         self.player: OutboundPlayer | None = None
         self.engine: ConversationEngine | None = None
         self.stt_stream: STTStream | None = None
-        self.vad: VAD | None = None
+        self.voice: VoiceActivity | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._reply_task: asyncio.Task[None] | None = None
-        self._reply: _Reply | None = None
+        self._reply: AgentReply | None = None
         self._reply_seq = 0
         self._turn_seq = 0
         self._writes: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
@@ -161,10 +140,6 @@ class CallSession:
         self._ending = False
         self._hung_up = False
         self._last_in_t = self.loop.time()
-        self._last_voice_t = 0.0
-        self._voiced_run_ms = 0
-        self._voiced_gap = 0
-        self._voice_onset_t: float | None = None
         self._caller_speech_start_t: float | None = None
         self._agent_idle_since = 0.0
         self._silence_count = 0
@@ -343,7 +318,7 @@ class CallSession:
         self._spawn(self.player.run(), "player")
         if self.cfg.kind == "echo":
             return
-        self.vad = self.svc.vad_factory()
+        self.voice = VoiceActivity(self.svc.vad_factory(), ev.fmt.rate)
         self.stt_stream = await self.svc.stt.open_stream(self.spec, self.cfg.endpointing_ms)
         self.engine = ConversationEngine(self.svc.policy_factory(info.context), info.context)
         self._spawn(self._stt_events(self.stt_stream), "stt-events")
@@ -398,28 +373,12 @@ class CallSession:
 
     def _detect_voice(self, pcm: Any, now: float) -> None:
         """Session-side VAD: caller activity for silence timing and barge-in."""
-        assert self.fmt is not None and self.vad is not None
-        n = self.fmt.rate * FRAME_MS // 1000
-        for i in range(0, len(pcm) - n + 1, n):
-            voiced = self.vad.is_speech(pcm[i : i + n].tobytes(), self.fmt.rate)
-            if voiced:
-                if self._voiced_run_ms == 0:
-                    self._voice_onset_t = now
-                self._voiced_run_ms += FRAME_MS
-                self._voiced_gap = 0
-                self._last_voice_t = now
-            else:
-                self._voiced_gap += 1
-                if self._voiced_gap > 3:
-                    self._voiced_run_ms = 0
-        if (
-            self.cfg.barge_in
-            and self.machine is None
-            and self._voiced_run_ms >= self.cfg.barge_in_min_speech_ms
-            and self._agent_speaking()
-        ):
-            self._voiced_run_ms = 0
-            self._spawn(self._barge_in(self._voice_onset_t or now), "barge-in")
+        assert self.voice is not None
+        self.voice.push(pcm, now)
+        if self.cfg.barge_in and self.machine is None and self._agent_speaking():
+            onset = self.voice.sustained(self.cfg.barge_in_min_speech_ms)
+            if onset is not None:
+                self._spawn(self._barge_in(onset), "barge-in")
 
     def _agent_speaking(self) -> bool:
         return (
@@ -516,7 +475,7 @@ class CallSession:
             return
         previous = self._reply_task
         self._reply_seq += 1
-        reply = _Reply(self._reply_seq, trigger_t, stt_ms=stt_ms, started_t=self.loop.time())
+        reply = AgentReply(self._reply_seq, trigger_t, stt_ms=stt_ms, started_t=self.loop.time())
         self._reply_task = asyncio.ensure_future(self._run_reply(event, reply, previous, script))
 
     async def _cancel_reply(self) -> None:
@@ -529,7 +488,7 @@ class CallSession:
     async def _run_reply(
         self,
         event: PolicyEvent,
-        reply: _Reply,
+        reply: AgentReply,
         previous: asyncio.Task[None] | None,
         script: list[PolicyOutput] | None,
     ) -> None:
@@ -567,13 +526,13 @@ class CallSession:
         elif reply.end_action is not None:
             await self._hangup(str(reply.end_action.data.get("outcome", "ended")))
 
-    async def _speak(self, reply: _Reply, text: str) -> None:
+    async def _speak(self, reply: AgentReply, text: str) -> None:
         assert self.player is not None and self.spec is not None and self.fmt is not None
-        sentence = _Sentence(text)
+        sentence = Sentence(text)
         reply.sentences.append(sentence)
         first_of_reply = len(reply.sentences) == 1
 
-        def started(t: float, s: _Sentence = sentence) -> None:
+        def started(t: float, s: Sentence = sentence) -> None:
             s.first_frame_t = t
             if first_of_reply:
                 reply.first_frame_t = t
@@ -609,7 +568,7 @@ class CallSession:
             self.player.enqueue_audio(tail)
         sentence.mark = self.player.mark(f"r{reply.id}s{len(reply.sentences)}")
 
-    def _on_first_frame(self, reply: _Reply, t: float) -> None:
+    def _on_first_frame(self, reply: AgentReply, t: float) -> None:
         self._turn_seq += 1
         reply.seq = self._turn_seq
         if reply.id == 1:
@@ -704,7 +663,7 @@ class CallSession:
         event = MachineDetected("carrier" if source == "carrier" else "classifier")
         self._respond(event, trigger_t=None)
 
-    async def _await_playback(self, reply: _Reply) -> bool:
+    async def _await_playback(self, reply: AgentReply) -> bool:
         """Wait until the carrier confirms the reply was played; False if it was cleared."""
         if not reply.sentences or self.fmt is None:
             return True
@@ -722,34 +681,17 @@ class CallSession:
             self.log.warning("mark_timeout", mark=last.name)
             return True
 
-    def _heard_text(self, reply: _Reply, interrupted: bool) -> str:
-        if not interrupted:
-            return " ".join(s.text for s in reply.sentences)
-        assert self.fmt is not None
-        now = self.loop.time()
-        heard: list[str] = []
-        for s in reply.sentences:
-            if s.mark is not None and s.mark.played.done() and s.mark.played.result():
-                heard.append(s.text)
-                continue
-            if s.first_frame_t is not None and s.bytes:
-                duration = s.bytes / (self.fmt.rate * self.fmt.bytes_per_sample)
-                lead = self.cfg.lead_frames * FRAME_MS / 1000
-                frac = min(1.0, max(0.0, (now - s.first_frame_t - lead) / duration))
-                words = s.text.split()
-                cut = int(len(words) * frac)
-                if cut:
-                    heard.append(" ".join(words[:cut]) + " —")
-            break
-        return " ".join(heard)
-
-    def _finish_reply(self, reply: _Reply, interrupted: bool) -> None:
+    def _finish_reply(self, reply: AgentReply, interrupted: bool) -> None:
         if reply.recorded or self.engine is None:
             return
         reply.recorded = True
         if self._reply is reply:
             self._reply = None
-        text = self._heard_text(reply, interrupted)
+        assert self.fmt is not None
+        text = reply.heard_text(
+            interrupted, self.loop.time(), self.cfg.lead_frames * FRAME_MS / 1000,
+            self.fmt.rate * self.fmt.bytes_per_sample,
+        )
         self.engine.agent_said(text, interrupted)
         if reply.first_frame_t is None:
             return  # nothing was played
@@ -767,27 +709,18 @@ class CallSession:
         self.log.info("agent_turn", chars=len(text), interrupted=interrupted,
                       v2v_ms=None if v2v is None else round(v2v))
 
-    def _observe_latency(self, reply: _Reply, v2v_ms: float | None) -> None:
-        try:
-            from ai import metrics as ai_metrics
-        except ImportError:  # pragma: no cover
-            return
-        stt_name = getattr(self.svc.stt, "name", "stt")
-        tts_name = getattr(self.svc.tts, "name", "tts")
-        policy_name = getattr(self.engine.policy if self.engine else None, "name", "policy")
-        for metric_name, value, provider in (
-            ("STT_FINAL_LATENCY", reply.stt_ms, stt_name),
-            ("LLM_TTFT", reply.llm_ttft_ms, policy_name),
-            ("TTS_TTFB", reply.tts_ttfb_ms, tts_name),
-            ("VOICE_TO_VOICE", v2v_ms, None),
-        ):
-            metric = getattr(ai_metrics, metric_name, None)
-            if metric is None or value is None:
-                continue
-            if provider is not None and "provider" in getattr(metric, "_labelnames", ()):
-                metric.labels(provider=provider).observe(value / 1000)
-            elif not getattr(metric, "_labelnames", ()):
-                metric.observe(value / 1000)
+    def _observe_latency(self, reply: AgentReply, v2v_ms: float | None) -> None:
+        stt = getattr(self.svc.stt, "name", "stt")
+        tts = getattr(self.svc.tts, "name", "tts")
+        policy = getattr(self.engine.policy if self.engine else None, "name", "policy")
+        if reply.stt_ms is not None:
+            ai_metrics.STT_FINAL_LATENCY.labels(provider=stt).observe(reply.stt_ms / 1000)
+        if reply.llm_ttft_ms is not None:
+            ai_metrics.LLM_TTFT.labels(provider=policy).observe(reply.llm_ttft_ms / 1000)
+        if reply.tts_ttfb_ms is not None:
+            ai_metrics.TTS_TTFB.labels(provider=tts).observe(reply.tts_ttfb_ms / 1000)
+        if v2v_ms is not None:
+            ai_metrics.VOICE_TO_VOICE.observe(v2v_ms / 1000)
 
     def _record_turn(
         self, speaker: str, text: str, start_t: float, end_t: float, seq: int | None = None,
@@ -807,33 +740,15 @@ class CallSession:
 
     # ---- actions ---------------------------------------------------------------------
 
-    def _on_action(self, action: Action, reply: _Reply) -> None:
+    def _on_action(self, action: Action, reply: AgentReply) -> None:
         self._event(f"action.{action.kind}", **action.data)
         self.log.info("agent_action", kind=action.kind)
-        data = action.data
-        fields: dict[str, Any] = {}
-        if action.kind == "promise_to_pay":
-            fields = {"ptp_amount": data.get("amount"), "ptp_date": data.get("date"),
-                      "ptp_plan": data.get("plan")}
-        elif action.kind == "opt_out":
-            fields = {"opt_out": True, "opt_out_reason": data.get("reason")}
-        elif action.kind == "record_dispute":
-            fields = {"dispute": True, "dispute_reason": data.get("reason")}
-        elif action.kind == "schedule_callback":
-            fields = {"callback_at": data.get("at"), "callback_text": data.get("text")}
-        elif action.kind == "right_party_verified":
-            fields = {"right_party": True}
-        elif action.kind == "wrong_party":
-            fields = {"right_party": False}
-        elif action.kind == "hardship":
-            fields = {"hardship": True}
-        elif action.kind == "end_call":
-            fields = {"outcome": data.get("outcome")}
+        fields = outcome_fields(action)
+        if action.kind == "end_call":
             reply.end_action = action
             self._ending = True
         elif action.kind == "transfer":
-            reply.transfer_to = str(data.get("number") or "")
-            fields = {"outcome": "transferred"}
+            reply.transfer_to = str(action.data.get("number") or "")
             self._ending = True
         if fields:
             self._outcome.update(fields)
@@ -892,7 +807,8 @@ class CallSession:
             )
             if busy or self._caller_speech_start_t is not None:
                 continue
-            quiet_since = max(self._agent_idle_since, self._last_voice_t)
+            last_voice = self.voice.last_voice_t if self.voice is not None else 0.0
+            quiet_since = max(self._agent_idle_since, last_voice)
             if now - quiet_since > self.cfg.reprompt_after_ms / 1000:
                 self._silence_count += 1
                 self._agent_idle_since = now

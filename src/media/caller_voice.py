@@ -1,0 +1,44 @@
+"""Caller voice activity seen by the session itself (not the STT): when the caller last
+spoke, for silence timing, and sustained speech, for barge-in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ai.protocols import VAD
+from media.codec import FRAME_MS
+
+#: unvoiced 20 ms frames tolerated inside one stretch of speech (short pauses, plosives)
+MAX_GAP_FRAMES = 3
+
+
+class VoiceActivity:
+    def __init__(self, vad: VAD, rate: int) -> None:
+        self.vad = vad
+        self.rate = rate
+        self.frame_samples = rate * FRAME_MS // 1000
+        self.last_voice_t = 0.0
+        self.onset_t: float | None = None  # start of the current stretch of speech
+        self.voiced_ms = 0
+        self._gap = 0
+
+    def push(self, pcm: np.ndarray, now: float) -> None:
+        n = self.frame_samples
+        for i in range(0, len(pcm) - n + 1, n):
+            if self.vad.is_speech(pcm[i : i + n].tobytes(), self.rate):
+                if self.voiced_ms == 0:
+                    self.onset_t = now
+                self.voiced_ms += FRAME_MS
+                self._gap = 0
+                self.last_voice_t = now
+            else:
+                self._gap += 1
+                if self._gap > MAX_GAP_FRAMES:
+                    self.voiced_ms = 0
+
+    def sustained(self, min_ms: int) -> float | None:
+        """The onset time when at least `min_ms` of speech is under way (then resets)."""
+        if self.voiced_ms < min_ms:
+            return None
+        self.voiced_ms = 0
+        return self.onset_t
