@@ -23,7 +23,8 @@ from ai.protocols import STT, TTS
 from ai.types import AudioIn, AudioSpec, SpeechStarted, UtteranceEnd
 from evaluation.personas import Persona, SimulatedDebtor, load_persona
 from evaluation.phone import SimulatedPhone
-from media.codec import FRAME_MS, AudioFormat, Resampler, decode
+from media.codec import FRAME_MS, AudioFormat, decode
+from media.tts_audio import synthesize_for_carrier
 
 Printer = Callable[[str, str], None]
 WORDS_PER_MINUTE = 160  # the agent's assumed speaking rate, for the persona's interruptions
@@ -160,16 +161,7 @@ class DebtorVoice:
 
     async def _speak(self, text: str) -> None:
         fmt = self.phone.fmt
-        spec = AudioSpec(fmt.encoding, fmt.rate)
-        parts: list[np.ndarray] = []
-        resampler: Resampler | None = None
-        async for chunk in self.tts.synthesize(text, spec):
-            src = AudioFormat(chunk.spec.encoding, chunk.spec.rate)
-            if resampler is None:
-                resampler = Resampler(src.rate, fmt.rate)
-            parts.append(resampler.process(decode(chunk.data, src)))
-        if resampler is not None:
-            parts.append(resampler.flush())
+        parts = [decode(data, fmt) async for data in synthesize_for_carrier(self.tts, text, fmt)]
         if parts:
             self.phone.speak(np.concatenate(parts))
             # latency clock starts when the last frame of this speech has been sent

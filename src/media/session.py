@@ -35,7 +35,7 @@ from ai.types import (
 )
 from media import metrics
 from media.caller_voice import VoiceActivity
-from media.codec import FRAME_MS, AudioFormat, Resampler, decode, encode
+from media.codec import FRAME_MS, AudioFormat, decode
 from media.events import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
@@ -54,6 +54,7 @@ from media.player import OutboundPlayer
 from media.ports import CallInfo, CallRecorder, LiveRegistry, TurnRecord
 from media.protocol import CarrierProtocol
 from media.reply import AgentReply, Sentence, outcome_fields
+from media.tts_audio import synthesize_for_carrier
 from media.voicemail import carrier_verdict, is_machine_result, sounds_like_voicemail
 
 log = structlog.get_logger("media.session")
@@ -540,32 +541,20 @@ class CallSession:
 
         hooked = False
         t_req = self.loop.time()
-        resampler: Resampler | None = None
-        got_first = False
-        async for chunk in self.svc.tts.synthesize(text, self.spec):
-            if not got_first:
-                got_first = True
+        async with contextlib.aclosing(
+            synthesize_for_carrier(self.svc.tts, text, self.fmt)
+        ) as audio:
+            async for data in audio:
                 if reply.tts_ttfb_ms is None:
                     reply.tts_ttfb_ms = (self.loop.time() - t_req) * 1000
-            if chunk.spec == self.spec:
-                data = chunk.data
-            else:
-                src = AudioFormat(chunk.spec.encoding, chunk.spec.rate)
-                if resampler is None:
-                    resampler = Resampler(src.rate, self.fmt.rate)
-                data = encode(resampler.process(decode(chunk.data, src)), self.fmt)
-            if not hooked and data:
-                # "first frame" = when the pacing reaches this sentence's audio, not when
-                # the text was handed to TTS
-                hooked = True
-                self.player.at_playhead(started)
-                self._agent_audio_queued = True
-            sentence.bytes += len(data)
-            self.player.enqueue_audio(data)
-        if resampler is not None:
-            tail = encode(resampler.flush(), self.fmt)
-            sentence.bytes += len(tail)
-            self.player.enqueue_audio(tail)
+                if not hooked and data:
+                    # "first frame" = when the pacing reaches this sentence's audio, not
+                    # when the text was handed to TTS
+                    hooked = True
+                    self.player.at_playhead(started)
+                    self._agent_audio_queued = True
+                sentence.bytes += len(data)
+                self.player.enqueue_audio(data)
         sentence.mark = self.player.mark(f"r{reply.id}s{len(reply.sentences)}")
 
     def _on_first_frame(self, reply: AgentReply, t: float) -> None:
@@ -624,18 +613,9 @@ class CallSession:
     async def _prepare_filler(self, key: tuple[str, str, int, str]) -> None:
         assert self.spec is not None and self.fmt is not None
         parts: list[bytes] = []
-        resampler: Resampler | None = None
         try:
-            async for chunk in self.svc.tts.synthesize(self.cfg.greeting_filler, self.spec):
-                if chunk.spec == self.spec:
-                    parts.append(chunk.data)
-                    continue
-                src = AudioFormat(chunk.spec.encoding, chunk.spec.rate)
-                if resampler is None:
-                    resampler = Resampler(src.rate, self.fmt.rate)
-                parts.append(encode(resampler.process(decode(chunk.data, src)), self.fmt))
-            if resampler is not None:
-                parts.append(encode(resampler.flush(), self.fmt))
+            async for data in synthesize_for_carrier(self.svc.tts, self.cfg.greeting_filler, self.fmt):
+                parts.append(data)
         except Exception as exc:
             self.log.warning("greeting_filler_failed", error=str(exc))
             return
