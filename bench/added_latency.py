@@ -14,8 +14,17 @@ Each phone waits for the greeting, then for `--turns` turns speaks a tone burst 
 Deepgram emulator's energy detector hears it as speech) and waits for the agent's reply
 to finish. For every agent reply:
 
-    added = (first agent media message received − last caller speech frame sent)
-            − endpointing − deepgram delay − openai delay − elevenlabs delay
+    added = (first agent media message received − endpoint frame sent)
+            − deepgram delay − openai delay − elevenlabs delay
+
+where the endpoint frame is the silence frame that completes `--endpointing-ms` of
+silence after the burst (the earliest moment any STT could end the turn). Timing from the
+moment that frame is actually sent, rather than from the last speech frame plus a nominal
+300 ms, keeps the phones' own scheduling lag out of dialkit's figure. The emulators send
+on a fixed schedule relative to when they received the request or audio and report how
+late they were against it (`emulator_late_ms`: their own event-loop lag, which is counted
+in `added` but is not dialkit's). The phones speak Twilio's protocol without
+permessage-deflate, as Twilio does.
 
 Prints one JSON object (`--json`) or a short table.
 
@@ -80,7 +89,20 @@ async def serve_emulators(deepgram_ms: int, openai_ms: int, elevenlabs_ms: int) 
         print(json.dumps({"deepgram": dg.url, "openai": oa.base_url, "elevenlabs": el.base_url}),
               flush=True)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)
+        await loop.run_in_executor(None, sys.stdin.readline)
+        late = {name: _late_stats(values) for name, values in (
+            ("deepgram", dg.lateness_s), ("openai", oa.lateness_s),
+            ("elevenlabs", el.lateness_s))}
+        print(json.dumps(late), flush=True)
+
+
+def _late_stats(seconds: list[float]) -> dict[str, float | int]:
+    """Percentiles (ms) of how late an emulator was against its own schedule."""
+    if not seconds:
+        return {"n": 0}
+    ms = np.asarray(seconds) * 1000
+    return {"n": len(ms), "p50": round(float(np.percentile(ms, 50)), 1),
+            "p95": round(float(np.percentile(ms, 95)), 1), "max": round(float(ms.max()), 1)}
 
 
 # ---- the phones ---------------------------------------------------------------------------
@@ -107,6 +129,7 @@ class Phone:
     silence: str = ""
     tone: str = ""
     burst_left: int = 0
+    silence_left: int = 0  # silence frames until the endpoint frame of the current turn
     turns_left: int = 0
     heard_agent: bool = False
     play_end: float = 0.0
@@ -121,10 +144,11 @@ class Phone:
 class PhoneBank:
     """All phones, driven by one 20 ms clock (one task instead of one per call)."""
 
-    def __init__(self, ws_url: str, turns: int, burst_s: float) -> None:
+    def __init__(self, ws_url: str, turns: int, burst_s: float, endpoint_frames: int) -> None:
         self.ws_url = ws_url
         self.turns = turns
         self.burst_frames = round(burst_s / FRAME_S)
+        self.endpoint_frames = endpoint_frames
         self.phones: list[Phone] = []
         self.loop = asyncio.get_running_loop()
         self.max_tick_late_ms = 0.0
@@ -139,7 +163,8 @@ class PhoneBank:
         p = Phone(body["call_id"], body["token"], turns_left=self.turns)
         p.stream_sid = f"MZ{index:032x}"
         p.silence, p.tone = _frame_json(p.stream_sid, SILENCE), _frame_json(p.stream_sid, TONE)
-        p.ws = await websockets.connect(f"{self.ws_url}/media/twilio", max_size=2**22)
+        p.ws = await websockets.connect(f"{self.ws_url}/media/twilio", max_size=2**22,
+                                        compression=None)
         await p.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await p.ws.send(json.dumps({"event": "start", "sequenceNumber": "1",
                                     "streamSid": p.stream_sid, "start": {
@@ -181,9 +206,13 @@ class PhoneBank:
             p.burst_left -= 1
             await p.ws.send(p.tone)
             if not p.burst_left:
-                p.awaiting_since = self.loop.time()
+                p.silence_left = self.endpoint_frames
         else:
             await p.ws.send(p.silence)
+            if p.silence_left:
+                p.silence_left -= 1
+                if not p.silence_left:
+                    p.awaiting_since = self.loop.time()
         if p.marks:
             due = [m for m in p.marks if m[0] <= now]
             if due:
@@ -191,7 +220,7 @@ class PhoneBank:
                 for _, name in due:
                     await p.ws.send(self._mark_msg(p, name))
         quiet = p.heard_agent and now > p.play_end + 0.3 and p.awaiting_since is None
-        if quiet and not p.burst_left and not p.marks:
+        if quiet and not p.burst_left and not p.silence_left and not p.marks:
             if p.turns_left:
                 p.turns_left -= 1
                 p.heard_agent = False
@@ -259,7 +288,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    load_at_start = os.getloadavg()[0]
+    load_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="dialkit-bench-"))
     pg = None
     admin_url = os.environ.get("DATABASE_URL")
@@ -319,7 +348,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if server.poll() is not None:
                     raise RuntimeError(f"server exited; see {log_path}")
                 await asyncio.sleep(0.1)
-            bank = PhoneBank(f"ws://127.0.0.1:{port}", args.turns, args.burst_ms / 1000)
+            # Silence reaches the STT in whole 20 ms carrier frames: this many after the burst
+            # complete the endpointing time.
+            endpoint_frames = -(-args.endpointing_ms // 20)
+            bank = PhoneBank(f"ws://127.0.0.1:{port}", args.turns, args.burst_ms / 1000,
+                             endpoint_frames)
             bank.expected = args.calls
             loop = asyncio.get_running_loop()
             started = time.monotonic()
@@ -348,8 +381,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
+        emulator_late: dict[str, Any] = {}
         if emu.poll() is None:
-            assert emu.stdin is not None
+            assert emu.stdin is not None and emu.stdout is not None
+            with contextlib.suppress(OSError, ValueError):
+                emu.stdin.write("\n")
+                emu.stdin.flush()
+                emulator_late = json.loads(emu.stdout.readline())
             emu.stdin.close()
             try:
                 emu.wait(10)
@@ -372,10 +410,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if pg is not None:
             pg.cleanup()
 
-    # Silence reaches the STT in whole 20 ms carrier frames: the frame that completes the
-    # endpointing time is sent this long after the last speech frame.
     silence_ms = -(-args.endpointing_ms // 20) * 20
-    provider_ms = silence_ms + args.deepgram_ms + args.openai_ms + args.elevenlabs_ms
+    provider_ms = args.deepgram_ms + args.openai_ms + args.elevenlabs_ms
     v2v = [s for p in bank.phones for s in p.samples_ms]
     added = [s - provider_ms for s in v2v]
     complete = sum(1 for p in bank.phones if p.turns_left == 0 and len(p.samples_ms) == args.turns)
@@ -401,7 +437,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                "elevenlabs_first_byte": args.elevenlabs_ms},
         "endpointing_ms": args.endpointing_ms,
         "endpointing_silence_in_frames_ms": silence_ms,
+        "measured_from": "send of the silence frame completing endpointing",
         "subtracted_ms": provider_ms,
+        "emulator_late_ms": emulator_late,
         "provider_fallbacks": fallbacks,
         "server_p50_ms": server_view,
         "phone_clock_max_late_ms": round(bank.max_tick_late_ms, 1),
@@ -409,7 +447,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": round(elapsed, 1),
         "cpu_s": cpu,
         "cpus": os.cpu_count(),
-        "load_avg_1m_at_start": round(load_at_start, 2),
+        "load_avg_at_start": [round(x, 2) for x in load_at_start],
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -423,7 +462,7 @@ def main() -> None:
     ap.add_argument("--elevenlabs-ms", type=int, default=100)
     # 290, not 300: the emulator detects silence on 10 ms sub-frames with a float clock, so at
     # exactly 300 it sometimes needs one more sub-frame (the next 20 ms carrier frame); at 290
-    # it always fires on the frame that ends 300 ms after speech, which is what is subtracted.
+    # it always fires on the 15th silence frame (300 ms of silence), the frame timed from.
     ap.add_argument("--endpointing-ms", type=int, default=290)
     ap.add_argument("--burst-ms", type=int, default=800, help="length of each caller turn")
     ap.add_argument("--ramp-s", type=float, default=5.0, help="spread call starts over this")
