@@ -16,6 +16,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -51,48 +52,56 @@ async def main(personas: list[str]) -> dict[str, object]:
     providers = await build_providers(settings)
     runner, port = await start_server(settings, providers, port=0)
     url = f"http://127.0.0.1:{port}"
-    server_v2v: list[float] = []
     phone_v2v: list[float] = []
-    stt: list[float] = []
-    ttft: list[float] = []
-    ttfb: list[float] = []
+    rows: list[dict[str, float]] = []
     outcomes = {}
     try:
         for name in personas:
             result = await run_simulated_call(url, name, providers.stt, providers.tts, max_seconds=240)
             outcomes[name] = result.outcome
             phone_v2v += result.latencies_ms
-            for t in result.turns:
-                if t["speaker"] == "agent" and t.get("voice_to_voice_ms") is not None and t["start_ms"] > 0:
-                    server_v2v.append(t["voice_to_voice_ms"])
             async with providers_pool(runner) as pool:
-                rows = await pool.fetch(
-                    "SELECT stt_ms, llm_ttft_ms, tts_ttfb_ms FROM turns WHERE call_id = $1 AND"
-                    " speaker = 'agent' AND stt_ms IS NOT NULL", __import__("uuid").UUID(result.call_id))
-            stt += [r["stt_ms"] for r in rows]
-            ttft += [r["llm_ttft_ms"] for r in rows if r["llm_ttft_ms"] is not None]
-            ttfb += [r["tts_ttfb_ms"] for r in rows if r["tts_ttfb_ms"] is not None]
+                found = await pool.fetch(
+                    "SELECT stt_ms, llm_ttft_ms, tts_ttfb_ms, voice_to_voice_ms FROM turns"
+                    " WHERE call_id = $1 AND speaker = 'agent' AND stt_ms IS NOT NULL"
+                    " AND voice_to_voice_ms IS NOT NULL", uuid.UUID(result.call_id))
+            rows += [dict(r) for r in found]
     finally:
         await runner.cleanup()
     endpointing = providers.playbook.settings.endpointing_ms
+    v2v = [r["voice_to_voice_ms"] for r in rows]
+    # per turn: v2v = endpointing + recognition + policy + synthesis + the rest (pacing, hops)
+    recog = [r["stt_ms"] - endpointing for r in rows]
+    policy = [r["llm_ttft_ms"] or 0.0 for r in rows]
+    synth = [r["tts_ttfb_ms"] or 0.0 for r in rows]
+    rest = [r["voice_to_voice_ms"] - r["stt_ms"] - (r["llm_ttft_ms"] or 0) - (r["tts_ttfb_ms"] or 0)
+            for r in rows]
     return {
         "personas": personas,
         "outcomes": outcomes,
-        "agent_turns": len(server_v2v),
+        "agent_turns": len(rows),
         "endpointing_ms": endpointing,
-        "server_v2v_p50_ms": pct(server_v2v, 50),
-        "server_v2v_p95_ms": pct(server_v2v, 95),
+        "v2v_p50_ms": pct(v2v, 50),
+        "v2v_p95_ms": pct(v2v, 95),
         "phone_v2v_p50_ms": pct(phone_v2v, 50),
         "phone_v2v_p95_ms": pct(phone_v2v, 95),
-        "stt_final_p50_ms": pct(stt, 50),
-        "stt_final_p95_ms": pct(stt, 95),
-        "policy_first_text_p50_ms": pct(ttft, 50),
-        "tts_first_audio_p50_ms": pct(ttfb, 50),
-        "tts_first_audio_p95_ms": pct(ttfb, 95),
-        "note": "server v2v starts at the last voiced frame the VAD saw, so it includes the "
-        "endpointing silence; phone v2v runs from the caller's last speech frame sent to "
-        "the first audible agent frame played at the phone.",
-        "mean_server_v2v_ms": round(statistics.mean(server_v2v), 1) if server_v2v else None,
+        "breakdown_p50_ms": {
+            "endpointing_silence": endpointing,
+            "recognition_after_endpoint": pct(recog, 50),
+            "policy_first_text": pct(policy, 50),
+            "tts_first_audio": pct(synth, 50),
+            "rest": pct(rest, 50),
+        },
+        "breakdown_p95_ms": {
+            "recognition_after_endpoint": pct(recog, 95),
+            "policy_first_text": pct(policy, 95),
+            "tts_first_audio": pct(synth, 95),
+            "rest": pct(rest, 95),
+        },
+        "mean_v2v_ms": round(statistics.mean(v2v), 1) if v2v else None,
+        "note": "v2v (server): last voiced caller frame seen by the VAD → first agent audio "
+        "chunk sent; phone v2v: caller's last speech frame sent → first audible agent frame "
+        "played at the simulated phone.",
     }
 
 
