@@ -93,6 +93,7 @@ async def serve_emulators(deepgram_ms: int, openai_ms: int, elevenlabs_ms: int) 
         late = {name: _late_stats(values) for name, values in (
             ("deepgram", dg.lateness_s), ("openai", oa.lateness_s),
             ("elevenlabs", el.lateness_s))}
+        late["elevenlabs"]["max_in_flight"] = el.max_in_flight
         print(json.dumps(late), flush=True)
 
 
@@ -153,6 +154,7 @@ class PhoneBank:
         self.loop = asyncio.get_running_loop()
         self.max_tick_late_ms = 0.0
         self.expected = 0
+        self._closers: set[asyncio.Task[None]] = set()
 
     async def dial(self, api: httpx.AsyncClient, index: int) -> None:
         resp = await api.post("/api/calls", json={"carrier": "twilio", "context": {
@@ -230,7 +232,10 @@ class PhoneBank:
                 stop = {"event": "stop", "streamSid": p.stream_sid,
                         "stop": {"accountSid": "AC", "callSid": "CA"}}
                 await p.ws.send(json.dumps(stop))
-                await p.ws.close()
+                # closing waits for the server's close frame: not on the shared clock
+                closer = self.loop.create_task(p.ws.close())
+                self._closers.add(closer)
+                closer.add_done_callback(self._closers.discard)
 
     async def clock(self, deadline: float) -> None:
         t0 = self.loop.time()

@@ -381,7 +381,9 @@ class FallbackTTS:
                 while True:
                     timeout = self.first_byte_timeout_s if first else self.stall_timeout_s
                     try:
-                        chunk = await asyncio.wait_for(anext(stream), timeout=timeout)
+                        # asyncio.timeout, not wait_for: no extra task per audio chunk
+                        async with asyncio.timeout(timeout):
+                            chunk = await anext(stream)
                     except StopAsyncIteration:
                         break
                     first = False

@@ -170,6 +170,7 @@ class DeepgramStream:
         self._buf_s = 0.0  # seconds of audio in _buf (kept, not re-summed per frame)
         self._sent = 0  # how many of _buf went out on the current connection
         self._wake = asyncio.Event()
+        self._last_send = 0.0  # loop time of the last message sent on the current socket
         self._closing = False
         self._conn_offset = 0.0
         self._anchors: list[tuple[float, float]] = []  # (connection audio time, loop time)
@@ -279,21 +280,25 @@ class DeepgramStream:
         self._sent = 0
         self._conn_offset = 0.0
         self._anchors = []
+        self._last_send = self._loop.time()
         sender = asyncio.create_task(self._send_loop(sock))
+        keepalive = asyncio.create_task(self._keepalive_loop(sock))
         try:
             await self._receive_loop(sock)
         finally:
-            if not sender.done():
-                sender.cancel()
-            with contextlib.suppress(BaseException):
-                await sender
+            for task in (sender, keepalive):
+                if not task.done():
+                    task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         if not self._closing and sender.done() and not sender.cancelled():
             exc = sender.exception()
             if exc is not None:
                 raise exc
 
     async def _send_loop(self, sock: Any) -> None:
-        last_send = self._loop.time()
+        # One wake-up per audio frame: no timeout here (a `wait_for` per frame would create
+        # a task and a timer 50 times a second per call); keep-alives have their own task.
         while True:
             self._wake.clear()
             while self._sent < len(self._buf):
@@ -303,20 +308,25 @@ class DeepgramStream:
                 self._conn_offset += chunk.seconds
                 self._sent += 1
                 await sock.send_media(chunk.audio.raw)
-                last_send = self._loop.time()
+                self._last_send = self._loop.time()
             if len(self._anchors) > 6000:
                 del self._anchors[:3000]
             if self._closing:
                 await sock.send_close_stream()
                 return
-            idle = self._loop.time() - last_send
-            try:
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=max(0.0, self._stt.keepalive_s - idle)
-                )
-            except TimeoutError:
+            await self._wake.wait()
+
+    async def _keepalive_loop(self, sock: Any) -> None:
+        """Send `KeepAlive` whenever no audio went out for `keepalive_s` (e.g. while the
+        carrier sends nothing), so Deepgram does not close the idle socket."""
+        period = self._stt.keepalive_s
+        while not self._closing:
+            idle = self._loop.time() - self._last_send
+            if idle >= period:
                 await sock.send_keep_alive()
-                last_send = self._loop.time()
+                self._last_send = self._loop.time()
+                idle = 0.0
+            await asyncio.sleep(period - idle)
 
     async def _receive_loop(self, sock: Any) -> None:
         while True:

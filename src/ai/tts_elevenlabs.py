@@ -3,10 +3,6 @@
 Audio is requested in the carrier's own format where ElevenLabs has it: `ulaw_8000` for
 µ-law 8 kHz carriers (Twilio) and `pcm_<rate>` for PCM carriers (Exotel), so media never
 transcodes; other rates get `pcm_16000` and media resamples.
-
-One HTTP client serves every call, with a keep-alive pool sized for many concurrent calls
-(httpx keeps only 20 idle connections by default; past that each reply would pay a new
-TCP and TLS handshake before its first byte).
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import structlog
 from elevenlabs.client import AsyncElevenLabs
 
@@ -55,22 +50,12 @@ class ElevenLabsTTS:
         optimize_streaming_latency: int | None = None,
         timeout_s: float = 20.0,
         chunk_size: int = 800,
-        max_connections: int = 1000,
-        max_keepalive_connections: int = 200,
     ) -> None:
         self.voice_id = voice_id
         self.model_id = model_id
         self.optimize_streaming_latency = optimize_streaming_latency
         self.chunk_size = chunk_size
-        http = httpx.AsyncClient(
-            timeout=timeout_s,
-            follow_redirects=True,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_keepalive_connections,
-            ),
-        )
-        kwargs: dict[str, Any] = {"api_key": api_key, "timeout": timeout_s, "httpx_client": http}
+        kwargs: dict[str, Any] = {"api_key": api_key, "timeout": timeout_s}
         if base_url is not None:
             kwargs["base_url"] = base_url.rstrip("/")
         self._client = AsyncElevenLabs(**kwargs)

@@ -41,6 +41,9 @@ def scrub_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -
 def setup_logging(level: str = "INFO", json: bool = False) -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=lvl, format="%(message)s")
+    # one line per vendor HTTP request would flood the log (and cost loop time) under load
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

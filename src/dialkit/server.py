@@ -191,7 +191,8 @@ def media_endpoint(carrier: str | None) -> Any:
     async def handler(request: web.Request) -> web.WebSocketResponse:
         state = request.app[STATE]
         ws = web.WebSocketResponse(
-            max_msg_size=state.settings.max_message_bytes, heartbeat=20.0, autoping=True
+            max_msg_size=state.settings.max_message_bytes, heartbeat=20.0, autoping=True,
+            compress=False,  # carriers don't compress; deflating every 20 ms frame costs CPU
         )
         await ws.prepare(request)
         query = dict(request.query)

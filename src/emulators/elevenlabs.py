@@ -79,6 +79,8 @@ class ElevenLabsEmulator:
         self.faults: deque[ElevenLabsFault] = deque()
         self.requests: list[TTSRequest] = []
         self.lateness_s: list[float] = []  # per streamed reply: first byte sent − due
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0
         self.base_url = ""  # http://127.0.0.1:PORT, set when running
 
     def app(self) -> web.Application:
@@ -103,6 +105,14 @@ class ElevenLabsEmulator:
         return await self._synthesize(request, streamed=False)
 
     async def _synthesize(self, request: web.Request, streamed: bool) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, streamed)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, streamed: bool) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         if request.headers.get("xi-api-key") != self.api_key:
