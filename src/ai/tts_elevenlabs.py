@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import structlog
 from elevenlabs.client import AsyncElevenLabs
 
@@ -50,12 +51,19 @@ class ElevenLabsTTS:
         optimize_streaming_latency: int | None = None,
         timeout_s: float = 20.0,
         chunk_size: int = 800,
+        max_connections: int = 1000,
     ) -> None:
         self.voice_id = voice_id
         self.model_id = model_id
         self.optimize_streaming_latency = optimize_streaming_latency
         self.chunk_size = chunk_size
-        kwargs: dict[str, Any] = {"api_key": api_key, "timeout": timeout_s}
+        # Every live call may be mid-sentence at once: the SDK's default pool (20 kept-alive
+        # connections) would make most of them reconnect, or queue, at each sentence.
+        http = httpx.AsyncClient(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+        kwargs: dict[str, Any] = {"api_key": api_key, "timeout": timeout_s, "httpx_client": http}
         if base_url is not None:
             kwargs["base_url"] = base_url.rstrip("/")
         self._client = AsyncElevenLabs(**kwargs)

@@ -24,10 +24,10 @@ console = Console(stderr=True)
 def _run(coro: Any) -> Any:
     try:
         import uvloop  # type: ignore[import-not-found]
-
-        return uvloop.run(coro)
     except ImportError:
-        return asyncio.run(coro)
+        uvloop = None
+    # outside the except block, so tracebacks from the server don't chain to the ImportError
+    return uvloop.run(coro) if uvloop is not None else asyncio.run(coro)
 
 
 @app.command()
