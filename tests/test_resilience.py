@@ -224,6 +224,23 @@ async def test_fallback_tts_slow_first_byte_times_out_to_the_next_provider() -> 
     assert chunks and {c.spec.encoding for c in chunks} == {"pcm16"}
 
 
+async def test_fallback_tts_last_resort_is_given_time_rather_than_silence() -> None:
+    """Both providers slow to first byte: the last one is waited for, not timed out."""
+    async with running_elevenlabs() as first, running_elevenlabs() as last:
+        first.faults.append(ElevenLabsFault("slow", delay_s=2.0))
+        last.faults.append(ElevenLabsFault("slow", delay_s=0.6))
+        tts = FallbackTTS(
+            [
+                ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=first.base_url),
+                ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=last.base_url),
+            ],
+            first_byte_timeout_s=0.2,
+        )
+        chunks = await _synth(tts, "Hello there.")
+    assert chunks and len(last.requests) == 1
+    assert {c.spec.encoding for c in chunks} == {"mulaw"}
+
+
 async def test_fallback_tts_malformed_body_is_counted_and_replaced() -> None:
     before = metric(
         "dialkit_provider_errors_total", role="tts", provider="elevenlabs", kind="malformed"

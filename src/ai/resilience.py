@@ -353,9 +353,11 @@ class FallbackTTS:
         stall_timeout_s: float = 3.0,
         chars_per_second: float = 15.0,
         breakers: Sequence[CircuitBreaker] | None = None,
+        last_resort_timeout_s: float = 15.0,
     ) -> None:
         if not providers:
             raise ValueError("FallbackTTS needs at least one provider")
+        self.last_resort_timeout_s = last_resort_timeout_s
         self.providers = list(providers)
         self.first_byte_timeout_s = first_byte_timeout_s
         self.stall_timeout_s = stall_timeout_s
@@ -369,7 +371,10 @@ class FallbackTTS:
         previous: TTS | None = None
         for i, provider in enumerate(self.providers):
             breaker = self.breakers[i]
-            if not breaker.allow():
+            last_resort = i == len(self.providers) - 1
+            # The last provider is tried even with its breaker open, and given time: timing
+            # it out would only leave the caller in silence.
+            if not breaker.allow() and not last_resort:
                 continue
             if previous is not None:
                 _switch("tts", previous, provider, last_exc, "synthesis_failed")
@@ -380,6 +385,8 @@ class FallbackTTS:
                 first = True
                 while True:
                     timeout = self.first_byte_timeout_s if first else self.stall_timeout_s
+                    if last_resort:
+                        timeout = max(timeout, self.last_resort_timeout_s)
                     try:
                         # asyncio.timeout, not wait_for: no extra task per audio chunk
                         async with asyncio.timeout(timeout):
