@@ -3,17 +3,20 @@
 Starts dialkit in-process (Piper TTS, null STT, the real session VAD: webrtcvad on 20 ms
 frames) and plays a Twilio phone against it. In each trial the agent greets; at a random
 point of its first sentence the caller starts speaking real speech (Piper, 8 kHz µ-law,
-leading silence trimmed so the first frame sent is speech), one 20 ms frame every 20 ms.
-Reaction = the `clear` arriving at the phone minus the first speech frame being sent.
+leading silence trimmed so the first frame sent is speech), one 20 ms frame every 20 ms,
+then a second of silence. Reaction = the first `clear` arriving at the phone minus the
+first speech frame being sent (with the pause stage on, that `clear` is the pause).
 
-Runs once per `--min-speech` value (the playbook's `barge_in_min_speech_ms`), and also
-plays a backchannel ("Mhm.") and a cough-like noise burst over the agent to count the
-false barge-ins each setting lets through.
+Runs once per `--runs` pair PAUSE:MIN (the playbook's `barge_in_pause_ms` and
+`barge_in_min_speech_ms`; PAUSE 0 = no pause stage), and also plays a backchannel
+("Mhm.") and a cough-like noise burst over the agent, counting per setting the trials
+that paused the agent, that cut it off (`barge_in` event: a false barge-in) and that
+resumed it (`barge_in_resumed`), with how long the resumed agent stayed paused.
 
-    .venv/bin/python bench/barge_in.py [--json] [--trials 20] [--min-speech 300 120]
+    .venv/bin/python bench/barge_in.py [--json] [--trials 20] [--runs 100:300 0:300 0:120]
 
 Needs PostgreSQL: DATABASE_URL, else one on 127.0.0.1:5432, else the embedded one.
-Prints one JSON object; its top-level figures are for the first --min-speech value.
+Prints one JSON object; its top-level figures are for the first --runs pair.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ class Phone:
         self.sid = "MZ" + uuid.uuid4().hex
         self.clear_t: float | None = None
         self.first_media_t: float | None = None
+        self.resumed_t: float | None = None  # first agent audio after the first `clear`
+        self.clears = 0
         self._rx: asyncio.Task[None] | None = None
 
     async def start(self, call_id: str, token: str) -> None:
@@ -103,10 +108,15 @@ class Phone:
         loop = asyncio.get_running_loop()
         async for raw in self.ws:
             msg = json.loads(raw)
-            if msg["event"] == "media" and self.first_media_t is None:
-                self.first_media_t = loop.time()
-            elif msg["event"] == "clear" and self.clear_t is None:
-                self.clear_t = loop.time()
+            if msg["event"] == "media":
+                if self.first_media_t is None:
+                    self.first_media_t = loop.time()
+                elif self.clear_t is not None and self.resumed_t is None:
+                    self.resumed_t = loop.time()
+            elif msg["event"] == "clear":
+                self.clears += 1
+                if self.clear_t is None:
+                    self.clear_t = loop.time()
             elif msg["event"] == "mark":
                 await self.ws.send(json.dumps({"event": "mark", "streamSid": self.sid,
                                                "mark": msg["mark"]}))
@@ -125,9 +135,10 @@ class Phone:
         await self.ws.close()
 
 
-async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> float | None:
-    """One call; the caller plays `audio` `at_s` seconds into the greeting. Returns the
-    reaction in ms, or None when no `clear` came within a second after the audio ended."""
+async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> dict[str, Any]:
+    """One call; the caller plays `audio` `at_s` seconds into the greeting, then a second
+    of silence. Returns the reaction in ms (None: no `clear`), whether the agent was cut
+    off or resumed (from the call's events), and how long a resumed agent was paused."""
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(base_url=http) as api:
         created = (await api.post("/api/calls", json={"carrier": "twilio",
@@ -140,7 +151,7 @@ async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> float | No
     t = loop.time()
     onset: float | None = None
     sent = 0
-    while phone.clear_t is None and sent < len(frames):
+    while sent < len(frames):
         speaking = phone.first_media_t is not None and t >= phone.first_media_t + at_s
         if speaking:
             if onset is None:
@@ -152,9 +163,42 @@ async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> float | No
         t += 0.02
         await asyncio.sleep(max(0.0, t - loop.time()))
     await phone.stop()
-    if phone.clear_t is None or onset is None:
-        return None
-    return (phone.clear_t - onset) * 1000
+    events = await _events(http, created["call_id"])
+    resumed = [e["data"] for e in events if e["kind"] == "barge_in_resumed"]
+    reaction = None
+    if phone.clear_t is not None and onset is not None:
+        reaction = (phone.clear_t - onset) * 1000
+    return {
+        "reaction_ms": reaction,
+        "cut": any(e["kind"] == "barge_in" for e in events),
+        "resumed": bool(resumed),
+        "paused_ms": resumed[0]["paused_ms"] if resumed else None,
+        "clears": phone.clears,
+    }
+
+
+async def _events(http: str, call_id: str) -> list[dict[str, Any]]:
+    """The call's events once it has ended (they are written in order at the end)."""
+    async with httpx.AsyncClient(base_url=http) as api:
+        for _ in range(100):
+            detail = (await api.get(f"/api/calls/{call_id}")).json()
+            if detail["call"]["status"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.05)
+    return list(detail["events"])
+
+
+async def false_barge_ins(http: str, ws_url: str, audio: bytes, rng: random.Random,
+                          n: int = 5) -> dict[str, Any]:
+    results = [await trial(http, ws_url, audio, rng.uniform(0.3, 2.0)) for _ in range(n)]
+    paused = [r["paused_ms"] for r in results if r["paused_ms"] is not None]
+    return {
+        "paused": f"{sum(r['reaction_ms'] is not None for r in results)}/{n}",
+        "cut": f"{sum(r['cut'] for r in results)}/{n}",
+        "resumed": f"{sum(r['resumed'] for r in results)}/{n}",
+        "paused_ms_max": max(paused) if paused else None,
+        "paused_ms_mean": round(statistics.fmean(paused), 1) if paused else None,
+    }
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -163,7 +207,7 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1)
 
 
-async def run(trials: int, settings_ms: list[int], seed: int) -> dict[str, Any]:
+async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[str, Any]:
     database_url = os.environ.get("DATABASE_URL")
     if not database_url and _port_open(5432):
         database_url = await _scratch_database("postgresql://postgres@127.0.0.1:5432/postgres")
@@ -177,32 +221,35 @@ async def run(trials: int, settings_ms: list[int], seed: int) -> dict[str, Any]:
     speech = await synth_ulaw(providers, INTERRUPTION)
     mhm = await synth_ulaw(providers, BACKCHANNEL)
     cough = cough_ulaw()
-    default_ms = providers.playbook.settings.barge_in_min_speech_ms
+    pb = providers.playbook.settings
+    defaults = (pb.barge_in_pause_ms, pb.barge_in_min_speech_ms)
+    load_at_start = os.getloadavg()[0]
     runs = []
     try:
-        for min_ms in settings_ms:
-            providers.playbook.settings.barge_in_min_speech_ms = min_ms
+        for pause_ms, min_ms in configs:
+            pb.barge_in_pause_ms, pb.barge_in_min_speech_ms = pause_ms, min_ms
             reactions: list[float] = []
-            missed = 0
+            missed = cut = resumed = 0
             for _ in range(trials):
                 r = await trial(http, ws_url, speech, rng.uniform(0.3, 2.0))
-                if r is None:
+                if r["reaction_ms"] is None:
                     missed += 1
                 else:
-                    reactions.append(r)
-            false_mhm = sum([await trial(http, ws_url, mhm, rng.uniform(0.3, 2.0)) is not None
-                             for _ in range(5)])
-            false_cough = sum([await trial(http, ws_url, cough, rng.uniform(0.3, 2.0)) is not None
-                               for _ in range(5)])
+                    reactions.append(r["reaction_ms"])
+                cut += r["cut"]
+                resumed += r["resumed"]
             runs.append({
-                "min_speech_ms": min_ms, "samples": len(reactions), "missed": missed,
+                "pause_ms": pause_ms, "min_speech_ms": min_ms,
+                "samples": len(reactions), "missed": missed,
                 "p50_ms": pct(reactions, 50), "p95_ms": pct(reactions, 95),
                 "min_ms": pct(reactions, 0), "max_ms": pct(reactions, 100),
                 "mean_ms": round(statistics.fmean(reactions), 1) if reactions else None,
-                "false_barge_ins": {"mhm": f"{false_mhm}/5", "cough": f"{false_cough}/5"},
+                "interruptions_cut": f"{cut}/{trials}", "interruptions_resumed": f"{resumed}/{trials}",
+                "mhm": await false_barge_ins(http, ws_url, mhm, rng),
+                "cough": await false_barge_ins(http, ws_url, cough, rng),
             })
     finally:
-        providers.playbook.settings.barge_in_min_speech_ms = default_ms
+        pb.barge_in_pause_ms, pb.barge_in_min_speech_ms = defaults
         await runner.cleanup()
     return {
         "benchmark": "barge_in",
@@ -212,8 +259,10 @@ async def run(trials: int, settings_ms: list[int], seed: int) -> dict[str, Any]:
         "tts": "piper", "vad": "webrtcvad mode 2 (session)", "carrier": "twilio µ-law 8 kHz",
         "speech": {"interruption": INTERRUPTION, "interruption_ms": len(speech) // 8,
                    "mhm_ms": len(mhm) // 8, "cough_ms": len(cough) // 8},
-        "playbook_default_min_speech_ms": default_ms,
-        **{k: runs[0][k] for k in ("samples", "p50_ms", "p95_ms", "min_speech_ms", "missed")},
+        "playbook_default": {"pause_ms": defaults[0], "min_speech_ms": defaults[1]},
+        "load_avg_1m": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
+        **{k: runs[0][k] for k in ("samples", "p50_ms", "p95_ms", "pause_ms", "min_speech_ms",
+                                   "missed")},
         "runs": runs,
     }
 
@@ -253,12 +302,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one line of JSON")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--min-speech", type=int, nargs="+", default=[300, 120],
-                        help="barge_in_min_speech_ms values to run (first = headline)")
+    parser.add_argument("--runs", nargs="+", default=["100:300", "0:300", "0:120"],
+                        help="PAUSE:MIN pairs, barge_in_pause_ms:barge_in_min_speech_ms "
+                             "(first = headline; PAUSE 0 = cut only)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     setup_logging("WARNING", False)  # stdout carries the JSON only
-    result = asyncio.run(run(args.trials, args.min_speech, args.seed))
+    configs = [(int(a), int(b)) for a, b in (r.split(":") for r in args.runs)]
+    result = asyncio.run(run(args.trials, configs, args.seed))
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 

@@ -94,6 +94,10 @@ class PlaybookSettings(BaseModel):
     max_reprompts: int = 2
     max_call_seconds: int = 900
     barge_in_min_speech_ms: int = 300
+    # caller speech that pauses the agent (carrier `clear`, audio kept) before it reaches
+    # barge_in_min_speech_ms and cuts it off; a shorter stretch (a cough) lets it resume.
+    # 0, or >= barge_in_min_speech_ms, turns the pause off (cut only).
+    barge_in_pause_ms: int = Field(default=100, ge=0, le=2000)
     greeting_deadline_ms: int = 2000
     dtmf_timeout_ms: int = 3000
     dtmf_max_digits: int = 8

@@ -207,6 +207,7 @@ class Providers:
             reprompt_after_ms=s.reprompt_after_ms,
             max_call_seconds=s.max_call_seconds,
             barge_in_min_speech_ms=s.barge_in_min_speech_ms,
+            barge_in_pause_ms=s.barge_in_pause_ms,
             greeting_deadline_ms=s.greeting_deadline_ms,
             dtmf_timeout_ms=s.dtmf_timeout_ms,
             dtmf_max_digits=s.dtmf_max_digits,

@@ -1,8 +1,13 @@
-"""Outbound audio player: exact chunks paced in real time, marks and `clear`.
+"""Outbound audio player: exact chunks paced in real time, marks, `clear`, pause/resume.
 
 Audio is sent a small lead ahead of real time (the carrier buffers it), never a whole
 utterance at once, so a `clear` on barge-in drops little and marks echo close to when the
 caller actually heard the audio.
+
+`pause` stops the caller hearing the agent at once (a carrier `clear`) but keeps what was
+not played: the queue, plus the chunks already sent that the carrier's clock says it had
+not played yet (the clear dropped them), plus every mark sent but not echoed. `resume`
+plays them from where the caller stopped hearing; `clear` while paused drops them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from media.codec import FRAME_MS, AudioFormat, FrameBuffer
 from media.protocol import CarrierProtocol
 
 FRAME_S = FRAME_MS / 1000
+#: a pause also holds audio that our clock says finished playing this recently: the carrier
+#: plays a little behind our send clock, and replaying 20 ms beats a hole in a word
+REPLAY_MARGIN_S = FRAME_S
 
 
 @dataclass(slots=True)
@@ -48,7 +56,7 @@ class MarkState:
     """A mark we sent: `played` resolves True on the carrier's echo, False if cleared first."""
 
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.name = name
+        self.name = name  # the name on the wire; a pause gives held marks a fresh one
         self.sent_at: float | None = None
         self.played: asyncio.Future[bool] = loop.create_future()
 
@@ -81,8 +89,14 @@ class OutboundPlayer:
         self._run_start: float | None = None
         self._run_frames = 0
         self._closed = False
+        # what was sent, with when the carrier finishes playing it (marks: their position)
+        self._sent: deque[tuple[_Chunk | _Mark, float]] = deque()
+        self._paused = False
+        self._stale: set[str] = set()  # old names of held marks: their echoes mean nothing
         self.stats = PacingStats(keep_errors=keep_pacing_errors)
         self.clears = 0
+        self.pauses = 0
+        self.stale_echoes = 0
 
     # ---- producer side -------------------------------------------------------------
 
@@ -113,17 +127,77 @@ class OutboundPlayer:
         self._wake.set()
 
     async def clear(self) -> list[str]:
-        """Drop queued audio, tell the carrier to drop its buffer; returns cleared marks."""
+        """Drop queued (and held) audio, tell the carrier to drop its buffer; returns the
+        cleared marks, which resolve as not played. While paused the carrier was already
+        cleared and has been sent nothing since, so no second `clear` goes out."""
+        was_paused, self._paused = self._paused, False
         self._queue.clear()
+        self._sent.clear()
         self._chunker = FrameBuffer(self._chunker.frame_bytes, self.fmt.silence(FRAME_MS))
         self._run_start = None
         self._run_frames = 0
         cleared = [n for n, m in self._marks.items() if not m.played.done()]
         for name in cleared:
             self._marks.pop(name).resolve(False)
+        if not was_paused:
+            self.clears += 1
+            await self._send(self._protocol.clear(self._stream_id))
+        return cleared
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    async def pause(self) -> int:
+        """Silence the caller's side now (`clear`) but keep the unplayed audio and marks
+        at the front of the queue for `resume`. Returns the held audio in ms (-1 if
+        already paused)."""
+        if self._paused:
+            return -1
+        now = self._loop.time()
+        unplayed = [item for item, end in self._sent if end > now - REPLAY_MARGIN_S]
+        in_unplayed = {i.name for i in unplayed if isinstance(i, _Mark)}
+        # sent marks whose audio played by our clock but whose echo has not come: the
+        # carrier may not have played them yet either (it runs behind our send clock)
+        earlier = sorted(
+            (m for n, m in self._marks.items()
+             if m.sent_at is not None and not m.played.done() and n not in in_unplayed),
+            key=lambda m: m.sent_at or 0.0,
+        )
+        held: list[_Chunk | _Mark] = [_Mark(m.name) for m in earlier]
+        held += unplayed
+        self.pauses += 1
+        front: list[_Chunk | _Mark | _Hook] = []
+        for item in held:
+            if isinstance(item, _Mark):
+                state = self._marks.get(item.name)
+                if state is None or state.played.done():
+                    continue  # echoed already: its audio was played
+                # a fresh name, so echoes of the old one (a carrier echoes pending marks
+                # when cleared) are never taken for playback of the re-sent audio
+                del self._marks[item.name]
+                self._stale.add(item.name)
+                state.name = f"{item.name.split('~')[0]}~{self.pauses}"
+                state.sent_at = None
+                self._marks[state.name] = state
+                item = _Mark(state.name)
+            front.append(item)
+        self._queue.extendleft(reversed(front))
+        self._sent.clear()
+        self._run_start = None
+        self._run_frames = 0
+        self._paused = True
         self.clears += 1
         await self._send(self._protocol.clear(self._stream_id))
-        return cleared
+        return self.queued_ms()
+
+    def resume(self) -> bool:
+        """Play the held audio (then the rest of the queue) from where it stopped."""
+        if not self._paused:
+            return False
+        self._paused = False
+        self._wake.set()
+        return True
 
     # ---- carrier side --------------------------------------------------------------
 
@@ -131,6 +205,8 @@ class OutboundPlayer:
         """A mark echo arrived; returns False for marks we do not know (or already cleared)."""
         state = self._marks.pop(name, None)
         if state is None:
+            if name in self._stale:
+                self.stale_echoes += 1
             return False
         state.resolve(True)
         return True
@@ -162,7 +238,7 @@ class OutboundPlayer:
         loop = self._loop
         stats = self.stats
         while not self._closed:
-            if not self._queue:
+            if self._paused or not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -173,6 +249,8 @@ class OutboundPlayer:
                 state = self._marks.get(item.name)
                 if state is not None:
                     state.sent_at = now
+                    at = now if self._run_start is None else self._run_start + self._run_frames * FRAME_S
+                    self._sent.append((item, at))
                     await self._send(self._protocol.mark(self._stream_id, item.name))
                 continue
             if isinstance(item, _Hook):
@@ -189,8 +267,11 @@ class OutboundPlayer:
                 continue
             self._queue.popleft()
             late = (now - due) if self._run_frames >= self.lead_frames else 0.0
-            await self._send(self._protocol.media(self._stream_id, item.data))
             self._run_frames += item.frames
+            while self._sent and self._sent[0][1] <= now - REPLAY_MARGIN_S:
+                self._sent.popleft()
+            self._sent.append((item, self._run_start + self._run_frames * FRAME_S))
+            await self._send(self._protocol.media(self._stream_id, item.data))
             stats.chunks_sent += 1
             stats.frames_sent += item.frames
             late_ms = late * 1000

@@ -2,6 +2,7 @@
 
 The conversation must remember only what the caller actually heard: sentences whose mark
 the carrier echoed, plus the share of a cut-off sentence that playback time says was played.
+Time the agent spent paused (a short caller onset, see media.session) is not playback time.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ class AgentReply:
     transfer_to: str | None = None
     recorded: bool = False
     seq: int | None = None  # turn number, taken when its audio starts (keeps turns in order)
+    pauses: list[tuple[float, float | None]] = field(default_factory=list)  # (from, to)
+
+    def pause(self, t: float) -> None:
+        if not self.pauses or self.pauses[-1][1] is not None:
+            self.pauses.append((t, None))
+
+    def resume(self, t: float) -> None:
+        if self.pauses and self.pauses[-1][1] is None:
+            self.pauses[-1] = (self.pauses[-1][0], t)
+
+    def paused_seconds(self, start: float, end: float) -> float:
+        """How much of [start, end] the agent spent paused (an open pause lasts to `end`)."""
+        total = 0.0
+        for a, b in self.pauses:
+            total += max(0.0, min(end, end if b is None else b) - max(start, a))
+        return total
 
     def audio_seconds(self, bytes_per_second: int) -> float:
         return sum(s.bytes for s in self.sentences) / bytes_per_second
@@ -55,7 +72,8 @@ class AgentReply:
                 continue
             if s.first_frame_t is not None and s.bytes:
                 duration = s.bytes / bytes_per_second
-                frac = min(1.0, max(0.0, (now - s.first_frame_t - lead_s) / duration))
+                played = now - s.first_frame_t - self.paused_seconds(s.first_frame_t, now)
+                frac = min(1.0, max(0.0, (played - lead_s) / duration))
                 words = s.text.split()
                 cut = int(len(words) * frac)
                 if cut:

@@ -76,6 +76,7 @@ class SessionConfig:
     max_call_seconds: int = 900
     barge_in: bool = True
     barge_in_min_speech_ms: int = 200
+    barge_in_pause_ms: int = 100  # 0 or >= min speech: no pause stage
     greeting_deadline_ms: int = 2000
     dtmf_timeout_ms: int = 3000
     dtmf_max_digits: int = 8
@@ -154,6 +155,8 @@ class CallSession:
         self._agent_audio_queued = False
         self._caller_turns = 0
         self._echo_held: list[bytes] | None = None  # echo audio waiting out the echo delay
+        # (speech onset, `clear` sent) while the agent is paused for caller speech
+        self._pause: tuple[float, float] | None = None
 
     # ---- helpers ---------------------------------------------------------------------
 
@@ -351,7 +354,7 @@ class CallSession:
             raise ProtocolError(1007, str(exc)) from None
         if self.stt_stream is not None:
             await self.stt_stream.send(AudioIn(ev.payload, self.spec, pcm, now))
-        self._detect_voice(pcm, now)
+        await self._detect_voice(pcm, now)
 
     def _echo(self, payload: bytes, now: float) -> None:
         """Echo agent: the first audio after silence is held for the echo delay, then
@@ -372,14 +375,39 @@ class CallSession:
         if held and self.player is not None:
             self.player.enqueue_audio(b"".join(held))
 
-    def _detect_voice(self, pcm: Any, now: float) -> None:
-        """Session-side VAD: caller activity for silence timing and barge-in."""
-        assert self.voice is not None
-        self.voice.push(pcm, now)
-        if self.cfg.barge_in and self.machine is None and self._agent_speaking():
-            onset = self.voice.sustained(self.cfg.barge_in_min_speech_ms)
+    async def _detect_voice(self, pcm: Any, now: float) -> None:
+        """Session-side VAD: caller activity for silence timing and barge-in.
+
+        Barge-in has two stages. `barge_in_pause_ms` of speech over the agent pauses it:
+        `clear` goes out at once, the unplayed audio and its marks are held. If the speech
+        reaches `barge_in_min_speech_ms` it is a barge-in (held audio dropped, reply cut);
+        if the stretch of speech ends first (a cough), the agent resumes where the caller
+        stopped hearing it."""
+        assert self.voice is not None and self.player is not None
+        voice = self.voice
+        voice.push(pcm, now)
+        if self._pause is not None and not self.player.paused:
+            self._pause = None  # cleared meanwhile (DTMF, a new reply): nothing to resume
+        if self._pause is not None:
+            if not self.cfg.barge_in or self.machine is not None or not self._agent_speaking():
+                self._resume()  # the reply is ending (no barge-in on a goodbye): play on
+            elif voice.sustained(self.cfg.barge_in_min_speech_ms) is not None:
+                pause, self._pause = self._pause, None
+                self._spawn(self._barge_in(pause[0], pause[1]), "barge-in")
+            elif not voice.in_speech:
+                self._resume()
+            return
+        if not self.cfg.barge_in or self.machine is not None or not self._agent_speaking():
+            return
+        pause_ms = self.cfg.barge_in_pause_ms
+        if 0 < pause_ms < self.cfg.barge_in_min_speech_ms:
+            onset = voice.onset(pause_ms)
             if onset is not None:
-                self._spawn(self._barge_in(onset), "barge-in")
+                await self._pause_agent(onset)
+            return
+        onset = voice.sustained(self.cfg.barge_in_min_speech_ms)
+        if onset is not None:
+            self._spawn(self._barge_in(onset, None), "barge-in")
 
     def _agent_speaking(self) -> bool:
         return (
@@ -390,16 +418,57 @@ class CallSession:
             and not self._ending
         )
 
-    async def _barge_in(self, onset_t: float) -> None:
-        if self.player is None or not self._agent_speaking():
+    async def _pause_agent(self, onset_t: float) -> None:
+        """First stage: the caller stops hearing the agent; its audio is kept to resume."""
+        assert self.player is not None
+        now = self.loop.time()
+        self._pause = (onset_t, now)
+        if self._reply is not None:
+            self._reply.pause(now)  # paused time is not playback time for the heard text
+        await self.player.pause()
+        self._pause = (onset_t, self.loop.time())
+
+    def _resume(self) -> None:
+        """The caller's speech ended short of a barge-in: play the held audio on."""
+        pause, self._pause = self._pause, None
+        if pause is None or self.player is None:
             return
-        await self.player.clear()
-        reaction = self.loop.time() - onset_t
+        held_ms = self.player.queued_ms()
+        if not self.player.resume():
+            return
+        now = self.loop.time()
+        if self._reply is not None:
+            self._reply.resume(now)
+        reaction_ms = round((pause[1] - pause[0]) * 1000, 1)
+        paused_ms = round((now - pause[1]) * 1000, 1)
+        self._event("barge_in_resumed", reaction_ms=reaction_ms, paused_ms=paused_ms,
+                    held_ms=held_ms)
+        self.log.info("barge_in_resumed", reaction_ms=reaction_ms, paused_ms=paused_ms)
+
+    async def _barge_in(self, onset_t: float, cleared_t: float | None, cut: str = "speech") -> None:
+        """Second stage: cut the agent off. Its unplayed (or held) audio is dropped, its
+        marks resolve as not played, the reply is cancelled (history keeps what was
+        heard). `cleared_t`: when a pause already sent `clear`; None = no pause, clear now.
+        Reaction is always speech onset → `clear` sent."""
+        if self.player is None:
+            return
+        data: dict[str, Any] = {}
+        if cleared_t is None:
+            if not self._agent_speaking():
+                return
+            await self.player.clear()
+            cleared_t = self.loop.time()
+        else:
+            await self.player.clear()  # drops the held audio; the carrier has nothing
+            data["paused_ms"] = round((self.loop.time() - cleared_t) * 1000, 1)
+        if cut != "speech":
+            data["cut"] = cut
+        reaction = cleared_t - onset_t
         self.barge_ins += 1
         metrics.BARGE_INS.labels(self.protocol.name).inc()
         metrics.BARGE_IN_REACTION.observe(reaction)
-        self._event("barge_in", reaction_ms=round(reaction * 1000, 1))
-        self.log.info("barge_in", reaction_ms=round(reaction * 1000, 1))
+        self._event("barge_in", reaction_ms=round(reaction * 1000, 1), **data)
+        self.log.info("barge_in", reaction_ms=round(reaction * 1000, 1), **data)
         await self._cancel_reply()
 
     # ---- STT -------------------------------------------------------------------------
@@ -814,6 +883,10 @@ class CallSession:
     async def _shutdown(
         self, status: str, reason: str, code: int, writer: asyncio.Future[None]
     ) -> None:
+        pause, self._pause = self._pause, None
+        if pause is not None and self.player is not None and self.player.paused:
+            # the call ended while the agent was paused for the caller: it never resumed
+            await self._barge_in(pause[0], pause[1], cut="call_end")
         await self._cancel_reply()
         if self.player is not None:
             self.player.close()
