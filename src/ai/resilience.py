@@ -27,6 +27,7 @@ import structlog
 from ai.events import PolicyEvent
 from ai.metrics import count_error, count_fallback, error_kind
 from ai.protocols import STT, TTS, Policy, PolicyFactory, STTStream
+from ai.queues import iterate_queue
 from ai.types import (
     AudioChunk,
     AudioIn,
@@ -243,14 +244,8 @@ class _FallbackSTTStream:
         except Exception as exc:
             await self._fail_over(self._inner, exc)
 
-    async def events(self) -> AsyncIterator[STTEvent]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    def events(self) -> AsyncIterator[STTEvent]:
+        return iterate_queue(self._queue)
 
     async def close(self) -> None:
         if self._closed:

@@ -41,6 +41,7 @@ from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 from websockets.asyncio.client import connect as ws_connect
 
 from ai.metrics import count_error, error_kind
+from ai.queues import iterate_queue
 from ai.resilience import backoff_delay
 from ai.types import AudioIn, AudioSpec, SpeechStarted, STTEvent, Transcript, UtteranceEnd
 
@@ -198,14 +199,8 @@ class DeepgramStream:
             self._bound_buffer()
         self._wake.set()
 
-    async def events(self) -> AsyncIterator[STTEvent]:
-        while True:
-            item = await self._events.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    def events(self) -> AsyncIterator[STTEvent]:
+        return iterate_queue(self._events)
 
     async def close(self) -> None:
         if self._closing:
