@@ -275,8 +275,17 @@ def _spawn(cmd: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Pop
 
 
 def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children (the server's workers)."""
+    root = psutil.Process(pid)
+    return sum(_own_cpu_s(p) for p in [root, *root.children(recursive=True)])
+
+
+def _own_cpu_s(proc: psutil.Process) -> float:
     """CPU seconds (user + system) a process has used so far."""
-    t = psutil.Process(pid).cpu_times()
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
     return round(t.user + t.system, 1)
 
 
@@ -342,7 +351,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with log_path.open("w") as log_file:
             server = _spawn(
                 [sys.executable, "-c", "from dialkit.cli import main; main()", "serve",
-                 "--port", str(port)], env, stdout=log_file, stderr=subprocess.STDOUT,
+                 "--port", str(port), "--workers", str(args.workers)], env, stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         http = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=http, timeout=30) as api:
@@ -378,7 +388,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await p.ws.close()
             metrics = (await api.get("/metrics")).text
             cpu = {name: _cpu_s(proc.pid) for name, proc in (("server", server), ("emulators", emu))}
-            cpu["phones"] = _cpu_s(os.getpid())
+            cpu["phones"] = _own_cpu_s(psutil.Process(os.getpid()))
     finally:
         if server is not None and server.poll() is None:
             server.send_signal(signal.SIGTERM)
@@ -473,6 +483,7 @@ def main() -> None:
     ap.add_argument("--ramp-s", type=float, default=5.0, help="spread call starts over this")
     ap.add_argument("--max-seconds", type=float, default=120.0)
     ap.add_argument("--log-level", default="INFO", help="the server's DIALKIT_LOG_LEVEL")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (dialkit serve --workers)")
     ap.add_argument("--emulators", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.emulators:
