@@ -78,3 +78,59 @@ async def test_exotel_connect_applet_gets_pending_transfer_once(base_settings) -
             assert body["outgoing_phone_number"] == "+918047000000"
             again = await http.get("/carriers/exotel/connect", params={"CallSid": "EXO123"})
             assert again.status_code == 404
+
+
+async def test_exotel_transfer_through_flow_reaches_the_connect_applet(base_settings) -> None:
+    """Agent decides to transfer → stream closed after the line is played → Exotel's
+    Connect applet asks our dynamic URL and gets the playbook's transfer number."""
+    import asyncio
+
+    from ai.playbook import load_playbook
+    from media.codec import AudioFormat
+    from tests.carrier_client import create_call
+    from tests.test_call_end_transfer import TRANSFER_NUMBER, ScriptedSTT
+    from tests.test_exotel_session import ExotelClient
+
+    base_pb = load_playbook()
+    playbook = base_pb.model_copy(update={
+        "settings": base_pb.settings.model_copy(update={"transfer_number": TRANSFER_NUMBER})
+    })
+    stt = ScriptedSTT()
+    async with running_exotel_api(send_audio=False) as api, dialkit_server(
+        base_settings, stt=stt, playbook=playbook,
+        exotel_account_sid=api.account_sid, exotel_api_key=SecretStr(api.api_key),
+        exotel_api_token=SecretStr(api.api_token), exotel_api_base=api.base_url,
+        exotel_flow_url="http://my.exotel.com/acme/exoml/start_voice/1234",
+    ) as server:
+        call = api.add_call()
+        created = await create_call(server.http, carrier="exotel", debtor_name="Dana Cole")
+        client = await ExotelClient.connect(f"{server.ws}/media/exotel", AudioFormat("pcm16", 8000))
+        client.call_sid = call.sid
+        await client.connected()
+        await client.start(created["call_id"], created["token"])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        asked = False
+        marks = 0
+        while loop.time() < deadline:
+            try:
+                msg = await client.recv(0.1)
+            except TimeoutError:
+                await client.silence()
+                if marks >= 2 and not asked:  # greeting played: ask for a person
+                    stt.streams[-1].say("Can I talk to a real person please?")
+                    asked = True
+                continue
+            except Exception:
+                break  # the server closed the stream
+            if msg["event"] == "mark":
+                marks += 1
+                await client.mark(msg["mark"]["name"])
+        assert client.ws.close_code == 1000
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            resp = await http.get("/carriers/exotel/connect", params={"CallSid": call.sid})
+        assert resp.status_code == 200
+        assert resp.json()["destination"] == {"numbers": [TRANSFER_NUMBER]}
+        detail = await call_detail(server.http, created["call_id"])
+        assert detail["outcome"]["outcome"] == "transferred"
+        assert any(e["kind"] == "transferred" for e in detail["events"])

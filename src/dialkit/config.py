@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     )
     exotel_api_base: str | None = None
     exotel_subdomain: str = "api.exotel.com"
+    #: an App Bazaar flow (Voicebot → Connect with dynamic URL → Hangup); enables transfers
+    exotel_flow_url: str | None = None
 
     media_secret: SecretStr | None = None
     media_token_ttl_s: int = 3600

@@ -276,6 +276,7 @@ def carrier_controls(settings: Settings) -> dict[str, CallControl]:
             subdomain=settings.exotel_subdomain,
             base_url=settings.exotel_api_base,
             close_stream=session_closes_stream,
+            flow_url=settings.exotel_flow_url,
         )
     return controls
 
