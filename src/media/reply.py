@@ -40,6 +40,7 @@ class AgentReply:
     transfer_to: str | None = None
     recorded: bool = False
     seq: int | None = None  # turn number, taken when its audio starts (keeps turns in order)
+    recovery: bool = False  # said because the previous reply failed (never recovered again)
     pauses: list[tuple[float, float | None]] = field(default_factory=list)  # (from, to)
 
     def pause(self, t: float) -> None:

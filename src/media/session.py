@@ -59,6 +59,9 @@ from media.voicemail import carrier_verdict, is_machine_result, sounds_like_voic
 
 log = structlog.get_logger("media.session")
 
+#: said when the policy or speech synthesis fails before the agent said anything
+RECOVERY_LINE = "Sorry, could you say that again?"
+
 #: short pre-synthesised clips ("Hello?") in carrier format, by (TTS name, encoding, rate, text)
 _FILLER_CLIPS: dict[tuple[str, str, int, str], bytes] = {}
 
@@ -538,6 +541,7 @@ class CallSession:
         trigger_t: float | None,
         stt_ms: float | None = None,
         script: list[PolicyOutput] | None = None,
+        recovery: bool = False,
     ) -> None:
         """Start the agent's next reply (to `event`, or a fixed `script`), replacing any
         reply still running."""
@@ -545,7 +549,8 @@ class CallSession:
             return
         previous = self._reply_task
         self._reply_seq += 1
-        reply = AgentReply(self._reply_seq, trigger_t, stt_ms=stt_ms, started_t=self.loop.time())
+        reply = AgentReply(self._reply_seq, trigger_t, stt_ms=stt_ms, started_t=self.loop.time(),
+                           recovery=recovery)
         self._reply_task = asyncio.ensure_future(self._run_reply(event, reply, previous, script))
 
     async def _cancel_reply(self) -> None:
@@ -586,9 +591,15 @@ class CallSession:
         except asyncio.CancelledError:
             self._finish_reply(reply, interrupted=True)
             raise
-        except Exception:
+        except Exception as exc:
             self.log.exception("reply_failed", reply=reply.id)
+            self._event("reply_failed", error=type(exc).__name__, recovery=reply.recovery)
             self._finish_reply(reply, interrupted=True)
+            if reply.first_frame_t is None and not reply.recovery and not self._ending:
+                # The policy or TTS failed before a word was said: never leave the caller
+                # in silence; a recovery line keeps the conversation going.
+                self._respond(Silence(0), trigger_t=reply.trigger_t, recovery=True,
+                              script=[Say(RECOVERY_LINE)])
             return
         self._agent_idle_since = self.loop.time()
         if reply.transfer_to:
