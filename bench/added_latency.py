@@ -64,6 +64,7 @@ from ai.playbook import DEFAULT_PLAYBOOK  # noqa: E402
 from emulators.elevenlabs import encode_mulaw  # noqa: E402
 
 FRAME_S = 0.02
+REPLY_DONE_S = 1.0
 DG_KEY, OA_KEY, EL_KEY = "bench-deepgram", "bench-openai", "bench-elevenlabs"
 REPLY = "Thank you. Could you tell me a little more about that?"
 
@@ -221,7 +222,9 @@ class PhoneBank:
                 p.marks = [m for m in p.marks if m[0] > now]
                 for _, name in due:
                     await p.ws.send(self._mark_msg(p, name))
-        quiet = p.heard_agent and now > p.play_end + 0.3 and p.awaiting_since is None
+        # The agent's reply may pause between sentences while the next one is synthesised:
+        # wait a second of silence before speaking, or the phone barges in on the reply.
+        quiet = p.heard_agent and now > p.play_end + REPLY_DONE_S and p.awaiting_since is None
         if quiet and not p.burst_left and not p.silence_left and not p.marks:
             if p.turns_left:
                 p.turns_left -= 1
