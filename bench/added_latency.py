@@ -1,7 +1,7 @@
 """The latency dialkit itself adds to a turn, with cloud providers of fixed, known delays.
 
-Three processes on this machine:
-- the vendor emulators (Deepgram, OpenAI, ElevenLabs) with fixed delays: Deepgram sends
+Processes on this machine:
+- the vendor emulators (Deepgram, OpenAI, ElevenLabs), one process each, with fixed delays: Deepgram sends
   every message `--deepgram-ms` late (so the final arrives that long after endpointing),
   OpenAI's first token comes `--openai-ms` after the request, ElevenLabs' first audio byte
   `--elevenlabs-ms` after the request;
@@ -65,6 +65,7 @@ from emulators.elevenlabs import encode_mulaw  # noqa: E402
 
 FRAME_S = 0.02
 REPLY_DONE_S = 1.0
+VENDORS = ("deepgram", "openai", "elevenlabs")
 DG_KEY, OA_KEY, EL_KEY = "bench-deepgram", "bench-openai", "bench-elevenlabs"
 REPLY = "Thank you. Could you tell me a little more about that?"
 
@@ -72,30 +73,36 @@ REPLY = "Thank you. Could you tell me a little more about that?"
 # ---- the emulators' process --------------------------------------------------------------
 
 
-async def serve_emulators(deepgram_ms: int, openai_ms: int, elevenlabs_ms: int) -> None:
-    """Run the three emulators until stdin closes; print their URLs as one JSON line."""
+async def serve_emulators(deepgram_ms: int, openai_ms: int, elevenlabs_ms: int, only: str) -> None:
+    """Run one emulator (`only`) until stdin closes; print its URL as one JSON line, then,
+    at the end, how late it was. One process per vendor, so that a request never waits
+    behind another vendor's traffic in a shared event loop."""
     from emulators.deepgram import running_deepgram
     from emulators.elevenlabs import running_elevenlabs
     from emulators.openai_api import Reply, running_openai
 
-    async with (
-        running_deepgram(api_key=DG_KEY, unscripted_text="Yes, I can pay.",
-                         idle_timeout_s=60) as dg,
-        running_openai(api_key=OA_KEY, reply=lambda messages: Reply(REPLY),
-                       first_token_delay_s=openai_ms / 1000) as oa,
-        running_elevenlabs(api_key=EL_KEY, seconds_per_char=0.012,
-                           first_byte_delay_s=elevenlabs_ms / 1000) as el,
-    ):
-        dg.faults.processing_delay_s = deepgram_ms / 1000
-        print(json.dumps({"deepgram": dg.url, "openai": oa.base_url, "elevenlabs": el.base_url}),
-              flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if only == "deepgram":
+            emu: Any = await stack.enter_async_context(running_deepgram(
+                api_key=DG_KEY, unscripted_text="Yes, I can pay.", idle_timeout_s=60))
+            emu.faults.processing_delay_s = deepgram_ms / 1000
+            url = emu.url
+        elif only == "openai":
+            emu = await stack.enter_async_context(running_openai(
+                api_key=OA_KEY, reply=lambda messages: Reply(REPLY),
+                first_token_delay_s=openai_ms / 1000))
+            url = emu.base_url
+        else:
+            emu = await stack.enter_async_context(running_elevenlabs(
+                api_key=EL_KEY, seconds_per_char=0.012, first_byte_delay_s=elevenlabs_ms / 1000))
+            url = emu.base_url
+        print(json.dumps({only: url}), flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.readline)
-        late = {name: _late_stats(values) for name, values in (
-            ("deepgram", dg.lateness_s), ("openai", oa.lateness_s),
-            ("elevenlabs", el.lateness_s))}
-        late["elevenlabs"]["max_in_flight"] = el.max_in_flight
-        print(json.dumps(late), flush=True)
+        late = _late_stats(emu.lateness_s)
+        if only == "elevenlabs":
+            late["max_in_flight"] = emu.max_in_flight
+        print(json.dumps({only: late}), flush=True)
 
 
 def _late_stats(seconds: list[float]) -> dict[str, float | int]:
@@ -322,17 +329,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await admin.close()
     parts = urlsplit(admin_url)
     database_url = urlunsplit((parts.scheme, parts.netloc, f"/{db_name}", parts.query, ""))
-    emu = _spawn(
-        [sys.executable, __file__, "--emulators", "--deepgram-ms", str(args.deepgram_ms),
-         "--openai-ms", str(args.openai_ms), "--elevenlabs-ms", str(args.elevenlabs_ms)],
-        {**os.environ, "PYTHONPATH": str(SRC)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
+    emus = [
+        _spawn(
+            [sys.executable, __file__, "--emulators", vendor, "--deepgram-ms", str(args.deepgram_ms),
+             "--openai-ms", str(args.openai_ms), "--elevenlabs-ms", str(args.elevenlabs_ms)],
+            {**os.environ, "PYTHONPATH": str(SRC)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        for vendor in VENDORS
+    ]
     server = None
     server_view: dict[str, float] = {}
     log_path = tmp / "server.log"
     try:
-        assert emu.stdout is not None
-        urls = json.loads(emu.stdout.readline())
+        urls: dict[str, str] = {}
+        for emu in emus:
+            assert emu.stdout is not None
+            urls.update(json.loads(emu.stdout.readline()))
         playbook = tmp / "playbook.yaml"
         text = DEFAULT_PLAYBOOK.read_text(encoding="utf-8")
         playbook.write_text(text.replace("endpointing_ms: 700",
@@ -390,7 +402,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await p.ws.close()
             metrics = (await api.get("/metrics")).text
-            cpu = {name: _cpu_s(proc.pid) for name, proc in (("server", server), ("emulators", emu))}
+            cpu = {"server": _cpu_s(server.pid),
+                   "emulators": round(sum(_cpu_s(e.pid) for e in emus), 1)}
             cpu["phones"] = _own_cpu_s(psutil.Process(os.getpid()))
     finally:
         if server is not None and server.poll() is None:
@@ -400,12 +413,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 server.kill()
         emulator_late: dict[str, Any] = {}
-        if emu.poll() is None:
+        for emu in emus:
+            if emu.poll() is not None:
+                continue
             assert emu.stdin is not None and emu.stdout is not None
             with contextlib.suppress(OSError, ValueError):
                 emu.stdin.write("\n")
                 emu.stdin.flush()
-                emulator_late = json.loads(emu.stdout.readline())
+                emulator_late.update(json.loads(emu.stdout.readline()))
             emu.stdin.close()
             try:
                 emu.wait(10)
@@ -487,10 +502,11 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=120.0)
     ap.add_argument("--log-level", default="INFO", help="the server's DIALKIT_LOG_LEVEL")
     ap.add_argument("--workers", type=int, default=1, help="server processes (dialkit serve --workers)")
-    ap.add_argument("--emulators", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--emulators", choices=VENDORS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.emulators:
-        asyncio.run(serve_emulators(args.deepgram_ms, args.openai_ms, args.elevenlabs_ms))
+        asyncio.run(serve_emulators(args.deepgram_ms, args.openai_ms, args.elevenlabs_ms,
+                                    args.emulators))
         return
     result = asyncio.run(run(args))
     if args.json:
