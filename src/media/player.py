@@ -214,7 +214,8 @@ class OutboundPlayer:
     @property
     def busy(self) -> bool:
         """True while audio is queued here or may still be playing at the carrier."""
-        return bool(self._queue) or any(not m.played.done() for m in self._marks.values())
+        # `_marks` holds only marks not yet resolved: echoes, clear and close pop them
+        return bool(self._queue) or bool(self._marks)
 
     def queued_ms(self) -> int:
         return sum(c.frames for c in self._queue if isinstance(c, _Chunk)) * FRAME_MS
