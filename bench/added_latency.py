@@ -40,7 +40,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -61,6 +59,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from ai.playbook import DEFAULT_PLAYBOOK  # noqa: E402
+from common import free_port, local_postgres_url, with_database  # noqa: E402
 from emulators.elevenlabs import encode_mulaw  # noqa: E402
 
 FRAME_S = 0.02
@@ -274,12 +273,6 @@ class PhoneBank:
 # ---- the run --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _spawn(cmd: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, env=env, text=True, **kwargs)
 
@@ -299,14 +292,6 @@ def _own_cpu_s(proc: psutil.Process) -> float:
     return round(t.user + t.system, 1)
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -315,9 +300,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="dialkit-bench-"))
     pg = None
-    admin_url = os.environ.get("DATABASE_URL")
-    if not admin_url and _port_open(5432):
-        admin_url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    admin_url = local_postgres_url()
     if not admin_url:
         import pgserver
 
@@ -327,8 +310,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{db_name}"')
     await admin.close()
-    parts = urlsplit(admin_url)
-    database_url = urlunsplit((parts.scheme, parts.netloc, f"/{db_name}", parts.query, ""))
+    database_url = with_database(admin_url, db_name)
     emus = [
         _spawn(
             [sys.executable, __file__, "--emulators", vendor, "--deepgram-ms", str(args.deepgram_ms),
@@ -349,7 +331,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         text = DEFAULT_PLAYBOOK.read_text(encoding="utf-8")
         playbook.write_text(text.replace("endpointing_ms: 700",
                                          f"endpointing_ms: {args.endpointing_ms}"))
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ, "PYTHONPATH": str(SRC), "DATABASE_URL": database_url,
             "DIALKIT_DATA_DIR": str(tmp), "DIALKIT_MEDIA_SECRET": "bench",

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from ai.types import AudioSpec
+from common import LOCAL_POSTGRES, machine, port_open
 from dialkit.config import Settings
 from dialkit.logs import setup_logging
 from dialkit.providers import Providers, build_providers
@@ -209,8 +209,8 @@ def pct(values: list[float], q: float) -> float | None:
 
 async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[str, Any]:
     database_url = os.environ.get("DATABASE_URL")
-    if not database_url and _port_open(5432):
-        database_url = await _scratch_database("postgresql://postgres@127.0.0.1:5432/postgres")
+    if not database_url and port_open(5432):
+        database_url = await _scratch_database(LOCAL_POSTGRES)
     data_dir = Path(tempfile.mkdtemp(prefix="dialkit-bench-"))
     settings = Settings(database_url=database_url, data_dir=data_dir, stt="null", tts="piper",
                         media_secret="bench-secret")  # type: ignore[arg-type]
@@ -254,7 +254,7 @@ async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[st
     return {
         "benchmark": "barge_in",
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.processor() or _cpu()}",
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.processor() or machine()['cpu']}",
         "python": platform.python_version(),
         "tts": "piper", "vad": "webrtcvad mode 2 (session)", "carrier": "twilio µ-law 8 kHz",
         "speech": {"interruption": INTERRUPTION, "interruption_ms": len(speech) // 8,
@@ -265,24 +265,6 @@ async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[st
                                    "missed")},
         "runs": runs,
     }
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown cpu"
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 async def _scratch_database(admin_url: str) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from common import local_postgres_url
 from dialkit.config import Settings
 from dialkit.logs import setup_logging
 from dialkit.providers import build_providers
@@ -36,19 +35,9 @@ def pct(values: list[float], p: float) -> float | None:
     return round(values[k], 1)
 
 
-def default_db() -> str | None:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return "postgresql://postgres@127.0.0.1:5432/postgres"
-    except OSError:
-        return None
-
-
 async def main(personas: list[str]) -> dict[str, object]:
     setup_logging("WARNING")
-    settings = Settings(database_url=default_db(), data_dir=Path(tempfile.mkdtemp()))
+    settings = Settings(database_url=local_postgres_url(), data_dir=Path(tempfile.mkdtemp()))
     providers = await build_providers(settings)
     runner, port = await start_server(settings, providers, port=0)
     url = f"http://127.0.0.1:{port}"
