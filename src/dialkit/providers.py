@@ -8,16 +8,14 @@ caller in silence.
 
 Every provider is built once at start-up. A call may pick among them through its context,
 ``{"providers": {"stt": "whisper", "tts": "piper", "policy": "playbook"}}`` (any subset):
-`Providers.session_config` records the call's choice in a context variable, which the
-tasks the session starts afterwards inherit, and the routing STT/TTS read it. (The playbook
-schema has no place for provider names, and the session hands providers no call identity.)
+the session asks `Providers.speech_for` for the call's STT and TTS, and the policy factory
+chooses from the same context. (The playbook schema has no place for provider names.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +23,8 @@ import structlog
 
 from ai.playbook import Playbook, load_playbook, render_system_prompt
 from ai.playbook_policy import ScriptedPolicyFactory
-from ai.protocols import STT, TTS, VAD, Policy, PolicyFactory, STTStream
+from ai.protocols import STT, TTS, VAD, Policy, PolicyFactory
 from ai.resilience import FallbackPolicyFactory, FallbackSTT, FallbackTTS
-from ai.types import AudioChunk, AudioSpec
 from ai.vad import WebRtcVad
 from dialkit.config import Settings
 from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
@@ -53,9 +50,6 @@ class CallProviders:
     stt: str
     tts: str
     policy: str
-
-
-_CALL: ContextVar[CallProviders | None] = ContextVar("dialkit_call_providers", default=None)
 
 
 @dataclass
@@ -88,49 +82,16 @@ class Catalog:
             picked[role] = str(name)
         return CallProviders(**picked)
 
-
-class RoutedSTT:
-    """The STT the session sees: opens the stream of the current call's chosen provider."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    def current(self) -> STT:
-        choice = _CALL.get() or self._catalog.default
-        return self._catalog.stt[choice.stt]
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.current(), "name", "stt"))
-
-    @name.setter
-    def name(self, value: str) -> None:
-        raise AttributeError("the routed STT is named after the call's provider")
-
-    async def open_stream(self, spec: AudioSpec, endpointing_ms: int) -> STTStream:
-        return await self.current().open_stream(spec, endpointing_ms)
-
-
-class RoutedTTS:
-    """The TTS the session sees: synthesises with the current call's chosen provider."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    def current(self) -> TTS:
-        choice = _CALL.get() or self._catalog.default
-        return self._catalog.tts[choice.tts]
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.current(), "name", "tts"))
-
-    @name.setter
-    def name(self, value: str) -> None:
-        raise AttributeError("the routed TTS is named after the call's provider")
-
-    def synthesize(self, text: str, preferred: AudioSpec) -> AsyncIterator[AudioChunk]:
-        return self.current().synthesize(text, preferred)
+    def choose_or_default(
+        self, context: Mapping[str, Any] | None, call_id: str | None = None
+    ) -> CallProviders:
+        """As `choose`, but a context naming providers this server lacks gets the defaults
+        (call requests are checked when created; this covers calls stored before)."""
+        try:
+            return self.choose(context)
+        except ValueError as exc:
+            log.warning("call_providers_refused", call_id=call_id, error=str(exc))
+            return self.default
 
 
 class RoutedPolicyFactory:
@@ -140,13 +101,7 @@ class RoutedPolicyFactory:
         self._catalog = catalog
 
     def __call__(self, context: dict[str, Any]) -> Policy:
-        choice = _CALL.get()
-        if choice is None:  # not inside a media session (e.g. a text simulation)
-            try:
-                choice = self._catalog.choose(context)
-            except ValueError:
-                choice = self._catalog.default
-        return self._catalog.policy[choice.policy](context)
+        return self._catalog.policy[self._catalog.choose_or_default(context).policy](context)
 
 
 @dataclass
@@ -190,16 +145,14 @@ class Providers:
         if self.catalog is not None:
             self.catalog.choose(context)
 
+    def speech_for(self, info: CallInfo) -> tuple[STT, TTS]:
+        """The STT and TTS the call's context chose (the defaults when it chose none)."""
+        if self.catalog is None:
+            return self.stt, self.tts
+        choice = self.catalog.choose_or_default(info.context, info.call_id)
+        return self.catalog.stt[choice.stt], self.catalog.tts[choice.tts]
+
     def session_config(self, info: CallInfo) -> SessionConfig:
-        """The call's session settings; also fixes the call's providers for the tasks the
-        session starts from here on (see the module docstring)."""
-        if self.catalog is not None:
-            try:
-                choice = self.catalog.choose(info.context)
-            except ValueError as exc:
-                log.warning("call_providers_refused", call_id=info.call_id, error=str(exc))
-                choice = self.catalog.default
-            _CALL.set(choice)
         s = self.playbook.settings
         return SessionConfig(
             kind=self.playbook.kind,
@@ -420,8 +373,8 @@ async def build_providers(settings: Settings, warmup: bool = True) -> Providers:
     fallback waits for a model load."""
     playbook = load_playbook(settings.playbook)
     catalog = build_catalog(settings, playbook)
+    d = catalog.default
     if warmup:
-        d = catalog.default
         to_warm: list[Any] = [
             catalog.stt["whisper"] if d.stt == "deepgram" else catalog.stt[d.stt],
             catalog.tts["piper"] if d.tts == "elevenlabs" else catalog.tts[d.tts],
@@ -431,8 +384,8 @@ async def build_providers(settings: Settings, warmup: bool = True) -> Providers:
             if warm is not None:
                 await asyncio.to_thread(warm)
     providers = Providers(
-        stt=RoutedSTT(catalog),
-        tts=RoutedTTS(catalog),
+        stt=catalog.stt[d.stt],
+        tts=catalog.tts[d.tts],
         policy_factory=RoutedPolicyFactory(catalog),
         playbook=playbook,
         controls=carrier_controls(settings),

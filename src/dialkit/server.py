@@ -182,6 +182,7 @@ def _services(state: AppState) -> SessionServices:
         registry=state.registry,
         authenticate=authenticate,
         config_for=config_for,
+        speech_for=providers.speech_for if providers.catalog is not None else None,
         hangup=providers.hangup,
         transfer=providers.transfer,
     )

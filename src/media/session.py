@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -106,6 +107,8 @@ class SessionServices:
     registry: LiveRegistry
     authenticate: Callable[[str, Mapping[str, str], Mapping[str, str]], None]
     config_for: Callable[[CallInfo], SessionConfig] = lambda info: SessionConfig()
+    #: the STT and TTS one call uses, when calls may choose their own (else `stt`, `tts`)
+    speech_for: Callable[[CallInfo], tuple[STT, TTS]] | None = None
     hangup: Callable[[str, str], Awaitable[str]] | None = None
     transfer: Callable[[str, str, str], Awaitable[None]] | None = None
 
@@ -306,6 +309,9 @@ class CallSession:
         self.fmt = ev.fmt
         self.spec = AudioSpec(ev.fmt.encoding, ev.fmt.rate)
         self.cfg = self.svc.config_for(info)
+        if self.svc.speech_for is not None:
+            stt, tts = self.svc.speech_for(info)
+            self.svc = dataclasses.replace(self.svc, stt=stt, tts=tts)
         self.t0 = self.loop.time()
         self._agent_idle_since = self.t0
         self.log = self.log.bind(call_id=call_id)
