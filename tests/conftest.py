@@ -11,7 +11,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from ai.tts_elevenlabs import ElevenLabsTTS
 from dialkit.config import Settings
 from dialkit.providers import Providers, build_providers
 from dialkit.server import start_server
@@ -110,6 +111,22 @@ def base_settings(database_url: str, redis_url: str, redis_prefix: str, data_dir
         stt="null",
         tts="tone",
     )
+
+
+@pytest_asyncio.fixture
+async def elevenlabs_tts() -> AsyncIterator[Callable[..., ElevenLabsTTS]]:
+    """Builds ElevenLabs clients (key "test-elevenlabs-key", voice "v" unless given) and
+    closes their connection pools after the test."""
+    made: list[ElevenLabsTTS] = []
+
+    def make(**kwargs: Any) -> ElevenLabsTTS:
+        tts = ElevenLabsTTS(**{"api_key": "test-elevenlabs-key", "voice_id": "v", **kwargs})
+        made.append(tts)
+        return tts
+
+    yield make
+    for tts in made:
+        await tts.aclose()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -418,6 +418,7 @@ async def test_policy_factory_renders_the_prompt_per_call() -> None:
         policy = factory({"name": "Maria"})
         await collect(policy.respond([], CallStarted()))
         assert factory({"name": "Ravi"}).client is policy.client
+        await factory.aclose()
     assert policy.name == "openai"
     assert emu.requests[0]["messages"][0]["content"] == "Debtor: Maria"
 
@@ -429,10 +430,10 @@ async def _synth(tts: ElevenLabsTTS, text: str, spec: AudioSpec) -> list[AudioCh
     return [c async for c in tts.synthesize(text, spec)]
 
 
-async def test_elevenlabs_ulaw_for_mulaw_carriers() -> None:
+async def test_elevenlabs_ulaw_for_mulaw_carriers(elevenlabs_tts: Any) -> None:
     text = "Your balance is one hundred dollars."
     async with running_elevenlabs() as emu:
-        tts = ElevenLabsTTS(api_key=EL_KEY, voice_id="voice123", base_url=emu.base_url)
+        tts = elevenlabs_tts(voice_id="voice123", base_url=emu.base_url)
         chunks = await _synth(tts, text, MULAW_8K)
 
     assert len(chunks) > 1
@@ -456,11 +457,9 @@ async def test_elevenlabs_ulaw_for_mulaw_carriers() -> None:
         (AudioSpec("pcm16", 11025), "pcm_16000", 16000),
     ],
 )
-async def test_elevenlabs_pcm_formats(preferred: AudioSpec, fmt: str, rate: int) -> None:
+async def test_elevenlabs_pcm_formats(preferred: AudioSpec, fmt: str, rate: int, elevenlabs_tts: Any) -> None:
     async with running_elevenlabs() as emu:
-        tts = ElevenLabsTTS(
-            api_key=EL_KEY, voice_id="v", base_url=emu.base_url, optimize_streaming_latency=3
-        )
+        tts = elevenlabs_tts(base_url=emu.base_url, optimize_streaming_latency=3)
         chunks = await _synth(tts, "Thank you.", preferred)
     assert output_format_for(preferred)[0] == fmt
     assert emu.requests[0].output_format == fmt
@@ -470,11 +469,11 @@ async def test_elevenlabs_pcm_formats(preferred: AudioSpec, fmt: str, rate: int)
     assert sum(len(c.data) for c in chunks) == 2 * int(len("Thank you.") * 0.06 * rate)
 
 
-async def test_elevenlabs_wrong_key_raises() -> None:
+async def test_elevenlabs_wrong_key_raises(elevenlabs_tts: Any) -> None:
     from elevenlabs.core.api_error import ApiError
 
     async with running_elevenlabs() as emu:
-        tts = ElevenLabsTTS(api_key="nope", voice_id="v", base_url=emu.base_url)
+        tts = elevenlabs_tts(api_key="nope", base_url=emu.base_url)
         with pytest.raises(ApiError) as info:
             await _synth(tts, "Hello.", MULAW_8K)
     assert info.value.status_code == 401

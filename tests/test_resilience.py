@@ -22,7 +22,6 @@ from ai.resilience import (
     retry_async,
 )
 from ai.stt_deepgram import DeepgramSTT
-from ai.tts_elevenlabs import ElevenLabsTTS
 from ai.tts_tone import ToneTTS
 from ai.types import AudioChunk, AudioSpec, Message, PolicyOutput, Say
 from emulators.deepgram import running_deepgram
@@ -30,7 +29,6 @@ from emulators.elevenlabs import ElevenLabsFault, running_elevenlabs
 from emulators.openai_api import OpenAIFault, Reply, running_openai
 from tests.test_cloud_providers import (
     DG_KEY,
-    EL_KEY,
     MULAW_8K,
     OA_KEY,
     Collector,
@@ -169,7 +167,7 @@ async def _synth(tts: FallbackTTS, text: str, spec: AudioSpec = MULAW_8K) -> lis
 
 
 @pytest.mark.parametrize("status", [429, 500])
-async def test_fallback_tts_error_status_goes_to_the_next_provider(status: int) -> None:
+async def test_fallback_tts_error_status_goes_to_the_next_provider(status: int, elevenlabs_tts: Any) -> None:
     text = "Thanks for your time today."
     before = metric(
         "dialkit_provider_fallbacks_total",
@@ -180,7 +178,7 @@ async def test_fallback_tts_error_status_goes_to_the_next_provider(status: int) 
     async with running_elevenlabs() as emu:
         emu.faults.append(ElevenLabsFault("status", status=status))
         tts = FallbackTTS(
-            [ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=emu.base_url), ToneTTS()]
+            [elevenlabs_tts(base_url=emu.base_url), ToneTTS()]
         )
         chunks = await _synth(tts, text)
     assert {c.spec.encoding for c in chunks} == {"pcm16"}  # all from the tone provider
@@ -194,14 +192,14 @@ async def test_fallback_tts_error_status_goes_to_the_next_provider(status: int) 
     assert after - before == 1
 
 
-async def test_fallback_tts_resynthesises_only_the_unspoken_rest_after_a_drop() -> None:
+async def test_fallback_tts_resynthesises_only_the_unspoken_rest_after_a_drop(elevenlabs_tts: Any) -> None:
     text = "Your payment of two hundred dollars is due on the fifth of next month."
     async with running_elevenlabs(chunk_delay_s=0.02) as primary, running_elevenlabs() as secondary:
         primary.faults.append(ElevenLabsFault("drop", after_bytes=2400))  # 0.3 s of µ-law
         tts = FallbackTTS(
             [
-                ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=primary.base_url),
-                ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=secondary.base_url),
+                elevenlabs_tts(base_url=primary.base_url),
+                elevenlabs_tts(base_url=secondary.base_url),
             ],
             chars_per_second=1 / primary.seconds_per_char,
         )
@@ -213,26 +211,26 @@ async def test_fallback_tts_resynthesises_only_the_unspoken_rest_after_a_drop() 
     assert spoken >= len(text) * primary.seconds_per_char - 0.2  # nothing lost
 
 
-async def test_fallback_tts_slow_first_byte_times_out_to_the_next_provider() -> None:
+async def test_fallback_tts_slow_first_byte_times_out_to_the_next_provider(elevenlabs_tts: Any) -> None:
     async with running_elevenlabs() as emu:
         emu.faults.append(ElevenLabsFault("slow", delay_s=2.0))
         tts = FallbackTTS(
-            [ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=emu.base_url), ToneTTS()],
+            [elevenlabs_tts(base_url=emu.base_url), ToneTTS()],
             first_byte_timeout_s=0.2,
         )
         chunks = await _synth(tts, "Hello there.")
     assert chunks and {c.spec.encoding for c in chunks} == {"pcm16"}
 
 
-async def test_fallback_tts_last_resort_is_given_time_rather_than_silence() -> None:
+async def test_fallback_tts_last_resort_is_given_time_rather_than_silence(elevenlabs_tts: Any) -> None:
     """Both providers slow to first byte: the last one is waited for, not timed out."""
     async with running_elevenlabs() as first, running_elevenlabs() as last:
         first.faults.append(ElevenLabsFault("slow", delay_s=2.0))
         last.faults.append(ElevenLabsFault("slow", delay_s=0.6))
         tts = FallbackTTS(
             [
-                ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=first.base_url),
-                ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=last.base_url),
+                elevenlabs_tts(base_url=first.base_url),
+                elevenlabs_tts(base_url=last.base_url),
             ],
             first_byte_timeout_s=0.2,
         )
@@ -241,14 +239,14 @@ async def test_fallback_tts_last_resort_is_given_time_rather_than_silence() -> N
     assert {c.spec.encoding for c in chunks} == {"mulaw"}
 
 
-async def test_fallback_tts_malformed_body_is_counted_and_replaced() -> None:
+async def test_fallback_tts_malformed_body_is_counted_and_replaced(elevenlabs_tts: Any) -> None:
     before = metric(
         "dialkit_provider_errors_total", role="tts", provider="elevenlabs", kind="malformed"
     )
     async with running_elevenlabs() as emu:
         emu.faults.append(ElevenLabsFault("malformed"))
         tts = FallbackTTS(
-            [ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=emu.base_url), ToneTTS()]
+            [elevenlabs_tts(base_url=emu.base_url), ToneTTS()]
         )
         chunks = await _synth(tts, "Hello there.")
     assert chunks and {c.spec.encoding for c in chunks} == {"pcm16"}
@@ -258,11 +256,11 @@ async def test_fallback_tts_malformed_body_is_counted_and_replaced() -> None:
     assert after - before >= 1
 
 
-async def test_fallback_tts_breaker_skips_a_failing_provider_on_later_calls() -> None:
+async def test_fallback_tts_breaker_skips_a_failing_provider_on_later_calls(elevenlabs_tts: Any) -> None:
     async with running_elevenlabs() as emu:
         emu.faults.extend([ElevenLabsFault("status", status=500)] * 2)
         tts = FallbackTTS(
-            [ElevenLabsTTS(api_key=EL_KEY, voice_id="v", base_url=emu.base_url), ToneTTS()],
+            [elevenlabs_tts(base_url=emu.base_url), ToneTTS()],
             breakers=[CircuitBreaker(failure_threshold=2, reset_timeout_s=60), CircuitBreaker()],
         )
         for _ in range(3):

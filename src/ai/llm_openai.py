@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
-from openai import AsyncOpenAI, AsyncStream
+from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -411,11 +411,14 @@ class ChatCompletionsPolicyFactory:
 
     def __call__(self, context: dict[str, Any]) -> OpenAIPolicy:
         if self._client is None:
+            # aiohttp as the SDK's HTTP transport: its default (httpx over anyio) costs
+            # several times more event-loop CPU per request (bench/http_client_cost.py).
             self._client = AsyncOpenAI(
                 api_key=self.api_key,
                 base_url=self.base_url,
                 timeout=self.timeout_s,
                 max_retries=self.max_retries,
+                http_client=DefaultAioHttpClient(timeout=self.timeout_s),
             )
         return OpenAIPolicy(
             client=self._client,
@@ -426,3 +429,8 @@ class ChatCompletionsPolicyFactory:
             context=context,
             max_tool_rounds=self.max_tool_rounds,
         )
+
+    async def aclose(self) -> None:
+        """Close the shared client's connections (at server shutdown)."""
+        if self._client is not None:
+            await self._client.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -30,6 +30,9 @@ from dialkit.config import Settings
 from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
 from media.ports import CallInfo
 from media.session import SessionConfig
+
+if TYPE_CHECKING:
+    from ai.tts_elevenlabs import ElevenLabsTTS
 
 log = structlog.get_logger("dialkit.providers")
 
@@ -61,6 +64,8 @@ class Catalog:
     policy: dict[str, PolicyFactory]
     default: CallProviders
     chains: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # what holds pooled connections (cloud clients), closed at shutdown
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def choose(self, context: Mapping[str, Any] | None) -> CallProviders:
         """The call's providers: the defaults, overridden by the context's `providers` map.
@@ -199,6 +204,9 @@ class Providers:
     async def close(self) -> None:
         for control in self.controls.values():
             await control.aclose()
+        if self.catalog is not None:
+            for close in self.catalog.closers:
+                await close()
 
 
 def carrier_controls(settings: Settings) -> dict[str, CallControl]:
@@ -284,7 +292,7 @@ def _deepgram(settings: Settings, key: str) -> STT:
     return DeepgramSTT(key, model=settings.deepgram_model, base_url=settings.deepgram_url)
 
 
-def _elevenlabs(settings: Settings, key: str) -> TTS:
+def _elevenlabs(settings: Settings, key: str) -> ElevenLabsTTS:
     from ai.tts_elevenlabs import ElevenLabsTTS
 
     return ElevenLabsTTS(
@@ -295,7 +303,9 @@ def _elevenlabs(settings: Settings, key: str) -> TTS:
     )
 
 
-def _openai(settings: Settings, key: str, playbook: Playbook) -> PolicyFactory:
+def _openai(
+    settings: Settings, key: str, playbook: Playbook, closers: list[Callable[[], Awaitable[None]]]
+) -> PolicyFactory:
     from ai.llm_openai import ChatCompletionsPolicyFactory
 
     transfer_number = playbook.settings.transfer_number
@@ -310,6 +320,7 @@ def _openai(settings: Settings, key: str, playbook: Playbook) -> PolicyFactory:
         model=settings.openai_model,
         timeout_s=settings.llm_timeout_s,
     )
+    closers.append(inner.aclose)
 
     def factory(context: dict[str, Any]) -> Policy:
         if transfer_number and not context.get("transfer_number"):
@@ -337,6 +348,7 @@ def build_catalog(settings: Settings, playbook: Playbook) -> Catalog:
         return secret.get_secret_value() if secret is not None and secret.get_secret_value() else None
 
     chains: dict[str, dict[str, list[str]]] = {"stt": {}, "tts": {}, "policy": {}}
+    closers: list[Callable[[], Awaitable[None]]] = []
     whisper = _embedded_stt("whisper", settings)
     stt: dict[str, STT] = {"whisper": whisper, "null": _embedded_stt("null", settings)}
     if (dg_key := key("deepgram")) is not None:
@@ -346,8 +358,10 @@ def build_catalog(settings: Settings, playbook: Playbook) -> Catalog:
     piper = _embedded_tts("piper")
     tts: dict[str, TTS] = {"piper": piper, "tone": _embedded_tts("tone")}
     if (el_key := key("elevenlabs")) is not None:
+        elevenlabs = _elevenlabs(settings, el_key)
+        closers.append(elevenlabs.aclose)
         tts["elevenlabs"] = FallbackTTS(
-            [_elevenlabs(settings, el_key), piper],
+            [elevenlabs, piper],
             first_byte_timeout_s=settings.tts_first_byte_timeout_ms / 1000,
         )
         chains["tts"]["elevenlabs"] = ["elevenlabs", "piper"]
@@ -356,7 +370,7 @@ def build_catalog(settings: Settings, playbook: Playbook) -> Catalog:
     policy: dict[str, PolicyFactory] = {"playbook": scripted, "echo": scripted}
     if (oa_key := key("openai")) is not None:
         policy["openai"] = FallbackPolicyFactory(
-            [_openai(settings, oa_key, playbook), scripted],
+            [_openai(settings, oa_key, playbook, closers), scripted],
             filler_after_ms=settings.llm_filler_after_ms,
             filler_lines=playbook.settings.filler_lines,
             timeout_s=settings.llm_timeout_s,
@@ -364,7 +378,7 @@ def build_catalog(settings: Settings, playbook: Playbook) -> Catalog:
         chains["policy"]["openai"] = ["openai", "playbook"]
 
     default = CallProviders(settings.stt, settings.tts, settings.policy)
-    return Catalog(stt=stt, tts=tts, policy=policy, default=default, chains=chains)
+    return Catalog(stt=stt, tts=tts, policy=policy, default=default, chains=chains, closers=closers)
 
 
 async def build_providers(settings: Settings, warmup: bool = True) -> Providers:
