@@ -385,7 +385,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await p.ws.close()
             metrics = (await api.get("/metrics")).text
             cpu = {"server": _cpu_s(server.pid),
-                   "emulators": round(sum(_cpu_s(e.pid) for e in emus), 1)}
+                   "emulators": round(sum(_cpu_s(e.pid) for e in emus), 1),
+                   **{vendor: _cpu_s(e.pid) for vendor, e in zip(VENDORS, emus, strict=True)}}
             cpu["phones"] = _own_cpu_s(psutil.Process(os.getpid()))
     finally:
         if server is not None and server.poll() is None:

@@ -158,7 +158,9 @@ class DeepgramSTT:
 
 
 class DeepgramStream:
-    """One call's Deepgram socket, reconnected as needed. `send` only queues audio."""
+    """One call's Deepgram socket, reconnected as needed. `send` queues audio and sends it
+    at once when nothing is queued before it; the send loop sends any backlog (replays after
+    a reconnect, frames that came while a send was waiting)."""
 
     def __init__(self, stt: DeepgramSTT, spec: AudioSpec, endpointing_ms: int) -> None:
         self._stt = stt
@@ -171,6 +173,8 @@ class DeepgramStream:
         self._buf_s = 0.0  # seconds of audio in _buf (kept, not re-summed per frame)
         self._sent = 0  # how many of _buf went out on the current connection
         self._wake = asyncio.Event()
+        self._sock: Any = None  # the open socket, for sending inline from `send`
+        self._inline = False  # an inline send is awaiting
         self._last_send = 0.0  # loop time of the last message sent on the current socket
         self._closing = False
         self._conn_offset = 0.0
@@ -197,6 +201,19 @@ class DeepgramStream:
         self._buf_s += seconds
         if self._buf_s > self._stt.max_buffer_s:
             self._bound_buffer()
+        sock = self._sock
+        if sock is not None and not self._inline and self._sent == len(self._buf) - 1:
+            # Nothing else waits to go out: send now rather than wake the send loop, which
+            # would cost a task switch per 20 ms frame. The frame is written before the first
+            # await, so it stays in order with anything the send loop sends later.
+            self._inline = True
+            try:
+                await self._send_next(sock)
+            except Exception as exc:  # the receive loop sees the socket end and reconnects
+                log.debug("deepgram_send_failed", error=error_kind(exc))
+            finally:
+                self._inline = False
+            return
         self._wake.set()
 
     def events(self) -> AsyncIterator[STTEvent]:
@@ -278,9 +295,11 @@ class DeepgramStream:
         self._last_send = self._loop.time()
         sender = asyncio.create_task(self._send_loop(sock))
         keepalive = asyncio.create_task(self._keepalive_loop(sock))
+        self._sock = sock
         try:
             await self._receive_loop(sock)
         finally:
+            self._sock = None
             for task in (sender, keepalive):
                 if not task.done():
                     task.cancel()
@@ -297,19 +316,22 @@ class DeepgramStream:
         while True:
             self._wake.clear()
             while self._sent < len(self._buf):
-                chunk = self._buf[self._sent]
-                chunk.offset = self._conn_offset
-                self._anchors.append((self._conn_offset, chunk.audio.t))
-                self._conn_offset += chunk.seconds
-                self._sent += 1
-                await sock.send_media(chunk.audio.raw)
-                self._last_send = self._loop.time()
+                await self._send_next(sock)
             if len(self._anchors) > 6000:
                 del self._anchors[:3000]
             if self._closing:
                 await sock.send_close_stream()
                 return
             await self._wake.wait()
+
+    async def _send_next(self, sock: Any) -> None:
+        chunk = self._buf[self._sent]
+        chunk.offset = self._conn_offset
+        self._anchors.append((self._conn_offset, chunk.audio.t))
+        self._conn_offset += chunk.seconds
+        self._sent += 1
+        await sock.send_media(chunk.audio.raw)
+        self._last_send = self._loop.time()
 
     async def _keepalive_loop(self, sock: Any) -> None:
         """Send `KeepAlive` whenever no audio went out for `keepalive_s` (e.g. while the

@@ -11,12 +11,17 @@ Timestamps: a chunk pushed with time `t` is taken to have finished arriving at `
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import soxr
 import webrtcvad
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # stdlib to 3.12; audioop-lts on 3.13+
+    import audioop
 
 FRAME_MS = 20
 WEBRTC_RATES = (8000, 16000, 32000, 48000)
@@ -38,17 +43,15 @@ class WebRtcVad:
         self._min_rms = None if min_dbfs is None else 32768.0 * 10 ** (min_dbfs / 20)
 
     def is_speech(self, pcm_frame: bytes, rate: int) -> bool:
-        samples = np.frombuffer(pcm_frame, dtype="<i2")
         if rate not in WEBRTC_RATES:
-            samples = _to_16k_frame(samples, rate)
+            samples = _to_16k_frame(np.frombuffer(pcm_frame, dtype="<i2"), rate)
             rate = 16000
             pcm_frame = samples.tobytes()
-        elif len(samples) * 1000 not in (rate * 10, rate * 20, rate * 30):
-            raise ValueError(f"{len(samples)} samples at {rate} Hz is not a 10/20/30 ms frame")
+        elif len(pcm_frame) * 500 not in (rate * 10, rate * 20, rate * 30):
+            raise ValueError(f"{len(pcm_frame) // 2} samples at {rate} Hz is not a 10/20/30 ms frame")
         voiced = bool(self._vad.is_speech(pcm_frame, rate))
         if voiced and self._min_rms is not None:
-            rms = float(np.sqrt(np.mean(samples.astype(np.float32) ** 2)))
-            voiced = rms >= self._min_rms
+            voiced = audioop.rms(pcm_frame, 2) >= self._min_rms
         return voiced
 
 

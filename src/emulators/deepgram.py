@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import uuid
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,27 +37,18 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # stdlib to 3.12; audioop-lts on 3.13+
+    import audioop
+
 MODEL_UUID = "1dbdfb4d-85b2-4659-9c2d-8a0d6d3bd7b6"
 MODEL_INFO = {"name": "2-phonecall-nova", "version": "2024-02-06.5894", "arch": "nova-2"}
 FRAME_S = 0.01
-
-
-def _mulaw_table() -> np.ndarray:
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    sign = u & 0x80
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
-
-
-MULAW_TO_PCM = _mulaw_table()
 
 
 @dataclass
@@ -155,22 +147,14 @@ class DeepgramEmulator:
             self.faults.drop_after_audio_s.popleft() if self.faults.drop_after_audio_s else None
         )
         sender = asyncio.create_task(session.send_loop())
+        # The idle timeout is watched by one task per socket: a `wait_for` per message would
+        # cost a task and a timer per 20 ms of audio.
+        idle = _IdleWatch(asyncio.get_running_loop(), self.idle_timeout_s)
+        watchdog = asyncio.create_task(self._close_when_idle(ws, session, conn, idle))
         try:
             while True:
-                try:
-                    message = await asyncio.wait_for(ws.recv(), timeout=self.idle_timeout_s)
-                except TimeoutError:
-                    session.emit(
-                        {
-                            "type": "Error",
-                            "variant": "Timeout",
-                            "description": "Did not receive audio data or a text message within the timeout window. See https://dpgr.am/net0001",
-                        }
-                    )
-                    await session.drain()
-                    await ws.close(1011, "NET-0001")
-                    conn.close_code = 1011
-                    return
+                message = await ws.recv()
+                idle.last_in = idle.loop.time()
                 if isinstance(message, bytes):
                     session.feed_audio(message)
                     if drop_after is not None and conn.audio_s >= drop_after:
@@ -204,9 +188,37 @@ class DeepgramEmulator:
         except ConnectionClosed:
             return
         finally:
-            sender.cancel()
-            with contextlib.suppress(BaseException):
-                await sender
+            for task in (watchdog, sender):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _close_when_idle(
+        self, ws: ServerConnection, session: _Session, conn: ListenConnection, idle: _IdleWatch
+    ) -> None:
+        """NET-0001: no audio or control message for `idle_timeout_s` closes with 1011."""
+        while (left := idle.last_in + idle.timeout_s - idle.loop.time()) > 0:
+            await asyncio.sleep(left)
+        session.emit(
+            {
+                "type": "Error",
+                "variant": "Timeout",
+                "description": "Did not receive audio data or a text message within the timeout window. See https://dpgr.am/net0001",
+            }
+        )
+        await session.drain()
+        conn.close_code = 1011
+        await ws.close(1011, "NET-0001")
+
+
+@dataclass
+class _IdleWatch:
+    loop: asyncio.AbstractEventLoop
+    timeout_s: float
+    last_in: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_in = self.loop.time()
 
 
 class _Session:
@@ -226,7 +238,7 @@ class _Session:
         ue = p.get("utterance_end_ms")
         self.utterance_end_s: float | None = int(ue) / 1000 if ue else None
         self.request_id = str(uuid.uuid4())
-        self.pending = np.zeros(0, dtype=np.int16)
+        self.pending = b""  # PCM16 short of a whole 10 ms frame
         self.frame = max(1, int(self.rate * FRAME_S))
         self.pos = 0.0  # audio time processed
         self.result_end = 0.0  # end of the last final result
@@ -245,19 +257,18 @@ class _Session:
         self.conn.audio_bytes += len(data)
         self.sha.update(data)
         if self.encoding == "mulaw":
-            pcm = MULAW_TO_PCM[np.frombuffer(data, dtype=np.uint8)]
+            pcm = audioop.ulaw2lin(data, 2)
         else:
-            pcm = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2")
-        self.conn.audio_s += len(pcm) / self.rate
-        if len(self.pending):
-            pcm = np.concatenate([self.pending, pcm])
-        whole = len(pcm) - len(pcm) % self.frame
+            pcm = data[: len(data) - len(data) % 2]
+        self.conn.audio_s += len(pcm) / 2 / self.rate
+        if self.pending:
+            pcm = self.pending + pcm
+        step = 2 * self.frame
+        whole = len(pcm) - len(pcm) % step
         self.pending = pcm[whole:]
-        if whole:
-            frames = pcm[:whole].astype(np.float64).reshape(-1, self.frame)
-            rms = np.sqrt(np.mean(frames * frames, axis=1))
-            for voiced in (rms >= self.emu.energy_threshold).tolist():
-                self._step(voiced)
+        threshold = self.emu.energy_threshold
+        for i in range(0, whole, step):
+            self._step(audioop.rms(pcm[i : i + step], 2) >= threshold)
 
     def _step(self, voiced: bool) -> None:
         start, self.pos = self.pos, self.pos + self.frame / self.rate

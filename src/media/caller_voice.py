@@ -24,9 +24,10 @@ class VoiceActivity:
         self._gap = 0
 
     def push(self, pcm: np.ndarray, now: float) -> None:
-        n = self.frame_samples
-        for i in range(0, len(pcm) - n + 1, n):
-            if self.vad.is_speech(pcm[i : i + n].tobytes(), self.rate):
+        data = pcm.tobytes()
+        n = 2 * self.frame_samples
+        for i in range(0, len(data) - n + 1, n):
+            if self.vad.is_speech(data[i : i + n], self.rate):
                 if self.voiced_ms == 0:
                     self.onset_t = now
                 self.voiced_ms += FRAME_MS
