@@ -363,6 +363,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Silence reaches the STT in whole 20 ms carrier frames: this many after the burst
             # complete the endpointing time.
             endpoint_frames = -(-args.endpointing_ms // 20)
+            server_cpu_at_start = _cpu_s(server.pid)
             bank = PhoneBank(f"ws://127.0.0.1:{port}", args.turns, args.burst_ms / 1000,
                              endpoint_frames)
             bank.expected = args.calls
@@ -385,6 +386,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await p.ws.close()
             metrics = (await api.get("/metrics")).text
             cpu = {"server": _cpu_s(server.pid),
+                   "server_during_calls": round(_cpu_s(server.pid) - server_cpu_at_start, 1),
                    "emulators": round(sum(_cpu_s(e.pid) for e in emus), 1),
                    **{vendor: _cpu_s(e.pid) for vendor, e in zip(VENDORS, emus, strict=True)}}
             cpu["phones"] = _own_cpu_s(psutil.Process(os.getpid()))
