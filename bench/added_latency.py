@@ -63,6 +63,7 @@ from common import free_port, local_postgres_url, with_database  # noqa: E402
 from emulators.elevenlabs import encode_mulaw  # noqa: E402
 
 FRAME_S = 0.02
+SLOTS = 10  # phases of the 20 ms frame period the phones are spread over
 REPLY_DONE_S = 1.0
 VENDORS = ("deepgram", "openai", "elevenlabs")
 DG_KEY, OA_KEY, EL_KEY = "bench-deepgram", "bench-openai", "bench-elevenlabs"
@@ -145,12 +146,13 @@ class Phone:
     awaiting_since: float | None = None
     marks: list[tuple[float, str]] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)
+    sample_t: list[float] = field(default_factory=list)  # when each sample's turn ended
     done: bool = False
     error: str | None = None
 
 
 class PhoneBank:
-    """All phones, driven by one 20 ms clock (one task instead of one per call)."""
+    """All phones, driven by one clock (one task instead of one per call)."""
 
     def __init__(self, ws_url: str, turns: int, burst_s: float, endpoint_frames: int) -> None:
         self.ws_url = ws_url
@@ -160,6 +162,7 @@ class PhoneBank:
         self.phones: list[Phone] = []
         self.loop = asyncio.get_running_loop()
         self.max_tick_late_ms = 0.0
+        self.t0 = 0.0
         self.expected = 0
         self._closers: set[asyncio.Task[None]] = set()
 
@@ -192,6 +195,7 @@ class PhoneBank:
                 if event == "media":
                     if p.awaiting_since is not None:
                         p.samples_ms.append((now - p.awaiting_since) * 1000)
+                        p.sample_t.append(p.awaiting_since)
                         p.awaiting_since = None
                     p.heard_agent = True
                     frames = max(1, round(len(msg["media"]["payload"]) * 3 / 4 / 160))
@@ -247,21 +251,29 @@ class PhoneBank:
                 closer.add_done_callback(self._closers.discard)
 
     async def clock(self, deadline: float) -> None:
-        t0 = self.loop.time()
+        """Each phone sends every 20 ms, at its own phase: phone i in slot i % SLOTS of the
+        20 ms period. Real calls start at unrelated moments, so their frames reach a server
+        spread over the period, not as one burst from every call at once."""
+        t0 = self.t0 = self.loop.time()
         tick = 0
+        slot_s = FRAME_S / SLOTS
         while self.loop.time() < deadline:
-            due = t0 + tick * FRAME_S
+            due = t0 + tick * slot_s
             late = self.loop.time() - due
             if late < 0:
                 await asyncio.sleep(-late)
             else:
                 self.max_tick_late_ms = max(self.max_tick_late_ms, late * 1000)
+            slot = tick % SLOTS
             tick += 1
             now = self.loop.time()
-            live = [p for p in self.phones if not p.done]
-            if self.phones and not live and len(self.phones) == self.expected:
-                return
-            for p in live:
+            if slot == 0:
+                live = [p for p in self.phones if not p.done]
+                if self.phones and not live and len(self.phones) == self.expected:
+                    return
+            for p in self.phones[slot::SLOTS]:
+                if p.done:
+                    continue
                 try:
                     await self._tick_one(p, now)
                 except websockets.ConnectionClosed:
@@ -432,6 +444,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     provider_ms = args.deepgram_ms + args.openai_ms + args.elevenlabs_ms
     v2v = [s for p in bank.phones for s in p.samples_ms]
     added = [s - provider_ms for s in v2v]
+    windows: dict[int, list[float]] = {}
+    for p in bank.phones:
+        for t, ms in zip(p.sample_t, p.samples_ms, strict=True):
+            windows.setdefault(int((t - bank.t0) // args.window_s), []).append(ms - provider_ms)
+    by_window = [
+        {"from_s": k * args.window_s, "turns": len(v), "p50": round(_percentile(v, 50), 1),
+         "p95": round(_percentile(v, 95), 1), "max": round(max(v), 1)}
+        for k, v in sorted(windows.items())
+    ]
     complete = sum(1 for p in bank.phones if p.turns_left == 0 and len(p.samples_ms) == args.turns)
     fallbacks = sum(
         float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
@@ -449,6 +470,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "p99_added_ms": round(_percentile(added, 99), 1),
         "max_added_ms": round(max(added), 1) if added else None,
         "mean_added_ms": round(statistics.fmean(added), 1) if added else None,
+        "added_by_window": by_window,
         "p50_voice_to_voice_ms": round(_percentile(v2v, 50), 1),
         "emulated_delays_ms": {"deepgram_final_after_endpointing": args.deepgram_ms,
                                "openai_first_token": args.openai_ms,
@@ -484,6 +506,8 @@ def main() -> None:
     ap.add_argument("--endpointing-ms", type=int, default=290)
     ap.add_argument("--burst-ms", type=int, default=800, help="length of each caller turn")
     ap.add_argument("--ramp-s", type=float, default=5.0, help="spread call starts over this")
+    ap.add_argument("--window-s", type=float, default=2.0,
+                    help="width of the time windows in `added_by_window`")
     ap.add_argument("--max-seconds", type=float, default=120.0)
     ap.add_argument("--log-level", default="INFO", help="the server's DIALKIT_LOG_LEVEL")
     ap.add_argument("--workers", type=int, default=1, help="server processes (dialkit serve --workers)")

@@ -100,6 +100,7 @@ class DeepgramSTT:
         self.reconnect_base_delay_s = reconnect_base_delay_s
         self._sdk: AsyncDeepgramClient | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._endpoint: tuple[str, dict[str, str]] | None = None  # listen URL, SDK headers
 
     def _client(self) -> AsyncDeepgramClient:
         """The SDK client shared by every stream. Building one loads the CA bundle into a
@@ -125,10 +126,15 @@ class DeepgramSTT:
         is opened here because the SDK's `listen.v1.connect` offers no way to turn off
         permessage-deflate or to reuse a TLS context (it would build one per socket).
         `session_id` (the SDK's `x-deepgram-session-id`) identifies one call's stream."""
-        wrapper = self._client()._client_wrapper
-        url = wrapper.get_environment().production.rstrip("/") + "/v1/listen"
-        url += "?" + urlencode({k: v for k, v in options.items() if v is not None})
-        headers = dict(wrapper.get_headers())
+        if self._endpoint is None:
+            # The SDK builds its headers by reading its package metadata from disk (~1 ms of
+            # CPU): once per server, not per call.
+            wrapper = self._client()._client_wrapper
+            base = wrapper.get_environment().production.rstrip("/") + "/v1/listen"
+            self._endpoint = (base, dict(wrapper.get_headers()))
+        base, sdk_headers = self._endpoint
+        url = base + "?" + urlencode({k: v for k, v in options.items() if v is not None})
+        headers = dict(sdk_headers)
         user_agent = headers.pop("User-Agent", None)
         if session_id is not None:
             headers["x-deepgram-session-id"] = session_id

@@ -22,12 +22,16 @@ console = Console(stderr=True)
 
 
 def _run(coro: Any) -> Any:
+    """Run on uvloop where it is installed (a dependency off Windows): at 100 calls it takes
+    about a quarter less CPU than asyncio's own loop (BENCHMARKS.md).
+    `DIALKIT_EVENT_LOOP=asyncio` keeps asyncio's loop."""
+    if os.environ.get("DIALKIT_EVENT_LOOP", "uvloop") == "asyncio":
+        return asyncio.run(coro)
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
-        uvloop = None
-    # outside the except block, so tracebacks from the server don't chain to the ImportError
-    return uvloop.run(coro) if uvloop is not None else asyncio.run(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 @app.command()

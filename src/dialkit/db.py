@@ -3,11 +3,11 @@ server (`pgserver`) used when DATABASE_URL is unset."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import structlog
 
 log = structlog.get_logger("dialkit.db")
@@ -27,11 +27,26 @@ def embedded_database_url(data_dir: Path) -> str:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=_json_text, decoder=orjson.loads, schema="pg_catalog")
+
+
+def _json_text(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """No session state is ever left on a connection (no SET, LISTEN, cursors or held
+    advisory locks: the migration lock is released explicitly), so returning one to the
+    pool needs no `RESET ALL; UNLISTEN *; ...` round trip after every write."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 async def create_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection, connection_class=_Connection
+    )
     assert pool is not None
     return pool
 
