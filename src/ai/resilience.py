@@ -214,7 +214,10 @@ class _FallbackSTTStream:
         self._endpointing_ms = endpointing_ms
         self._index = 0
         self._inner: STTStream | None = None
-        self._recent: deque[tuple[int, AudioIn, float]] = deque()  # (seq, audio, seconds)
+        # (seq, arrival time, seconds, raw, pcm): plain tuples of values the garbage
+        # collector does not track, so up to `replay_s` of frames per call are not walked by
+        # every young-generation collection (an AudioIn per frame would be).
+        self._recent: deque[tuple[int, float, float, bytes, Any]] = deque()
         self._recent_s = 0.0  # seconds in _recent, kept as a running total (per-frame path)
         self._seq = 0
         self._sent_seq = 0  # highest seq delivered to the current inner stream
@@ -232,7 +235,7 @@ class _FallbackSTTStream:
             return
         self._seq += 1
         seconds = _chunk_seconds(audio.raw, audio.spec)
-        self._recent.append((self._seq, audio, seconds))
+        self._recent.append((self._seq, audio.t, seconds, audio.raw, audio.pcm))
         self._recent_s += seconds
         if self._recent_s > self._owner.replay_s:
             self._trim_recent()
@@ -260,6 +263,8 @@ class _FallbackSTTStream:
                 await asyncio.wait_for(asyncio.shield(self._pump), timeout=3.0)
             except (TimeoutError, Exception):
                 self._pump.cancel()
+        self._recent.clear()  # freed now, not when the collector reaches the ended call
+        self._recent_s = 0.0
         self._queue.put_nowait(None)
 
     def _trim_recent(self) -> None:
@@ -271,7 +276,7 @@ class _FallbackSTTStream:
     def _forget_before(self, t: float) -> None:
         """Drop audio that ended before the caller's last finished utterance (the buffer
         is in arrival order, so only its head can have ended before `t`)."""
-        while self._recent and self._recent[0][1].t + self._recent[0][2] <= t:
+        while self._recent and self._recent[0][1] + self._recent[0][2] <= t:
             self._recent_s -= self._recent.popleft()[2]
         if not self._recent:
             self._recent_s = 0.0
@@ -321,8 +326,8 @@ class _FallbackSTTStream:
                 pending = [r for r in self._recent if r[0] > self._sent_seq]
                 if not pending:
                     break
-                for seq, audio, _ in pending:
-                    await stream.send(audio)
+                for seq, t, _, raw, pcm in pending:
+                    await stream.send(AudioIn(raw, self._spec, pcm, t))
                     self._sent_seq = seq
         except Exception as replay_exc:
             self._switching = False

@@ -30,7 +30,6 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -51,13 +50,6 @@ log = structlog.get_logger(__name__)
 
 class STTStreamFailed(ConnectionError):
     """The Deepgram stream could not be kept open (reconnect attempts exhausted)."""
-
-
-@dataclass(slots=True)
-class _Chunk:
-    audio: AudioIn
-    seconds: float
-    offset: float | None = None  # start time on the current connection's audio clock
 
 
 class _SocketClient(AsyncV1SocketClient):
@@ -186,7 +178,12 @@ class DeepgramStream:
         self._session_id = str(uuid.uuid4())
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
-        self._buf: deque[_Chunk] = deque()  # not yet finalized by Deepgram, oldest first
+        # Audio not yet finalized by Deepgram, oldest first: (raw, arrival time, seconds).
+        # Plain tuples of atomic values, which the garbage collector stops tracking: a
+        # record object per 20 ms frame, kept for seconds, made young-generation
+        # collections walk tens of thousands of objects at 100 calls.
+        self._buf: deque[tuple[bytes, float, float]] = deque()
+        self._offsets: deque[float] = deque()  # per sent chunk: start on the connection's clock
         self._buf_s = 0.0  # seconds of audio in _buf (kept, not re-summed per frame)
         self._sent = 0  # how many of _buf went out on the current connection
         self._wake = asyncio.Event()
@@ -214,7 +211,7 @@ class DeepgramStream:
             return
         width = 1 if audio.spec.encoding == "mulaw" else 2
         seconds = len(audio.raw) / (width * audio.spec.rate)
-        self._buf.append(_Chunk(audio, seconds))
+        self._buf.append((audio.raw, audio.t, seconds))
         self._buf_s += seconds
         if self._buf_s > self._stt.max_buffer_s:
             self._bound_buffer()
@@ -248,6 +245,11 @@ class DeepgramStream:
                 self._task.cancel()
                 with contextlib.suppress(BaseException):
                     await self._task
+        # freed now, not when the collector reaches the ended call
+        self._buf.clear()
+        self._offsets.clear()
+        self._buf_s = 0.0
+        self._anchors = []
         self._events.put_nowait(None)
 
     # ---- connection management ----------------------------------------------------------
@@ -255,7 +257,9 @@ class DeepgramStream:
     def _bound_buffer(self) -> None:
         dropped = 0
         while self._buf and self._buf_s > self._stt.max_buffer_s:
-            self._buf_s -= self._buf.popleft().seconds
+            self._buf_s -= self._buf.popleft()[2]
+            if self._offsets:
+                self._offsets.popleft()
             dropped += 1
         if not self._buf:
             self._buf_s = 0.0  # no float drift once empty
@@ -307,6 +311,7 @@ class DeepgramStream:
     async def _serve(self, sock: Any) -> None:
         # Everything not finalized on the previous connection is replayed from offset 0.
         self._sent = 0
+        self._offsets.clear()
         self._conn_offset = 0.0
         self._anchors = []
         self._last_send = self._loop.time()
@@ -342,12 +347,12 @@ class DeepgramStream:
             await self._wake.wait()
 
     async def _send_next(self, sock: Any) -> None:
-        chunk = self._buf[self._sent]
-        chunk.offset = self._conn_offset
-        self._anchors.append((self._conn_offset, chunk.audio.t))
-        self._conn_offset += chunk.seconds
+        raw, t, seconds = self._buf[self._sent]
+        self._offsets.append(self._conn_offset)
+        self._anchors.append((self._conn_offset, t))
+        self._conn_offset += seconds
         self._sent += 1
-        await sock.send_media(chunk.audio.raw)
+        await sock.send_media(raw)
         self._last_send = self._loop.time()
 
     async def _keepalive_loop(self, sock: Any) -> None:
@@ -436,12 +441,12 @@ class DeepgramStream:
         """Forget audio Deepgram has finalized: it never needs replaying."""
         k = 0
         while k < self._sent and k < len(self._buf):
-            chunk = self._buf[k]
-            if chunk.offset is None or chunk.offset + chunk.seconds > end + 1e-6:
+            if self._offsets[k] + self._buf[k][2] > end + 1e-6:
                 break
             k += 1
         for _ in range(k):
-            self._buf_s -= self._buf.popleft().seconds
+            self._buf_s -= self._buf.popleft()[2]
+            self._offsets.popleft()
         if k:
             self._sent -= k
             if not self._buf:

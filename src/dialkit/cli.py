@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from dialkit.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dialkit voice-agent server")
 console = Console(stderr=True)
+GC_GEN0_THRESHOLD = 2_000  # allocations between young collections (CPython default: 700)
 
 
 def _run(coro: Any) -> Any:
@@ -59,6 +61,7 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
     from dialkit.server import start_server
 
     runner, bound = await start_server(settings, reuse_port=reuse_port)
+    _settle_gc()
     console.print(f"dialkit serving on http://{settings.host}:{bound}  (Ctrl-C to stop)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -66,6 +69,16 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+def _settle_gc() -> None:
+    """Keep garbage-collection pauses off live audio. Everything built at start-up (models,
+    SDK clients, the playbook: millions of objects) moves to the permanent generation, so a
+    full collection no longer walks it (it took 60–145 ms at 100 calls); collections of the
+    young generations run less often. Cyclic garbage is still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 10, 100)
 
 
 def _worker() -> None:
