@@ -8,7 +8,9 @@ Processes on this machine:
 - the dialkit server (`dialkit serve`, DIALKIT_STT=deepgram, DIALKIT_TTS=elevenlabs,
   DIALKIT_POLICY=openai, the packaged playbook with `--endpointing-ms`);
 - N simulated Twilio phones on real WebSockets (this process): 20 ms µ-law frames in real
-  time, outbound audio "played" in real time with marks echoed when reached.
+  time, outbound audio "played" in real time with marks echoed when reached. The phones'
+  frames are spread over the 20 ms period (ten phases), as frames of calls that started at
+  unrelated moments reach a server, rather than arriving as one burst from every call.
 
 Each phone waits for the greeting, then for `--turns` turns speaks a tone burst (the
 Deepgram emulator's energy detector hears it as speech) and waits for the agent's reply
@@ -39,6 +41,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -439,6 +442,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await admin.close()
         if pg is not None:
             pg.cleanup()
+        if args.keep_logs or sys.exc_info()[0] is not None:  # kept when the run failed
+            print(f"server log: {log_path}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     silence_ms = -(-args.endpointing_ms // 20) * 20
     provider_ms = args.deepgram_ms + args.openai_ms + args.elevenlabs_ms
@@ -509,6 +516,8 @@ def main() -> None:
     ap.add_argument("--window-s", type=float, default=2.0,
                     help="width of the time windows in `added_by_window`")
     ap.add_argument("--max-seconds", type=float, default=120.0)
+    ap.add_argument("--keep-logs", action="store_true",
+                    help="keep the run's folder (server log, playbook) and print its path")
     ap.add_argument("--log-level", default="INFO", help="the server's DIALKIT_LOG_LEVEL")
     ap.add_argument("--workers", type=int, default=1, help="server processes (dialkit serve --workers)")
     ap.add_argument("--emulators", choices=VENDORS, help=argparse.SUPPRESS)
