@@ -4,7 +4,9 @@ Speaks Deepgram's wire protocol: query parameters (model, encoding, sample_rate,
 interim_results, endpointing, utterance_end_ms, vad_events, …), `Authorization: Token <key>`
 (401 otherwise), binary audio in, JSON `Results` / `SpeechStarted` / `UtteranceEnd` /
 `Metadata` out, `KeepAlive` / `Finalize` / `CloseStream` control messages, and the
-NET-0001 close (1011) after `idle_timeout_s` without audio or KeepAlive.
+NET-0001 close (1011) after `idle_timeout_s` without audio or KeepAlive. Served with aiohttp
+(`aiohttp.web`, `WebSocketResponse`), whose frame reader is C-accelerated: under load the
+receive path is most of the emulator's CPU.
 
 Transcripts are deterministic: tests register a script of utterances; the emulator finds
 speech in the audio by energy (µ-law or linear16 decoded) and, once the caller has been
@@ -37,10 +39,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from aiohttp import WSMsgType, web
+
+from emulators import serve
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # stdlib to 3.12; audioop-lts on 3.13+
@@ -49,6 +50,7 @@ with warnings.catch_warnings():
 MODEL_UUID = "1dbdfb4d-85b2-4659-9c2d-8a0d6d3bd7b6"
 MODEL_INFO = {"name": "2-phonecall-nova", "version": "2024-02-06.5894", "arch": "nova-2"}
 FRAME_S = 0.01
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -102,44 +104,47 @@ class DeepgramEmulator:
     def add_script(self, *utterances: str) -> None:
         self.script.extend(utterances)
 
+    def app(self) -> web.Application:
+        app = web.Application()
+        # Every path lands here so unknown ones get Deepgram's JSON 404, not aiohttp's.
+        app.router.add_route("GET", "/{tail:.*}", self._listen)
+        return app
+
     # ---- handshake ----------------------------------------------------------------------
 
-    async def _process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
+    async def _reject(self, request: web.Request) -> web.Response | None:
+        """The plain HTTP response that refuses this upgrade, or None to accept it."""
         if self.faults.handshake_delay_s:
             await asyncio.sleep(self.faults.handshake_delay_s)
-        if urlsplit(request.path).path != "/v1/listen":
-            return _http_error(connection, HTTPStatus.NOT_FOUND, "Not Found")
+        if urlsplit(request.raw_path).path != "/v1/listen":
+            return _http_error(HTTPStatus.NOT_FOUND, "Not Found")
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() not in ("token", "bearer") or key != self.api_key:
             self.rejected.append(401)
-            return _http_error(
-                connection, HTTPStatus.UNAUTHORIZED, "Invalid credentials.", "INVALID_AUTH"
-            )
+            return _http_error(HTTPStatus.UNAUTHORIZED, "Invalid credentials.", "INVALID_AUTH")
         if self.faults.reject_statuses:
             status = self.faults.reject_statuses.popleft()
             self.rejected.append(status)
-            return _http_error(connection, HTTPStatus(status), "Injected failure.", "INJECTED")
-        params = _query(request.path)
+            return _http_error(HTTPStatus(status), "Injected failure.", "INJECTED")
+        params = _query(request.raw_path)
         if "encoding" in params and "sample_rate" not in params:
             return _http_error(
-                connection,
-                HTTPStatus.BAD_REQUEST,
-                "sample_rate is required with encoding.",
-                "Bad Request",
+                HTTPStatus.BAD_REQUEST, "sample_rate is required with encoding.", "Bad Request"
             )
         if params.get("encoding", "linear16") not in ("linear16", "mulaw"):
-            return _http_error(connection, HTTPStatus.BAD_REQUEST, "Unsupported encoding.")
+            return _http_error(HTTPStatus.BAD_REQUEST, "Unsupported encoding.")
         return None
 
     # ---- one socket ---------------------------------------------------------------------
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        params = _query(ws.request.path if ws.request else "")
+    async def _listen(self, request: web.Request) -> web.StreamResponse:
+        rejection = await self._reject(request)
+        if rejection is not None:
+            return rejection
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, compress=False)
+        await ws.prepare(request)
         conn = ListenConnection(
-            params,
-            (ws.request.headers.get("Authorization", "") if ws.request else "").split(" ")[0],
+            _query(request.raw_path), request.headers.get("Authorization", "").split(" ")[0]
         )
         self.connections.append(conn)
         session = _Session(self, ws, conn)
@@ -153,15 +158,19 @@ class DeepgramEmulator:
         watchdog = asyncio.create_task(self._close_when_idle(ws, session, conn, idle))
         try:
             while True:
-                message = await ws.recv()
+                msg = await ws.receive()
                 idle.last_in = idle.loop.time()
-                if isinstance(message, bytes):
-                    session.feed_audio(message)
+                if msg.type is WSMsgType.BINARY:
+                    session.feed_audio(msg.data)
                     if drop_after is not None and conn.audio_s >= drop_after:
                         conn.dropped = True
-                        ws.transport.abort()
-                        return
+                        assert request.transport is not None
+                        request.transport.abort()  # no close frame: a dropped TCP connection
+                        return ws
                     continue
+                if msg.type is not WSMsgType.TEXT:
+                    return ws  # CLOSE / CLOSING / CLOSED / ERROR: the socket is done
+                message: str = msg.data
                 try:
                     control = json.loads(message)
                     kind = control["type"]
@@ -182,19 +191,24 @@ class DeepgramEmulator:
                     session.finalize(from_finalize=False)
                     session.emit_metadata()
                     await session.drain()
-                    await ws.close(1000)
                     conn.close_code = 1000
-                    return
-        except ConnectionClosed:
-            return
+                    await ws.close(code=1000)
+                    return ws
         finally:
+            sender.cancel()
+            if not idle.closing:
+                watchdog.cancel()
+            # A watchdog that is closing the socket is left to finish its close handshake.
             for task in (watchdog, sender):
-                task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
 
     async def _close_when_idle(
-        self, ws: ServerConnection, session: _Session, conn: ListenConnection, idle: _IdleWatch
+        self,
+        ws: web.WebSocketResponse,
+        session: _Session,
+        conn: ListenConnection,
+        idle: _IdleWatch,
     ) -> None:
         """NET-0001: no audio or control message for `idle_timeout_s` closes with 1011."""
         while (left := idle.last_in + idle.timeout_s - idle.loop.time()) > 0:
@@ -208,7 +222,8 @@ class DeepgramEmulator:
         )
         await session.drain()
         conn.close_code = 1011
-        await ws.close(1011, "NET-0001")
+        idle.closing = True
+        await ws.close(code=1011, message=b"NET-0001")
 
 
 @dataclass
@@ -216,6 +231,7 @@ class _IdleWatch:
     loop: asyncio.AbstractEventLoop
     timeout_s: float
     last_in: float = 0.0
+    closing: bool = False  # the watchdog is closing the socket (NET-0001)
 
     def __post_init__(self) -> None:
         self.last_in = self.loop.time()
@@ -224,7 +240,9 @@ class _IdleWatch:
 class _Session:
     """Speech detection and message generation for one socket (audio time, not wall time)."""
 
-    def __init__(self, emu: DeepgramEmulator, ws: ServerConnection, conn: ListenConnection) -> None:
+    def __init__(
+        self, emu: DeepgramEmulator, ws: web.WebSocketResponse, conn: ListenConnection
+    ) -> None:
         self.emu = emu
         self.ws = ws
         self.conn = conn
@@ -405,8 +423,8 @@ class _Session:
                 self.emu.lateness_s.append(self.loop.time() - due)
             if self.emu.faults.malformed_frames > 0:
                 self.emu.faults.malformed_frames -= 1
-                await self.ws.send('{"type": "Results", "channel_index": [0, 1], "dur')
-            await self.ws.send(json.dumps(msg))
+                await self.ws.send_str('{"type": "Results", "channel_index": [0, 1], "dur')
+            await self.ws.send_str(json.dumps(msg))
             self.outbox.task_done()
 
     async def drain(self) -> None:
@@ -418,18 +436,14 @@ def _query(path: str) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(urlsplit(path).query).items()}
 
 
-def _http_error(
-    connection: ServerConnection, status: HTTPStatus, message: str, code: str = "Bad Request"
-) -> Response:
+def _http_error(status: HTTPStatus, message: str, code: str = "Bad Request") -> web.Response:
     body = json.dumps({"err_code": code, "err_msg": message, "request_id": str(uuid.uuid4())})
-    response = connection.respond(status, body)
-    response.headers = Headers(
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("dg-error", message),
-        ]
+    response = web.Response(
+        status=status,
+        body=body.encode(),
+        headers={"Content-Type": "application/json", "dg-error": message},
     )
+    response.force_close()  # a refused upgrade ends the connection, as Deepgram's does
     return response
 
 
@@ -437,7 +451,6 @@ def _http_error(
 async def running_deepgram(**kwargs: Any) -> AsyncIterator[DeepgramEmulator]:
     """Run a Deepgram emulator on 127.0.0.1 (ephemeral port); `.url` is its ws:// base."""
     emu = DeepgramEmulator(**kwargs)
-    async with serve(emu._handle, "127.0.0.1", 0, process_request=emu._process_request) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        emu.url = f"ws://127.0.0.1:{port}"
+    async with serve(emu.app()) as url:
+        emu.url = "ws://" + url.removeprefix("http://")
         yield emu
