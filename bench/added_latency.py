@@ -26,7 +26,8 @@ moment that frame is actually sent, rather than from the last speech frame plus 
 on a fixed schedule relative to when they received the request or audio and report how
 late they were against it (`emulator_late_ms`: their own event-loop lag, which is counted
 in `added` but is not dialkit's). The phones speak Twilio's protocol without
-permessage-deflate, as Twilio does.
+permessage-deflate, as Twilio does (aiohttp's WebSocket client, whose C frame reader keeps
+the load generator light).
 
 Prints one JSON object (`--json`) or a short table.
 
@@ -52,11 +53,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 import numpy as np
+import orjson
 import psutil
-import websockets
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
@@ -157,7 +159,9 @@ class Phone:
 class PhoneBank:
     """All phones, driven by one clock (one task instead of one per call)."""
 
-    def __init__(self, ws_url: str, turns: int, burst_s: float, endpoint_frames: int) -> None:
+    def __init__(self, session: aiohttp.ClientSession, ws_url: str, turns: int, burst_s: float,
+                 endpoint_frames: int) -> None:
+        self.session = session
         self.ws_url = ws_url
         self.turns = turns
         self.burst_frames = round(burst_s / FRAME_S)
@@ -167,7 +171,7 @@ class PhoneBank:
         self.max_tick_late_ms = 0.0
         self.t0 = 0.0
         self.expected = 0
-        self._closers: set[asyncio.Task[None]] = set()
+        self._closers: set[asyncio.Task[bool]] = set()
 
     async def dial(self, api: httpx.AsyncClient, index: int) -> None:
         resp = await api.post("/api/calls", json={"carrier": "twilio", "context": {
@@ -178,10 +182,10 @@ class PhoneBank:
         p = Phone(body["call_id"], body["token"], turns_left=self.turns)
         p.stream_sid = f"MZ{index:032x}"
         p.silence, p.tone = _frame_json(p.stream_sid, SILENCE), _frame_json(p.stream_sid, TONE)
-        p.ws = await websockets.connect(f"{self.ws_url}/media/twilio", max_size=2**22,
-                                        compression=None)
-        await p.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        await p.ws.send(json.dumps({"event": "start", "sequenceNumber": "1",
+        p.ws = await self.session.ws_connect(f"{self.ws_url}/media/twilio", max_msg_size=2**22,
+                                             compress=0)
+        await p.ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await p.ws.send_str(json.dumps({"event": "start", "sequenceNumber": "1",
                                     "streamSid": p.stream_sid, "start": {
             "accountSid": "AC" + "0" * 32, "streamSid": p.stream_sid, "callSid": f"CA{index:032x}",
             "tracks": ["inbound"], "customParameters": {"call_id": p.call_id, "token": p.token},
@@ -191,9 +195,11 @@ class PhoneBank:
 
     async def _receive(self, p: Phone) -> None:
         try:
-            async for raw in p.ws:
+            async for message in p.ws:
                 now = self.loop.time()
-                msg = json.loads(raw)
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                msg = orjson.loads(message.data)
                 event = msg.get("event")
                 if event == "media":
                     if p.awaiting_since is not None:
@@ -209,8 +215,6 @@ class PhoneBank:
                 elif event == "clear":
                     p.play_end = now
                     p.marks = [(now, name) for _, name in p.marks]
-        except websockets.ConnectionClosed:
-            pass
         finally:
             p.done = True
 
@@ -220,11 +224,11 @@ class PhoneBank:
     async def _tick_one(self, p: Phone, now: float) -> None:
         if p.burst_left:
             p.burst_left -= 1
-            await p.ws.send(p.tone)
+            await p.ws.send_str(p.tone)
             if not p.burst_left:
                 p.silence_left = self.endpoint_frames
         else:
-            await p.ws.send(p.silence)
+            await p.ws.send_str(p.silence)
             if p.silence_left:
                 p.silence_left -= 1
                 if not p.silence_left:
@@ -234,7 +238,7 @@ class PhoneBank:
             if due:
                 p.marks = [m for m in p.marks if m[0] > now]
                 for _, name in due:
-                    await p.ws.send(self._mark_msg(p, name))
+                    await p.ws.send_str(self._mark_msg(p, name))
         # The agent's reply may pause between sentences while the next one is synthesised:
         # wait a second of silence before speaking, or the phone barges in on the reply.
         quiet = p.heard_agent and now > p.play_end + REPLY_DONE_S and p.awaiting_since is None
@@ -247,7 +251,7 @@ class PhoneBank:
                 p.done = True
                 stop = {"event": "stop", "streamSid": p.stream_sid,
                         "stop": {"accountSid": "AC", "callSid": "CA"}}
-                await p.ws.send(json.dumps(stop))
+                await p.ws.send_str(json.dumps(stop))
                 # closing waits for the server's close frame: not on the shared clock
                 closer = self.loop.create_task(p.ws.close())
                 self._closers.add(closer)
@@ -279,7 +283,7 @@ class PhoneBank:
                     continue
                 try:
                     await self._tick_one(p, now)
-                except websockets.ConnectionClosed:
+                except ConnectionResetError:  # the server closed the socket
                     p.done = True
                 except Exception as exc:
                     p.error, p.done = f"{type(exc).__name__}: {exc}", True
@@ -379,8 +383,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # complete the endpointing time.
             endpoint_frames = -(-args.endpointing_ms // 20)
             server_cpu_at_start = _cpu_s(server.pid)
-            bank = PhoneBank(f"ws://127.0.0.1:{port}", args.turns, args.burst_ms / 1000,
-                             endpoint_frames)
+            # aiohttp's client for the phones: its C frame reader keeps the load generator,
+            # which shares this machine's cores with the server, light.
+            phones_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            bank = PhoneBank(phones_http, f"ws://127.0.0.1:{port}", args.turns,
+                             args.burst_ms / 1000, endpoint_frames)
             bank.expected = args.calls
             loop = asyncio.get_running_loop()
             started = time.monotonic()
@@ -390,7 +397,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.calls):
                 try:
                     await bank.dial(api, i)
-                except (httpx.HTTPError, OSError, websockets.WebSocketException) as exc:
+                except (httpx.HTTPError, OSError, aiohttp.ClientError) as exc:
                     dial_errors.append(type(exc).__name__)
                     bank.expected -= 1
                 await asyncio.sleep(gap)
@@ -399,6 +406,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for p in bank.phones:
                 with contextlib.suppress(Exception):
                     await p.ws.close()
+            await phones_http.close()
             metrics = (await api.get("/metrics")).text
             cpu = {"server": _cpu_s(server.pid),
                    "server_during_calls": round(_cpu_s(server.pid) - server_cpu_at_start, 1),
