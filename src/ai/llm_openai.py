@@ -411,8 +411,9 @@ class ChatCompletionsPolicyFactory:
 
     def __call__(self, context: dict[str, Any]) -> OpenAIPolicy:
         if self._client is None:
-            # aiohttp as the SDK's HTTP transport: its default (httpx over anyio) costs
-            # several times more event-loop CPU per request (bench/http_client_cost.py).
+            # aiohttp as the SDK's HTTP transport: with its default (httpx over anyio) a
+            # streamed reply cost 3.3 ms of event-loop CPU, with aiohttp 1.7 ms
+            # (bench/http_client_cost.py).
             self._client = AsyncOpenAI(
                 api_key=self.api_key,
                 base_url=self.base_url,
