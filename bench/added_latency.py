@@ -59,6 +59,7 @@ import httpx
 import numpy as np
 import orjson
 import psutil
+import uvloop
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
@@ -149,6 +150,7 @@ class Phone:
     play_end: float = 0.0
     last_media_t: float = 0.0
     awaiting_since: float | None = None
+    endpoint_sent_pc: float = 0.0  # time.perf_counter() at that send (uvloop's clock is in ms)
     marks: list[tuple[float, str]] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)
     sample_t: list[float] = field(default_factory=list)  # when each sample's turn ended
@@ -203,7 +205,7 @@ class PhoneBank:
                 event = msg.get("event")
                 if event == "media":
                     if p.awaiting_since is not None:
-                        p.samples_ms.append((now - p.awaiting_since) * 1000)
+                        p.samples_ms.append((time.perf_counter() - p.endpoint_sent_pc) * 1000)
                         p.sample_t.append(p.awaiting_since)
                         p.awaiting_since = None
                     p.heard_agent = True
@@ -232,6 +234,7 @@ class PhoneBank:
             if p.silence_left:
                 p.silence_left -= 1
                 if not p.silence_left:
+                    p.endpoint_sent_pc = time.perf_counter()
                     p.awaiting_since = self.loop.time()
         if p.marks:
             due = [m for m in p.marks if m[0] <= now]
@@ -528,13 +531,20 @@ def main() -> None:
                     help="keep the run's folder (server log, playbook) and print its path")
     ap.add_argument("--log-level", default="INFO", help="the server's DIALKIT_LOG_LEVEL")
     ap.add_argument("--workers", type=int, default=1, help="server processes (dialkit serve --workers)")
+    ap.add_argument("--phones-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="event loop of the simulated phones")
     ap.add_argument("--emulators", choices=VENDORS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.emulators:
+        # asyncio's loop: its clock is exact, so the emulated delays are (uvloop's clock
+        # counts in milliseconds and is read once per loop iteration)
         asyncio.run(serve_emulators(args.deepgram_ms, args.openai_ms, args.elevenlabs_ms,
                                     args.emulators))
         return
-    result = asyncio.run(run(args))
+    # The phones stand in for a carrier's machines: uvloop keeps their share of this
+    # machine's cores small; their timings use time.perf_counter, not the loop's clock.
+    # (The server picks its own loop: DIALKIT_EVENT_LOOP.)
+    result = (asyncio.run if args.phones_loop == "asyncio" else uvloop.run)(run(args))
     if args.json:
         print(json.dumps(result))
     else:
