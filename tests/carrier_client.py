@@ -46,11 +46,11 @@ class TwilioClient:
     async def connected(self) -> None:
         await self.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
 
-    async def start(self, call_id: str, token: str, **params: str) -> None:
+    async def start(self, call_id: str, token: str, call_sid: str = "CA" + "2" * 32, **params: str) -> None:
         await self.send({
             "event": "start", "streamSid": self.stream_sid,
             "start": {
-                "accountSid": "AC" + "1" * 32, "streamSid": self.stream_sid, "callSid": "CA" + "2" * 32,
+                "accountSid": "AC" + "1" * 32, "streamSid": self.stream_sid, "callSid": call_sid,
                 "tracks": ["inbound"], "customParameters": {"call_id": call_id, "token": token, **params},
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
             },

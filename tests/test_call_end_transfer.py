@@ -128,19 +128,14 @@ def twilio_settings(api: TwilioApi) -> dict[str, Any]:
             "twilio_auth_token": SecretStr(api.auth_token), "twilio_api_base": api.base_url}
 
 
-async def twilio_call(server: RunningServer, call_sid: str, **ctx: Any) -> tuple[str, TwilioClient]:
+async def twilio_call(
+    server: RunningServer, call_sid: str, params: dict[str, str] | None = None, **ctx: Any
+) -> tuple[str, TwilioClient]:
+    """Create a call with context `ctx` and start its Twilio stream (custom `params` added)."""
     created = await create_call(server.http, carrier="twilio", **ctx)
     client = await TwilioClient.connect(f"{server.ws}/media/twilio")
     await client.connected()
-    await client.send({
-        "event": "start", "streamSid": client.stream_sid,
-        "start": {
-            "accountSid": "AC" + "0" * 32, "streamSid": client.stream_sid, "callSid": call_sid,
-            "tracks": ["inbound"],
-            "customParameters": {"call_id": created["call_id"], "token": created["token"]},
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-    })
+    await client.start(created["call_id"], created["token"], call_sid, **(params or {}))
     return created["call_id"], client
 
 

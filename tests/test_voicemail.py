@@ -13,13 +13,14 @@ import pytest
 from ai.playbook import load_playbook
 from emulators.twilio_api import running_twilio_api
 from media.voicemail import carrier_verdict, is_machine_result, sounds_like_voicemail
-from tests.carrier_client import TwilioClient, call_detail, create_call
+from tests.carrier_client import TwilioClient, call_detail
 from tests.test_call_end_transfer import (
     SILENCE,
     ScriptedSTT,
     dialkit_server,
     events,
     next_mark,
+    twilio_call,
     twilio_settings,
     updates_of,
 )
@@ -55,21 +56,8 @@ def test_carrier_verdicts() -> None:
 
 
 async def _start(server: Any, call_sid: str, **params: str) -> tuple[str, TwilioClient]:
-    created = await create_call(server.http, carrier="twilio", debtor_name="John Smith",
-                                balance=1250, creditor="Northwind Bank")
-    client = await TwilioClient.connect(f"{server.ws}/media/twilio")
-    await client.connected()
-    await client.send({
-        "event": "start", "streamSid": client.stream_sid,
-        "start": {
-            "accountSid": "AC" + "0" * 32, "streamSid": client.stream_sid, "callSid": call_sid,
-            "tracks": ["inbound"],
-            "customParameters": {"call_id": created["call_id"], "token": created["token"],
-                                 **params},
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-    })
-    return created["call_id"], client
+    return await twilio_call(server, call_sid, params, debtor_name="John Smith", balance=1250,
+                             creditor="Northwind Bank")
 
 
 async def _play_to_hangup(client: TwilioClient) -> list[dict[str, Any]]:
