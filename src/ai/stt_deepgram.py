@@ -183,9 +183,10 @@ class DeepgramStream:
         # record object per 20 ms frame, kept for seconds, made young-generation
         # collections walk tens of thousands of objects at 100 calls.
         self._buf: deque[tuple[bytes, float, float]] = deque()
-        self._offsets: deque[float] = deque()  # per sent chunk: start on the connection's clock
+        # the start of each of _buf's first chunks that went out on the current connection,
+        # on that connection's audio clock
+        self._offsets: deque[float] = deque()
         self._buf_s = 0.0  # seconds of audio in _buf (kept, not re-summed per frame)
-        self._sent = 0  # how many of _buf went out on the current connection
         self._wake = asyncio.Event()
         self._sock: Any = None  # the open socket, for sending inline from `send`
         self._inline = False  # an inline send is awaiting
@@ -199,6 +200,11 @@ class DeepgramStream:
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._task: asyncio.Task[None] | None = None
         self.connections = 0  # sockets opened so far (observability and tests)
+
+    @property
+    def _sent(self) -> int:
+        """How many of _buf went out on the current connection."""
+        return len(self._offsets)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -264,7 +270,6 @@ class DeepgramStream:
         if not self._buf:
             self._buf_s = 0.0  # no float drift once empty
         if dropped:
-            self._sent = max(0, self._sent - dropped)
             log.warning("deepgram_buffer_overflow", dropped_chunks=dropped)
 
     async def _run(self) -> None:
@@ -310,7 +315,6 @@ class DeepgramStream:
 
     async def _serve(self, sock: Any) -> None:
         # Everything not finalized on the previous connection is replayed from offset 0.
-        self._sent = 0
         self._offsets.clear()
         self._conn_offset = 0.0
         self._anchors = []
@@ -351,7 +355,6 @@ class DeepgramStream:
         self._offsets.append(self._conn_offset)
         self._anchors.append((self._conn_offset, t))
         self._conn_offset += seconds
-        self._sent += 1
         await sock.send_media(raw)
         self._last_send = self._loop.time()
 
@@ -447,10 +450,8 @@ class DeepgramStream:
         for _ in range(k):
             self._buf_s -= self._buf.popleft()[2]
             self._offsets.popleft()
-        if k:
-            self._sent -= k
-            if not self._buf:
-                self._buf_s = 0.0
+        if k and not self._buf:
+            self._buf_s = 0.0
 
 
 def _msg_type(msg: Any) -> str | None:
