@@ -25,6 +25,7 @@ import numpy as np
 import soxr
 
 from ai import models
+from ai.audioop_compat import audioop
 from ai.types import AudioIn, AudioSpec, SpeechStarted, STTEvent, UtteranceEnd
 from ai.vad import SegmentEnded, SegmenterConfig, SegmentStarted, SpeechSegmenter, WebRtcVad
 
@@ -59,11 +60,6 @@ def _decode_pcm(audio: AudioIn) -> np.ndarray:
     if audio.pcm is not None:
         return np.asarray(audio.pcm, dtype=np.int16)
     if audio.spec.encoding == "mulaw":
-        try:
-            import audioop  # only when a caller sent no decoded PCM
-        except ImportError:  # pragma: no cover - Python 3.13+ ships it as audioop-lts
-            import audioop_lts as audioop  # type: ignore[no-redef]
-
         return np.frombuffer(audioop.ulaw2lin(audio.raw, 2), dtype=np.int16)
     return np.frombuffer(audio.raw, dtype="<i2")
 

@@ -11,7 +11,6 @@ Timestamps: a chunk pushed with time `t` is taken to have finished arriving at `
 
 from __future__ import annotations
 
-import warnings
 from collections import deque
 from dataclasses import dataclass
 
@@ -19,9 +18,7 @@ import numpy as np
 import soxr
 import webrtcvad
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # stdlib to 3.12; audioop-lts on 3.13+
-    import audioop
+from ai.audioop_compat import audioop
 
 FRAME_MS = 20
 WEBRTC_RATES = (8000, 16000, 32000, 48000)

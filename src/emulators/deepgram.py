@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import uuid
-import warnings
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,11 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from ai.audioop_compat import audioop
 from emulators import serve
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # stdlib to 3.12; audioop-lts on 3.13+
-    import audioop
 
 MODEL_UUID = "1dbdfb4d-85b2-4659-9c2d-8a0d6d3bd7b6"
 MODEL_INFO = {"name": "2-phonecall-nova", "version": "2024-02-06.5894", "arch": "nova-2"}

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import soxr
 
-with warnings.catch_warnings():
-    # audioop is stdlib until 3.12 (deprecated there); the audioop-lts wheel provides it on 3.13+.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
+from ai.audioop_compat import audioop
 
 Encoding = Literal["mulaw", "pcm16"]
 FRAME_MS = 20
