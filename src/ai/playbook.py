@@ -110,6 +110,17 @@ class PlaybookSettings(BaseModel):
         "Please call us back at {callback_number}. Thank you."
     )
     filler_lines: list[str] = Field(default_factory=lambda: ["One moment.", "Let me check."])
+    # lines the conversation engine says itself (never hard-coded in media): after a reply
+    # that failed before a word was said, when the greeting is late, and at max duration
+    recovery_line: str = "Sorry, could you say that again?"
+    greeting_filler: str = "Hello?"
+    max_duration_line: str = "I'm sorry, we have run out of time for this call. Goodbye."
+    # what a caller says over the agent without taking the turn ("mhm", "okay"): the agent
+    # pauses and resumes instead of being cut off; matched on the whole transcript
+    backchannels: list[str] = Field(default_factory=lambda: [
+        "mhm", "mm hmm", "mm", "hmm", "uh huh", "uh-huh", "okay", "ok", "right", "yeah",
+        "yes", "sure", "i see", "got it", "alright", "all right",
+    ])
 
 
 class State(BaseModel):
@@ -224,7 +235,9 @@ class Playbook(BaseModel):
         for name, st in self.states.items():
             for line in st.lines():
                 problems += [f"states.{name}: {p}" for p in _placeholder_problems(line)]
-        for line in [self.settings.voicemail_message, *self.settings.filler_lines]:
+        for line in [self.settings.voicemail_message, *self.settings.filler_lines,
+                     self.settings.recovery_line, self.settings.greeting_filler,
+                     self.settings.max_duration_line]:
             problems += [f"settings: {p}" for p in _placeholder_problems(line)]
         return problems
 
@@ -258,6 +271,9 @@ class Playbook(BaseModel):
         out = [("caller_brand", self.caller_brand),
                ("settings.voicemail_message", self.settings.voicemail_message)]
         out += [("settings.filler_lines", line) for line in self.settings.filler_lines]
+        out += [("settings.recovery_line", self.settings.recovery_line),
+                ("settings.greeting_filler", self.settings.greeting_filler),
+                ("settings.max_duration_line", self.settings.max_duration_line)]
         for name, st in self.states.items():
             if st.pre_verification:
                 out += [(f"states.{name}", line) for line in st.lines()]
