@@ -242,7 +242,7 @@ async def test_cough_pauses_then_agent_resumes_and_finishes_its_turn(light_serve
     detail, heard, phone = await phone_call(light_server, 0.8)
     assert phone.stats.clears == 1, "the burst paused the agent (a `clear` went out)"
     resumed = events(detail, "barge_in_resumed")
-    assert len(resumed) == 1 and resumed[0]["reaction_ms"] >= 0 and resumed[0]["held_ms"] > 0
+    assert len(resumed) == 1 and resumed[0]["reaction_ms"] >= 0 and resumed[0]["paused_ms"] > 0
     assert events(detail, "barge_in") == []
     agent = [t for t in detail["turns"] if t["speaker"] == "agent"]
     expected = [t for t in control["turns"] if t["speaker"] == "agent"]
@@ -341,14 +341,15 @@ async def test_mark_echoed_on_clear_is_not_taken_as_played(long_lead_server, voi
 
 
 def test_heard_text_does_not_count_paused_time_as_played() -> None:
-    from media.reply import AgentReply, Sentence
+    from ai.conversation.heard import Pauses, SpokenSentence, heard_text
 
     words = "one two three four five six seven eight nine ten"
-    reply = AgentReply(1, None, sentences=[Sentence(words, bytes=8000, first_frame_t=0.0)])
-    assert reply.heard_text(True, 0.35, 0.0, 8000) == "one two three —"
-    reply.pause(0.35)  # the caller coughed; nothing plays until the resume
-    assert reply.heard_text(True, 0.95, 0.0, 8000) == "one two three —"
-    reply.resume(0.85)
-    assert reply.heard_text(True, 1.05, 0.0, 8000) == "one two three four five —"
-    assert reply.heard_text(True, 1.05, 0.1, 8000) == "one two three four —"  # lead
-    assert reply.heard_text(False, 1.05, 0.0, 8000) == words
+    sentences = [SpokenSentence(words, started_t=0.0, audio_ms=1000)]
+    pauses = Pauses()
+    assert heard_text(sentences, pauses, 0.35, 0.0, complete=False) == "one two three —"
+    pauses.begin(0.35)  # the caller coughed; nothing plays until the resume
+    assert heard_text(sentences, pauses, 0.95, 0.0, complete=False) == "one two three —"
+    pauses.end(0.85)
+    assert heard_text(sentences, pauses, 1.05, 0.0, complete=False) == "one two three four five —"
+    assert heard_text(sentences, pauses, 1.05, 0.1, complete=False) == "one two three four —"  # lead
+    assert heard_text(sentences, pauses, 1.05, 0.0, complete=True) == words

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from ai.playbook import CallContext, Playbook, find_debt_terms, load_playbook
-from ai.playbook_policy import ScriptedPolicy
 from evaluation.personas import (
     Persona,
     PersonaError,
@@ -16,7 +15,7 @@ from evaluation.personas import (
     list_personas,
     load_persona,
 )
-from evaluation.text_sim import TextCallResult, run_text_conversation
+from evaluation.text_call import TextCallResult, run_text_call
 
 CLOCK = {"today": "2026-11-21", "now": "2026-11-21T09:00:00"}  # a Saturday morning
 ALL = ["already-paid", "callback", "cooperative", "disputer", "hardship", "hostile",
@@ -30,9 +29,9 @@ def playbook() -> Playbook:
 
 async def _play(playbook: Playbook, name: str) -> tuple[Persona, TextCallResult]:
     persona = load_persona(name)
-    policy = ScriptedPolicy(playbook, {**persona.context(), **CLOCK})
-    result = await run_text_conversation(policy, SimulatedDebtor(persona))
-    assert result.outcome == policy.outcome
+    result = await run_text_call(playbook, persona, context=CLOCK)
+    end = result.action("end_call")
+    assert end is not None and result.outcome == end.data["outcome"]
     return persona, result
 
 
@@ -110,17 +109,21 @@ async def test_silent_gets_reprompts_then_goodbye(playbook: Playbook) -> None:
     lines = result.agent_lines()
     reprompts = [line for line in lines if line.startswith("Are you still there?")]
     assert len(reprompts) == playbook.settings.max_reprompts
-    assert all(speaker == "agent" for speaker, _ in result.turns)
+    assert all(t["speaker"] == "agent" for t in result.turns)
     assert "Goodbye" in lines[-1]
 
 
 async def test_interrupter_barges_in_and_still_promises(playbook: Playbook) -> None:
     persona, result = await _play(playbook, "interrupter")
     assert persona.interrupt_after_ms == 1200
-    assert len(result.interrupted) == persona.interrupt_max
-    for i in result.interrupted:
-        assert result.turns[i][0] == "agent"
-        assert result.turns[i + 1] == ("debtor", persona.interrupt_line)
+    cut = [i for i, t in enumerate(result.turns) if t["interrupted"]]
+    assert len(cut) == persona.interrupt_max == result.barge_ins
+    for i in cut:
+        agent, caller = result.turns[i], result.turns[i + 1]
+        assert agent["speaker"] == "agent" and agent["text"].endswith("—")
+        assert (caller["speaker"], caller["text"]) == ("caller", persona.interrupt_line)
+        # the caller started talking 1.2 s into the agent's turn, which stopped there
+        assert caller["start_ms"] - agent["start_ms"] == persona.interrupt_after_ms
 
 
 def test_debtor_matches_recogniser_text() -> None:

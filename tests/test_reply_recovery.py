@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ai.events import CallStarted, PolicyEvent, UserTurn
+from ai.playbook import load_playbook
 from ai.types import Message, PolicyOutput, Say
-from media.session import RECOVERY_LINE
 from tests.carrier_client import call_detail
 from tests.test_call_end_transfer import (
     SILENCE,
@@ -17,6 +17,8 @@ from tests.test_call_end_transfer import (
     next_mark,
     twilio_call,
 )
+
+RECOVERY_LINE = load_playbook().settings.recovery_line
 
 
 class BrokenPolicy:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from ai.conversation.voicemail import carrier_verdict, is_machine_result, sounds_like_voicemail
 from ai.playbook import load_playbook
 from emulators.twilio_api import running_twilio_api
-from media.voicemail import carrier_verdict, is_machine_result, sounds_like_voicemail
 from tests.carrier_client import TwilioClient, call_detail
 from tests.test_call_end_transfer import (
     SILENCE,

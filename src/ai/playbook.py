@@ -93,9 +93,10 @@ class PlaybookSettings(BaseModel):
     reprompt_after_ms: int = 7000
     max_reprompts: int = 2
     max_call_seconds: int = 900
-    barge_in_min_speech_ms: int = 300
+    barge_in_min_speech_ms: int = 700
     # caller speech that pauses the agent (carrier `clear`, audio kept) before it reaches
-    # barge_in_min_speech_ms and cuts it off; a shorter stretch (a cough) lets it resume.
+    # barge_in_min_speech_ms and cuts it off; a shorter stretch (a cough, "mhm", "okay")
+    # lets it resume, unless its transcript has words that are not a backchannel.
     # 0, or >= barge_in_min_speech_ms, turns the pause off (cut only).
     barge_in_pause_ms: int = Field(default=100, ge=0, le=2000)
     greeting_deadline_ms: int = 2000

@@ -164,10 +164,18 @@ def call(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object at the end")] = False,
     wav: Annotated[Path | None, typer.Option(help="write the call audio (stereo WAV)")] = None,
     max_seconds: Annotated[float, typer.Option(help="hang up after this long")] = 240.0,
+    mode: Annotated[
+        str, typer.Option(help="audio: over a real WebSocket with STT and TTS; text: the same "
+                               "engine, playbook and policy on a virtual clock, no audio")
+    ] = "audio",
 ) -> None:
-    """Place a call. With --simulate, a simulated debtor answers over a real WebSocket."""
+    """Place a call. With --simulate, a simulated debtor answers (over a real WebSocket in
+    audio mode; straight to the conversation engine on a virtual clock in text mode)."""
     if not simulate:
         console.print("only --simulate is available from the CLI; campaigns dial real numbers")
+        raise typer.Exit(2)
+    if mode not in ("audio", "text"):
+        console.print("--mode must be audio or text")
         raise typer.Exit(2)
     if carrier not in ("twilio", "exotel"):
         console.print("--carrier must be twilio or exotel")
@@ -179,6 +187,16 @@ def call(
         raise typer.Exit(2)
     settings = Settings()
     setup_logging("WARNING" if as_json else settings.log_level, settings.log_json)
+    if mode == "text":
+        if url is not None or wav is not None:
+            console.print("--url and --wav need --mode audio")
+            raise typer.Exit(2)
+        text_result = _run(_simulate_text(settings, persona, max_seconds))
+        if as_json:
+            print(json.dumps(text_result.as_json()))
+        else:
+            _print_summary(text_result)
+        return
     result = _run(_simulate(settings, persona, url, carrier, sample_rate, as_json, wav, max_seconds))
     if as_json:
         print(json.dumps(result.as_json()))
@@ -218,21 +236,41 @@ async def _simulate(
             await runner.cleanup()
 
 
+async def _simulate_text(settings: Settings, persona: str, max_seconds: float) -> Any:
+    """The persona against the policy the server would give this call, on a virtual clock."""
+    from dialkit.providers import build_providers
+    from evaluation.personas import load_persona
+    from evaluation.text_call import run_text_call
+
+    providers = await build_providers(settings, warmup=False)
+    try:
+        p = load_persona(persona)
+        return await run_text_call(
+            providers.playbook, p, policy=providers.policy_factory(p.context()),
+            max_seconds=max_seconds,
+        )
+    finally:
+        await providers.close()
+
+
 def _print_summary(result: Any) -> None:
-    table = Table(title=f"call {result.call_id}", show_header=False)
-    table.add_row("status", result.status + (f" ({result.failure_reason})" if result.failure_reason else ""))
-    table.add_row("outcome", str(result.outcome))
-    table.add_row("promise to pay", json.dumps(result.promise_to_pay))
-    table.add_row("opt-out", str(result.opt_out))
-    table.add_row("turns", str(len(result.turns)))
-    table.add_row("barge-ins", str(result.barge_ins))
-    lat = result.latencies_ms
+    data = result.as_json()
+    table = Table(title=f"call {data['call_id']}", show_header=False)
+    reason = data["failure_reason"]
+    table.add_row("status", data["status"] + (f" ({reason})" if reason else ""))
+    table.add_row("outcome", str(data["outcome"]))
+    table.add_row("promise to pay", json.dumps(data["promise_to_pay"]))
+    table.add_row("opt-out", str(data["opt_out"]))
+    table.add_row("turns", str(len(data["turns"])))
+    table.add_row("barge-ins", str(data["barge_ins"]))
+    table.add_row("stages", " → ".join(data["stages"]) or "-")
+    lat = data["latencies_ms"]
     table.add_row("voice-to-voice ms", ", ".join(f"{x:.0f}" for x in lat) or "-")
-    if result.wav:
-        table.add_row("audio", result.wav)
+    if data["wav"]:
+        table.add_row("audio", data["wav"])
     console.print(table)
-    console.print("[bold]stored transcript[/]")
-    for t in result.turns:
+    console.print("[bold]transcript[/]")
+    for t in data["turns"]:
         mark = " [interrupted]" if t["interrupted"] else ""
         console.print(f"  {t['start_ms'] / 1000:6.1f}s {t['speaker']:>6}: {t['text']}{mark}")
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ai.conversation import Conversation, conversation_for
 from ai.playbook import Playbook, load_playbook, render_system_prompt
 from ai.playbook_policy import ScriptedPolicyFactory
 from ai.protocols import STT, TTS, VAD, Policy, PolicyFactory
@@ -28,6 +29,7 @@ from ai.resilience import FallbackPolicyFactory, FallbackSTT, FallbackTTS
 from ai.vad import WebRtcVad
 from dialkit.config import Settings
 from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
+from media.codec import FRAME_MS
 from media.ports import CallInfo
 from media.session import SessionConfig
 
@@ -158,22 +160,23 @@ class Providers:
         return self.catalog.stt[choice.stt], self.catalog.tts[choice.tts]
 
     def session_config(self, info: CallInfo) -> SessionConfig:
-        s = self.playbook.settings
+        """The call's transport settings (its conversation rules come with its engine)."""
         return SessionConfig(
             kind=self.playbook.kind,
-            endpointing_ms=s.endpointing_ms,
-            reprompt_after_ms=s.reprompt_after_ms,
-            max_call_seconds=s.max_call_seconds,
-            barge_in_min_speech_ms=s.barge_in_min_speech_ms,
-            barge_in_pause_ms=s.barge_in_pause_ms,
-            greeting_deadline_ms=s.greeting_deadline_ms,
-            dtmf_timeout_ms=s.dtmf_timeout_ms,
-            dtmf_max_digits=s.dtmf_max_digits,
-            echo_delay_ms=s.echo_delay_ms,
+            endpointing_ms=self.playbook.settings.endpointing_ms,
+            echo_delay_ms=self.playbook.settings.echo_delay_ms,
             inbound_idle_timeout_s=self.extra.get("carrier_idle_timeout_s", 10.0),
             lead_frames=self.extra.get("lead_frames", 3),
             keep_pacing_errors=self.extra.get("keep_pacing_errors", False),
         )
+
+    def engine_for(
+        self, info: CallInfo, clock: Callable[[], float], cfg: SessionConfig
+    ) -> Conversation:
+        """The conversation engine of one call: its policy, the playbook's rules and lines."""
+        policy = self.policy_factory(info.context)
+        return conversation_for(policy, self.playbook, info.context, clock,
+                                playback_lead_ms=cfg.lead_frames * FRAME_MS)
 
     @property
     def hangup(self) -> Callable[[str, str], Awaitable[str]] | None:

@@ -176,7 +176,7 @@ def _services(state: AppState) -> SessionServices:
     return SessionServices(
         stt=providers.stt,
         tts=providers.tts,
-        policy_factory=providers.policy_factory,
+        engine_for=providers.engine_for,
         vad_factory=providers.vad_factory,
         recorder=state.store,
         registry=state.registry,

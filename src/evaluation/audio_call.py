@@ -44,6 +44,7 @@ class SimulationResult:
     status: str
     failure_reason: str | None
     heard: list[tuple[str, str]] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)
     wav: str | None = None
     phone: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +53,7 @@ class SimulationResult:
             "call_id": self.call_id,
             "persona": self.persona,
             "carrier": self.carrier,
+            "mode": "audio",
             "status": self.status,
             "failure_reason": self.failure_reason,
             "outcome": self.outcome,
@@ -60,6 +62,7 @@ class SimulationResult:
             "turns": self.turns,
             "latencies_ms": self.latencies_ms,
             "barge_ins": self.barge_ins,
+            "stages": self.stages,
             "wav": self.wav,
         }
 
@@ -247,6 +250,7 @@ async def run_simulated_call(
         for t in detail.get("turns", [])
     ]
     barge_ins = sum(1 for e in detail.get("events", []) if e["kind"] == "barge_in")
+    stages = [e["data"]["stage"] for e in detail.get("events", []) if e["kind"] == "stage"]
     return SimulationResult(
         call_id=call_id,
         persona=persona_name,
@@ -260,6 +264,7 @@ async def run_simulated_call(
         status=detail["call"]["status"],
         failure_reason=detail["call"].get("failure_reason"),
         heard=voice.heard,
+        stages=stages,
         wav=str(wav) if wav else None,
         phone={"close_code": phone.close_code, "clears": phone.stats.clears,
                "bad_chunks": phone.stats.bad_chunks},

@@ -1,6 +1,6 @@
-"""Caller voice activity seen by the session itself (not the STT): when the caller last
-spoke, for silence timing, and the current stretch of speech, for barge-in (a short onset
-pauses the agent, sustained speech cuts it off, the stretch ending lets it resume)."""
+"""Caller voice activity seen by the session itself (not the STT): the current stretch of
+speech (its onset and voiced time) on 20 ms frames, which the session hands to the
+conversation engine for silence timing and barge-in decisions."""
 
 from __future__ import annotations
 
@@ -42,16 +42,3 @@ class VoiceActivity:
     def in_speech(self) -> bool:
         """A stretch of speech is under way (it ends after MAX_GAP_FRAMES unvoiced frames)."""
         return self.voiced_ms > 0
-
-    def onset(self, min_ms: int) -> float | None:
-        """The onset time when the current stretch has at least `min_ms` of speech (no reset)."""
-        if self.voiced_ms == 0 or self.voiced_ms < min_ms:
-            return None
-        return self.onset_t
-
-    def sustained(self, min_ms: int) -> float | None:
-        """The onset time when at least `min_ms` of speech is under way (then resets)."""
-        if self.voiced_ms < min_ms:
-            return None
-        self.voiced_ms = 0
-        return self.onset_t

@@ -59,10 +59,14 @@ class MarkState:
         self.name = name  # the name on the wire; a pause gives held marks a fresh one
         self.sent_at: float | None = None
         self.played: asyncio.Future[bool] = loop.create_future()
+        #: called at once when the mark resolves (before the next carrier message is read)
+        self.on_resolve: Callable[[bool], None] | None = None
 
     def resolve(self, played: bool) -> None:
         if not self.played.done():
             self.played.set_result(played)
+            if self.on_resolve is not None:
+                self.on_resolve(played)
 
 
 class OutboundPlayer:
