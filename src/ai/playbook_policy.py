@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from ai.conversation.history import actions_in
 from ai.events import CallStarted, DtmfEntry, MachineDetected, PolicyEvent, Silence, UserTurn
 from ai.extract import (
     parse_amount,
@@ -34,6 +35,8 @@ from ai.types import Action, ActionKind, Message, PolicyOutput, Say
 __all__ = ["ScriptedPolicy", "ScriptedPolicyFactory"]
 
 _MAX_VERIFY_FAILURES = 2
+#: how a history shows the disclosure was given (the words every playbook's must contain)
+MINI_MIRANDA_MARK = "attempt to collect a debt"
 # keys of State.on that the engine follows itself, never matched as caller intents
 _ENGINE_EVENTS = frozenset({"verified", "mismatch", "failed", "done", "unavailable"})
 
@@ -66,11 +69,44 @@ class ScriptedPolicy:
         self._verify_failures = 0
         self._abuse = 0
         self._misses = 0
+        self._disclose_first = False
         self._out: list[PolicyOutput] = []
         self._intents = [
             (name, [re.compile(p, re.IGNORECASE) for p in patterns])
             for name, patterns in playbook.intents.items()
         ]
+
+    @property
+    def stage(self) -> str:
+        """The playbook state the call is in (the engine records the sequence)."""
+        return self.state
+
+    def take_over(self, history: list[Message]) -> None:
+        """Carry on a call another policy has been running (an LLM that failed), from the
+        stage it reached: never greeting again once the greeting was said, never verifying
+        again once the right party is verified, never repeating the disclosure, and
+        continuing the offers after the last one made."""
+        said = [m.content for m in history if m.role == "assistant" and m.content.strip()]
+        if not said or self.state != "start":
+            return
+        done = set(actions_in(history))
+        disclosed = any(MINI_MIRANDA_MARK in " ".join(line.lower().split()) for line in said)
+        self.verified = disclosed or "right_party_verified" in done
+        if not self.verified:
+            asked_year = re.search(r"\b(year of birth|born|birth year)\b", said[-1].lower())
+            self.state = "verify" if asked_year else "greeting"
+            return
+        if not disclosed:
+            self._disclose_first = True
+            self.state = "verify"
+            return
+        self.state = "offer_full"
+        offers = [(name, st) for name, st in self.playbook.states.items() if st.expect == "offer"]
+        for i, (name, st) in enumerate(offers):
+            assert st.plan is not None
+            if i and any(self.ctx.money(self._offer_amount(st.plan)) in line for line in said):
+                self.state = name
+                self._declined.update(n for n, _ in offers[:i])
 
     # ---- protocol ------------------------------------------------------------------------
 
@@ -85,6 +121,10 @@ class ScriptedPolicy:
         self._out = []
         if self.outcome is not None:
             return []
+        if self._disclose_first:  # verified by the policy before us, not yet disclosed
+            self._disclose_first = False
+            self._enter(self.playbook.state("verify").on["verified"])
+            return self._out
         if isinstance(event, CallStarted):
             if self.state == "start":
                 self._enter("greeting")

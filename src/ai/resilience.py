@@ -459,6 +459,11 @@ class FallbackPolicy:
     def current(self) -> Policy:
         return self.policies[self.index]
 
+    @property
+    def stage(self) -> str | None:
+        stage = getattr(self.current, "stage", None)
+        return stage if isinstance(stage, str) else None
+
     async def respond(
         self, history: list[Message], event: PolicyEvent
     ) -> AsyncIterator[PolicyOutput]:
@@ -507,6 +512,9 @@ class FallbackPolicy:
                 raise failure
             self.index += 1
             _switch("llm", policy, self.current, failure, "policy_failed")
+            take_over = getattr(self.current, "take_over", None)
+            if take_over is not None:
+                take_over(history)  # carry on from the stage the call reached
 
     def _next_filler(self) -> str:
         line = self.filler_lines[self._fillers_used % len(self.filler_lines)]
