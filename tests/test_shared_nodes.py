@@ -30,6 +30,11 @@ from tests.test_call_end_transfer import (
 from tests.test_exotel_session import ExotelClient
 
 
+def own_prefix(base_settings: Any) -> dict[str, Any]:
+    """The two nodes of one test share a key prefix no other test's server writes to."""
+    return {"redis_prefix": f"{base_settings.redis_prefix}nodes-{uuid.uuid4().hex[:6]}:"}
+
+
 async def live(http: str, **headers: str) -> tuple[int, Any, str]:
     async with httpx.AsyncClient(base_url=http) as client:
         resp = await client.get("/api/calls/live", headers=headers)
@@ -45,76 +50,78 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
 
 
 async def test_live_calls_of_both_nodes_are_listed_by_either(base_settings) -> None:
-    async with running_twilio_api() as api, dialkit_server(
-        base_settings, **twilio_settings(api)
-    ) as a, dialkit_server(base_settings, **twilio_settings(api)) as b:
-        node_a, node_b = a.state.registry.node, b.state.registry.node
-        assert node_a != node_b
-        placed: dict[str, tuple[str, str, TwilioClient]] = {}  # call_id -> (node, sid, client)
-        for i, server in enumerate((a, a, b)):
-            sid = f"CA{i:032d}"
-            call_id, client = await twilio_call(server, sid, debtor_name="Dana Scully")
-            placed[call_id] = (server.state.registry.node, sid, client)
-        for _, _, client in placed.values():
-            await next_mark(client)  # started: the greeting is out
-        for server, node in ((a, node_a), (b, node_b)):
-            status, calls, answered_by = await live(server.http)
-            assert status == 200 and answered_by == node
-            assert {c["call_id"] for c in calls} == set(placed)
-            for entry in calls:
-                owner, sid, _ = placed[entry["call_id"]]
-                assert entry["node"] == owner
-                assert entry["call_sid"] == sid
-                assert entry["carrier"] == "twilio" and entry["kind"] == "collections"
-                assert entry["started_at"].endswith("+00:00")
-            assert "token" not in json.dumps(calls)
-        for _, _, client in placed.values():
-            await client.stop()
-            await client.closed()
+    async with running_twilio_api() as api:
+        shared = {**twilio_settings(api), **own_prefix(base_settings)}
+        async with dialkit_server(base_settings, **shared) as a, \
+                dialkit_server(base_settings, **shared) as b:
+            node_a, node_b = a.state.registry.node, b.state.registry.node
+            assert node_a != node_b
+            placed: dict[str, tuple[str, str, TwilioClient]] = {}  # call_id -> (node, sid, client)
+            for i, server in enumerate((a, a, b)):
+                sid = f"CA{i:032d}"
+                call_id, client = await twilio_call(server, sid, debtor_name="Dana Scully")
+                placed[call_id] = (server.state.registry.node, sid, client)
+            for _, _, client in placed.values():
+                await next_mark(client)  # started: the greeting is out
+            for server, node in ((a, node_a), (b, node_b)):
+                status, calls, answered_by = await live(server.http)
+                assert status == 200 and answered_by == node
+                assert {c["call_id"] for c in calls} == set(placed)
+                for entry in calls:
+                    owner, sid, _ = placed[entry["call_id"]]
+                    assert entry["node"] == owner
+                    assert entry["call_sid"] == sid
+                    assert entry["carrier"] == "twilio" and entry["kind"] == "collections"
+                    assert entry["started_at"].endswith("+00:00")
+                assert "token" not in json.dumps(calls)
+            for _, _, client in placed.values():
+                await client.stop()
+                await client.closed()
 
-        async def empty() -> bool:
-            return (await live(b.http))[1] == []
+            async def empty() -> bool:
+                return (await live(b.http))[1] == []
 
-        await wait_for(empty)
+            await wait_for(empty)
 
 
 async def test_amd_verdict_reaches_the_call_on_the_other_node(base_settings) -> None:
-    async with running_twilio_api() as api, dialkit_server(
-        base_settings, **twilio_settings(api)
-    ) as a, dialkit_server(base_settings, **twilio_settings(api)) as b:
-        call = api.add_call()
-        call_id, client = await twilio_call(a, call.sid, debtor_name="Dana Scully")
-        await next_mark(client)
-        url = f"{b.http}/carriers/twilio/amd"
-        form = {"CallSid": call.sid, "AnsweredBy": "machine_end_beep", "AccountSid": api.account_sid}
-        unknown = {"CallSid": "CA" + "7" * 32, "AnsweredBy": "machine_start"}
-        async with httpx.AsyncClient() as http:
-            forged = await http.post(url, data=form, headers={"X-Twilio-Signature": "bm9wZQ=="})
-            assert forged.status_code == 403
-            resp = await http.post(url, data=unknown, headers={
-                "X-Twilio-Signature": twilio_signature(url, unknown, api.auth_token)})
-            assert resp.status_code == 200 and resp.json() == {"delivered": False}
-            resp = await http.post(url, data=form, headers={
-                "X-Twilio-Signature": twilio_signature(url, form, api.auth_token)})
-            assert resp.status_code == 200 and resp.json() == {"delivered": True}
-            assert resp.headers["X-Dialkit-Node"] == b.state.registry.node
-        while True:  # the voicemail message plays on node A; marks echoed; then the hang-up
-            try:
-                name = await next_mark(client, timeout=10)
-            except Exception:
-                break
-            await client.mark(name)
-        detail = await call_detail(a.http, call_id)
-        verdicts = [e["data"] for e in detail["events"] if e["kind"] == "answered_by"]
-        assert verdicts == [{"value": "machine_end_beep"}]
-        assert detail["outcome"]["outcome"] == "voicemail"
-        assert any(e["kind"] == "hangup" for e in detail["events"])
-        assert api.calls[call.sid].status == "completed"
-        # the call is over: its SID no longer routes anywhere
-        async with httpx.AsyncClient() as http:
-            late = await http.post(url, data=form, headers={
-                "X-Twilio-Signature": twilio_signature(url, form, api.auth_token)})
-        assert late.status_code == 200 and late.json() == {"delivered": False}
+    async with running_twilio_api() as api:
+        shared = {**twilio_settings(api), **own_prefix(base_settings)}
+        async with dialkit_server(base_settings, **shared) as a, \
+                dialkit_server(base_settings, **shared) as b:
+            call = api.add_call()
+            call_id, client = await twilio_call(a, call.sid, debtor_name="Dana Scully")
+            await next_mark(client)
+            url = f"{b.http}/carriers/twilio/amd"
+            form = {"CallSid": call.sid, "AnsweredBy": "machine_end_beep", "AccountSid": api.account_sid}
+            unknown = {"CallSid": "CA" + "7" * 32, "AnsweredBy": "machine_start"}
+            async with httpx.AsyncClient() as http:
+                forged = await http.post(url, data=form, headers={"X-Twilio-Signature": "bm9wZQ=="})
+                assert forged.status_code == 403
+                resp = await http.post(url, data=unknown, headers={
+                    "X-Twilio-Signature": twilio_signature(url, unknown, api.auth_token)})
+                assert resp.status_code == 200 and resp.json() == {"delivered": False}
+                resp = await http.post(url, data=form, headers={
+                    "X-Twilio-Signature": twilio_signature(url, form, api.auth_token)})
+                assert resp.status_code == 200 and resp.json() == {"delivered": True}
+                assert resp.headers["X-Dialkit-Node"] == b.state.registry.node
+            while True:  # the voicemail message plays on node A; marks echoed; then the hang-up
+                try:
+                    name = await next_mark(client, timeout=10)
+                except Exception:
+                    break
+                await client.mark(name)
+            detail = await call_detail(a.http, call_id)
+            verdicts = [e["data"] for e in detail["events"] if e["kind"] == "answered_by"]
+            assert verdicts == [{"value": "machine_end_beep"}]
+            assert detail["outcome"]["outcome"] == "voicemail"
+            assert any(e["kind"] == "hangup" for e in detail["events"])
+            assert api.calls[call.sid].status == "completed"
+            # the call is over: its SID no longer routes anywhere
+            async with httpx.AsyncClient() as http:
+                late = await http.post(url, data=form, headers={
+                    "X-Twilio-Signature": twilio_signature(url, form, api.auth_token)})
+            assert late.status_code == 200 and late.json() == {"delivered": False}
 
 
 async def test_exotel_transfer_decided_on_one_node_is_answered_by_the_other(base_settings) -> None:
@@ -130,6 +137,7 @@ async def test_exotel_transfer_decided_on_one_node_is_answered_by_the_other(base
             "exotel_account_sid": api.account_sid, "exotel_api_key": SecretStr(api.api_key),
             "exotel_api_token": SecretStr(api.api_token), "exotel_api_base": api.base_url,
             "exotel_flow_url": "http://my.exotel.com/acme/exoml/start_voice/1234",
+            **own_prefix(base_settings),
         }
         async with dialkit_server(base_settings, stt=stt, playbook=playbook, **exotel) as a, \
                 dialkit_server(base_settings, playbook=playbook, **exotel) as b:
@@ -172,8 +180,8 @@ async def test_exotel_transfer_decided_on_one_node_is_answered_by_the_other(base
 
 async def test_a_dead_nodes_calls_expire_and_a_live_node_keeps_its_own(base_settings) -> None:
     url, prefix = str(base_settings.redis_url), f"{base_settings.redis_prefix}expiry-{uuid.uuid4().hex[:6]}:"
-    dead = RedisRegistry.from_url(url, prefix, ttl_s=0.6)  # never started: no heartbeat
-    alive = RedisRegistry.from_url(url, prefix, ttl_s=0.6)
+    dead = RedisRegistry.from_url(url, prefix, ttl_s=0.5)  # never started: no heartbeat
+    alive = RedisRegistry.from_url(url, prefix, ttl_s=2.0)  # refreshed every 0.67 s
     reader = RedisRegistry.from_url(url, prefix)
     raw = aioredis.Redis.from_url(url, decode_responses=True)
     delivered: list[tuple[str, str]] = []
@@ -191,7 +199,7 @@ async def test_a_dead_nodes_calls_expire_and_a_live_node_keeps_its_own(base_sett
                                            "call_sid": "CAlive"})
         assert [c["call_id"] for c in await reader.live()] == ["dead-call", "live-call"]
         assert await reader.count() == 2
-        await asyncio.sleep(1.5)  # several heartbeats of `alive`; none of `dead`
+        await asyncio.sleep(2.5)  # past `alive`'s first expiry: only its heartbeat keeps it
         listing = await reader.live()
         assert [(c["call_id"], c["node"]) for c in listing] == [("live-call", alive.node)]
         assert await raw.zscore(f"{prefix}live:calls", "dead-call") is None
@@ -204,6 +212,13 @@ async def test_a_dead_nodes_calls_expire_and_a_live_node_keeps_its_own(base_sett
         await alive.unregister("live-call")
         assert await reader.live() == []
         assert await reader.deliver_verdict("CAlive", "human") is False
+        # a node shutting down takes its remaining calls out of the listing at once
+        await alive.register("left-call", {"carrier": "twilio", "started": 3.0, "kind": "collections",
+                                           "call_sid": "CAleft"})
+        assert [c["call_id"] for c in await reader.live()] == ["left-call"]
+        await alive.close()
+        assert await reader.live() == []
+        assert await raw.exists(f"{prefix}live:sid:CAleft") == 0
     finally:
         for registry in (dead, alive, reader):
             await registry.close()

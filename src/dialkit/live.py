@@ -287,6 +287,16 @@ class RedisRegistry:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._local:  # this node is leaving: its calls end with it
+            with contextlib.suppress(RedisError, OSError):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for call_id, entry in self._local.items():
+                        pipe.delete(self._key(call_id))
+                        pipe.zrem(self._live, call_id)
+                        if entry.get("call_sid"):
+                            pipe.delete(self._sid_key(entry["call_sid"]))
+                    await pipe.execute()
+            self._local.clear()
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
