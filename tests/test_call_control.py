@@ -272,7 +272,7 @@ class Bot:
 
     async def connect_applet(self, request: web.Request) -> web.Response:
         assert self.cc is not None
-        target = self.cc.take_transfer(request.query["CallSid"])
+        target = await self.cc.take_transfer(request.query["CallSid"])
         if target is None:
             return web.json_response({"destination": {"numbers": []}})
         return web.json_response(connect_applet_response(target))
@@ -405,7 +405,7 @@ async def test_exotel_transfer_through_flow_connect_applet() -> None:
             call = api.calls[sid]
             assert call.transferred_to == "+919800000000"
             assert call.connect_requests[0]["CallSid"] == sid
-            assert cc.transfers == {}
+            assert await cc.transfers.take(sid) is None
             with pytest.raises(CallControlError) as err:
                 await cc.transfer(sid, "+919800000000")
             assert err.value.code == "call_ended"

@@ -69,7 +69,7 @@ async def test_exotel_connect_applet_gets_pending_transfer_once(base_settings) -
     ) as server:
         control = server.state.providers.controls["exotel"]
         assert isinstance(control, ExotelCallControl)
-        control.transfers["EXO123"] = TransferTarget("+919876543210", "+918047000000")
+        await control.transfers.put("EXO123", TransferTarget("+919876543210", "+918047000000"))
         async with httpx.AsyncClient(base_url=server.http) as http:
             first = await http.get("/carriers/exotel/connect", params={"CallSid": "EXO123"})
             assert first.status_code == 200

@@ -2,9 +2,11 @@
 
 - `POST /carriers/twilio/amd`: Twilio's asynchronous answering-machine result
   (`asyncAmdStatusCallback`: CallSid, AnsweredBy), signed with X-Twilio-Signature. The
-  verdict reaches the live session that carries that CallSid.
+  verdict reaches the live session that carries that CallSid, on whichever node holds it
+  (the registry routes it; see `dialkit.live`).
 - `GET|POST /carriers/exotel/connect`: the dynamic URL of an Exotel flow's Connect applet,
-  asked after our Voicebot applet ends; answers the number the agent chose to transfer to.
+  asked after our Voicebot applet ends; answers the number the agent chose to transfer to
+  (from the shared transfer store, so any node can answer).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from media.call_control import ExotelCallControl, connect_applet_response
 from media.twilio_signature import validate_twilio_signature
@@ -44,11 +47,9 @@ async def twilio_amd(request: web.Request) -> web.Response:
     call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
     if not call_sid or not answered_by:
         return web.json_response({"error": "CallSid and AnsweredBy are required"}, status=400)
-    for session in list(state.sessions):
-        if session.start is not None and session.start.call_sid == call_sid:
-            session.answered_by(answered_by)
-            return web.json_response({"delivered": True})
-    # The call's media may be on another node, or already over; Twilio needs a 2xx anyway.
+    if await state.registry.deliver_verdict(call_sid, answered_by):
+        return web.json_response({"delivered": True})
+    # No node holds the call (already over, or never streamed); Twilio needs a 2xx anyway.
     log.info("amd_for_unknown_call", call_sid=call_sid[-6:])
     return web.json_response({"delivered": False})
 
@@ -64,7 +65,13 @@ async def exotel_connect(request: web.Request) -> web.Response:
     if request.method == "POST":
         params.update({k: str(v) for k, v in (await request.post()).items()})
     call_sid = params.get("CallSid", "")
-    target = control.take_transfer(call_sid) if call_sid else None
+    if not call_sid:
+        return web.json_response({"error": "CallSid is required"}, status=400)
+    try:
+        target = await control.take_transfer(call_sid)
+    except (RedisError, OSError) as exc:
+        log.warning("transfer_store_unavailable", call_sid=call_sid[-6:], error=type(exc).__name__)
+        return web.json_response({"error": "transfer store unavailable"}, status=503)
     if target is None:
         return web.json_response({"error": "no transfer pending for this call"}, status=404)
     return web.json_response(connect_applet_response(target))

@@ -98,7 +98,8 @@ def _serve_workers(settings: Settings, workers: int) -> None:
         settings.database_url = db.embedded_database_url(settings.data_dir)
     settings.resolved_media_secret()  # generate the token secret once, before the workers
     if settings.redis_url is None:
-        console.print("[yellow]REDIS_URL unset: each worker keeps its own live-call registry[/]")
+        console.print("[yellow]REDIS_URL unset: workers share no live state (the call listing, "
+                      "AMD verdicts and Exotel transfers reach one worker only)[/]")
     os.environ.update({
         "DATABASE_URL": settings.database_url,
         "DIALKIT_HOST": settings.host,

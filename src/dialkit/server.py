@@ -1,4 +1,5 @@
-"""The aiohttp application: health, metrics, the call API and the media WebSockets."""
+"""The aiohttp application: health, metrics, the call API (including the live calls of
+every node) and the media WebSockets."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -17,10 +19,11 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from dialkit import carrier_hooks, db
 from dialkit.config import Settings
-from dialkit.live import MemoryRegistry, RedisRegistry
+from dialkit.live import MemoryRegistry, RedisRegistry, Registry
 from dialkit.providers import Providers, build_providers
 from dialkit.store import CallStore
 from media.auth import TokenError, issue_token, verify_token
+from media.call_control import ExotelCallControl
 from media.detect import DetectingProtocol
 from media.events import CLOSE_POLICY, ProtocolError
 from media.exotel import ExotelProtocol
@@ -37,7 +40,7 @@ class AppState:
     settings: Settings
     pool: asyncpg.Pool | None = None
     store: CallStore | None = None
-    registry: MemoryRegistry | RedisRegistry = field(default_factory=MemoryRegistry)
+    registry: Registry = field(default_factory=MemoryRegistry)
     providers: Providers | None = None
     sessions: set[CallSession] = field(default_factory=set)
     database_url: str | None = None
@@ -100,6 +103,7 @@ async def health(request: web.Request) -> web.Response:
         body["status"] = "degraded"
     body["providers"] = state.providers.describe() if state.providers else {}
     body["active_calls"] = len(state.sessions)
+    body["node"] = state.registry.node
     return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 
@@ -138,6 +142,23 @@ async def create_call(request: web.Request) -> web.Response:
     )
 
 
+async def live_calls(request: web.Request) -> web.Response:
+    """The live calls of every node (of this one without Redis), oldest first."""
+    if (denied := _check_api_key(request)) is not None:
+        return denied
+    state = request.app[STATE]
+    try:
+        calls = await state.registry.live()
+    except Exception as exc:
+        log.warning("live_calls_unavailable", error=type(exc).__name__)
+        return _error(503, f"live-call registry unavailable: {type(exc).__name__}")
+    for entry in calls:
+        started = entry.get("started")
+        if isinstance(started, int | float):
+            entry["started_at"] = datetime.fromtimestamp(started, UTC).isoformat()
+    return web.json_response(calls)
+
+
 async def get_call(request: web.Request) -> web.Response:
     if (denied := _check_api_key(request)) is not None:
         return denied
@@ -156,7 +177,48 @@ async def get_call(request: web.Request) -> web.Response:
 # ---- media WebSockets ------------------------------------------------------------------
 
 
-def _services(state: AppState) -> SessionServices:
+@dataclass
+class _SessionRegistry:
+    """The registry as one session writes it: the entry also carries the carrier call SID
+    (the session has its `start` when it registers), so a carrier webhook can find the node."""
+
+    registry: Registry
+    session: CallSession | None = None
+
+    def _with_sid(self, info: dict[str, Any]) -> dict[str, Any]:
+        start = getattr(self.session, "start", None)
+        call_sid = getattr(start, "call_sid", None)
+        return {**info, "call_sid": call_sid} if call_sid else info
+
+    async def register(self, call_id: str, info: dict[str, Any]) -> None:
+        await self.registry.register(call_id, self._with_sid(info))
+
+    async def update(self, call_id: str, info: dict[str, Any]) -> None:
+        await self.registry.update(call_id, info)
+
+    async def unregister(self, call_id: str) -> None:
+        await self.registry.unregister(call_id)
+
+    async def count(self) -> int:
+        return await self.registry.count()
+
+
+def _deliver_verdict(state: AppState) -> Any:
+    """The registry's local delivery: the answering-machine verdict reaches the session of
+    this process carrying that carrier call SID."""
+
+    def deliver(call_sid: str, answered_by: str) -> bool:
+        for session in list(state.sessions):
+            start = session.start
+            if start is not None and start.call_sid == call_sid:
+                session.answered_by(answered_by)
+                return True
+        return False
+
+    return deliver
+
+
+def _services(state: AppState, registry: _SessionRegistry) -> SessionServices:
     assert state.providers is not None and state.store is not None
     providers = state.providers
     secret = state.settings.resolved_media_secret()
@@ -179,7 +241,7 @@ def _services(state: AppState) -> SessionServices:
         engine_for=providers.engine_for,
         vad_factory=providers.vad_factory,
         recorder=state.store,
-        registry=state.registry,
+        registry=registry,
         authenticate=authenticate,
         config_for=config_for,
         speech_for=providers.speech_for if providers.catalog is not None else None,
@@ -204,7 +266,9 @@ def media_endpoint(carrier: str | None) -> Any:
             protocol = ExotelProtocol(_exotel_rate(query))
         else:
             protocol = DetectingProtocol(query)
-        session = CallSession(ws, protocol, _services(state), query)
+        registry = _SessionRegistry(state.registry)
+        session = CallSession(ws, protocol, _services(state, registry), query)
+        registry.session = session
         state.sessions.add(session)
         try:
             await session.run()
@@ -239,7 +303,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.registry.ping()
     if state.providers is None:
         state.providers = await build_providers(settings)
-    log.info("server_ready", providers=state.providers.describe(), registry=state.registry.name)
+    if isinstance(state.registry, RedisRegistry):
+        for control in state.providers.controls.values():
+            if isinstance(control, ExotelCallControl):
+                control.transfers = state.registry.transfer_store()
+    await state.registry.start(_deliver_verdict(state))
+    log.info("server_ready", providers=state.providers.describe(), registry=state.registry.name,
+             node=state.registry.node)
     yield
     for session in list(state.sessions):
         await session.ws.close(code=1001, message=b"server shutting down")
@@ -248,13 +318,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await state.pool.close()
 
 
+async def _node_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Which node answered: behind SO_REUSEPORT or a load balancer, the one clue to a request's path."""
+    response.headers["X-Dialkit-Node"] = request.app[STATE].registry.node
+
+
 def build_app(settings: Settings, providers: Providers | None = None) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[STATE] = AppState(settings=settings, providers=providers)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_response_prepare.append(_node_header)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_post("/api/calls", create_call)
+    app.router.add_get("/api/calls/live", live_calls)  # before {call_id}, which would match it
     app.router.add_get("/api/calls/{call_id}", get_call)
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))

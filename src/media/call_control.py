@@ -17,8 +17,10 @@ to the next applet. So `ExotelCallControl`:
   or unknown call is "already_ended", otherwise it closes the call's media stream through the
   `close_stream` hook the media server provides. The flow must continue into a Hangup applet.
 - `transfer` needs a flow: Voicebot -> Connect applet whose "Dial whom" is a dynamic URL ->
-  Hangup. It records the target in `transfers` (the dynamic-URL endpoint answers from
-  `take_transfer`, see `connect_applet_response`) and closes the stream.
+  Hangup. It records the target in its `transfers` store (the dynamic-URL endpoint answers
+  from `take_transfer`, see `connect_applet_response`) and closes the stream. The store is
+  in-process by default; the application injects a shared one (Redis) so the Connect
+  applet's request can land on any node.
 Retries (exponential backoff on 429, 5xx and connection errors) apply to hangup and transfer
 only; `dial` is never retried, since a lost response may still have placed a call.
 Logs show call SIDs and masked numbers only; never credentials, tokens or stream URL queries.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
@@ -350,6 +353,36 @@ class TransferTarget:
     caller_id: str | None = None
 
 
+class TransferStore(Protocol):
+    """Pending transfers by call SID, each fetched once by the Connect applet's request."""
+
+    async def put(self, call_sid: str, target: TransferTarget) -> None: ...
+
+    async def take(self, call_sid: str) -> TransferTarget | None: ...
+
+
+class MemoryTransferStore:
+    """This process's pending transfers; an entry not fetched within `ttl_s` is dropped."""
+
+    def __init__(self, ttl_s: float = 300.0) -> None:
+        self.ttl_s = ttl_s
+        self.pending: dict[str, tuple[TransferTarget, float]] = {}
+
+    def _prune(self, now: float) -> None:
+        for sid in [s for s, (_, expires) in self.pending.items() if expires <= now]:
+            del self.pending[sid]
+
+    async def put(self, call_sid: str, target: TransferTarget) -> None:
+        now = time.monotonic()
+        self._prune(now)
+        self.pending[call_sid] = (target, now + self.ttl_s)
+
+    async def take(self, call_sid: str) -> TransferTarget | None:
+        self._prune(time.monotonic())
+        entry = self.pending.pop(call_sid, None)
+        return entry[0] if entry else None
+
+
 def connect_applet_response(target: TransferTarget) -> dict[str, Any]:
     """JSON body for the Exotel Connect applet's dynamic URL ("Programmable Connect"):
     dial `target.to_number`, showing `target.caller_id` when given."""
@@ -381,6 +414,7 @@ class ExotelCallControl(_HttpCallControl):
         backoff_s: float = 0.25,
         max_backoff_s: float = 4.0,
         status_events: tuple[str, ...] = ("answered", "terminal"),
+        transfers: TransferStore | None = None,
     ) -> None:
         super().__init__(
             base_url or f"https://{subdomain}",
@@ -396,7 +430,7 @@ class ExotelCallControl(_HttpCallControl):
         self.flow_url = flow_url
         self.status_events = status_events
         #: transfers decided but not yet fetched by the flow's Connect applet, by call sid
-        self.transfers: dict[str, TransferTarget] = {}
+        self.transfers: TransferStore = transfers or MemoryTransferStore()
 
     def _calls_path(self, suffix: str) -> str:
         return f"/v1/Accounts/{self.account_sid}/Calls/{suffix}"
@@ -437,15 +471,15 @@ class ExotelCallControl(_HttpCallControl):
         status = await self.call_status(call_sid)
         if status is None or status in EXOTEL_TERMINAL:
             raise CallControlError(404, "call_ended", f"call {call_sid} is {status or 'unknown'}")
-        self.transfers[call_sid] = TransferTarget(to_number, caller_id)
+        await self.transfers.put(call_sid, TransferTarget(to_number, caller_id))
         if not await self._close(call_sid, "transfer"):
-            self.transfers.pop(call_sid, None)
+            await self.transfers.take(call_sid)
             raise CallControlError(409, "no_stream", f"call {call_sid} has no live media stream")
         log.info("exotel transfer %s to %s via flow", call_sid, mask_number(to_number))
 
-    def take_transfer(self, call_sid: str) -> TransferTarget | None:
+    async def take_transfer(self, call_sid: str) -> TransferTarget | None:
         """The pending transfer for a call (for the Connect applet's dynamic URL), removed."""
-        return self.transfers.pop(call_sid, None)
+        return await self.transfers.take(call_sid)
 
     async def _close(self, call_sid: str, reason: str) -> bool:
         if self.close_stream is None:
