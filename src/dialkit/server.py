@@ -177,32 +177,6 @@ async def get_call(request: web.Request) -> web.Response:
 # ---- media WebSockets ------------------------------------------------------------------
 
 
-@dataclass
-class _SessionRegistry:
-    """The registry as one session writes it: the entry also carries the carrier call SID
-    (the session has its `start` when it registers), so a carrier webhook can find the node."""
-
-    registry: Registry
-    session: CallSession | None = None
-
-    def _with_sid(self, info: dict[str, Any]) -> dict[str, Any]:
-        start = getattr(self.session, "start", None)
-        call_sid = getattr(start, "call_sid", None)
-        return {**info, "call_sid": call_sid} if call_sid else info
-
-    async def register(self, call_id: str, info: dict[str, Any]) -> None:
-        await self.registry.register(call_id, self._with_sid(info))
-
-    async def update(self, call_id: str, info: dict[str, Any]) -> None:
-        await self.registry.update(call_id, info)
-
-    async def unregister(self, call_id: str) -> None:
-        await self.registry.unregister(call_id)
-
-    async def count(self) -> int:
-        return await self.registry.count()
-
-
 def _deliver_verdict(state: AppState) -> Any:
     """The registry's local delivery: the answering-machine verdict reaches the session of
     this process carrying that carrier call SID."""
@@ -218,7 +192,7 @@ def _deliver_verdict(state: AppState) -> Any:
     return deliver
 
 
-def _services(state: AppState, registry: _SessionRegistry) -> SessionServices:
+def _services(state: AppState) -> SessionServices:
     assert state.providers is not None and state.store is not None
     providers = state.providers
     secret = state.settings.resolved_media_secret()
@@ -241,7 +215,7 @@ def _services(state: AppState, registry: _SessionRegistry) -> SessionServices:
         engine_for=providers.engine_for,
         vad_factory=providers.vad_factory,
         recorder=state.store,
-        registry=registry,
+        registry=state.registry,
         authenticate=authenticate,
         config_for=config_for,
         speech_for=providers.speech_for if providers.catalog is not None else None,
@@ -266,9 +240,7 @@ def media_endpoint(carrier: str | None) -> Any:
             protocol = ExotelProtocol(_exotel_rate(query))
         else:
             protocol = DetectingProtocol(query)
-        registry = _SessionRegistry(state.registry)
-        session = CallSession(ws, protocol, _services(state, registry), query)
-        registry.session = session
+        session = CallSession(ws, protocol, _services(state), query)
         state.sessions.add(session)
         try:
             await session.run()

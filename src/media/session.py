@@ -272,7 +272,8 @@ class CallSession:
             {"format": {"encoding": msg.fmt.encoding, "rate": msg.fmt.rate}, "tracks": msg.tracks},
         )
         await self.svc.registry.register(
-            call_id, {"carrier": self.protocol.name, "started": time.time(), "kind": self.cfg.kind}
+            call_id, {"carrier": self.protocol.name, "started": time.time(), "kind": self.cfg.kind,
+                      "call_sid": msg.call_sid},  # carrier webhooks find the call's node by it
         )
         metrics.ACTIVE_CALLS.labels(self.protocol.name).inc()
         self.player = OutboundPlayer(
