@@ -3,8 +3,7 @@ WORKDIR /app
 ENV PYTHONUNBUFFERED=1 DIALKIT_HOST=0.0.0.0 DIALKIT_PORT=8080
 COPY pyproject.toml README.md ./
 COPY src ./src
-COPY sql ./sql
-RUN pip install --no-cache-dir -e . && useradd --create-home dialkit && mkdir -p /app/.dialkit \
+RUN pip install --no-cache-dir . && useradd --create-home dialkit && mkdir -p /app/.dialkit \
     && chown dialkit /app/.dialkit
 USER dialkit
 EXPOSE 8080
