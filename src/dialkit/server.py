@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -74,7 +75,13 @@ def _check_api_key(request: web.Request) -> web.Response | None:
     key = request.app[STATE].settings.api_key
     if key is None:
         return None
-    if request.headers.get("Authorization") != f"Bearer {key.get_secret_value()}":
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # constant time, so response timing does not reveal how much of a guess was right
+    same = hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogatepass"),
+        key.get_secret_value().encode("utf-8", "surrogatepass"),
+    )
+    if scheme.lower() != "bearer" or not same:
         return _error(401, "missing or wrong API key (Authorization: Bearer …)")
     return None
 
