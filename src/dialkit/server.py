@@ -277,7 +277,9 @@ async def start_server(
     reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Start the app on settings.host (port 0 = a free port); returns the runner and port.
-    With `reuse_port`, several worker processes share one port (SO_REUSEPORT)."""
+    With `reuse_port`, several worker processes share one port (SO_REUSEPORT).
+    Raises UnsafeBindError for a non-loopback host without an API key."""
+    settings.check_bind()
     app = build_app(settings, providers)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
