@@ -1,10 +1,11 @@
 FROM python:3.11-slim
 WORKDIR /app
+# Binding 0.0.0.0 needs DIALKIT_API_KEY at run time (docker run -e DIALKIT_API_KEY=…): the
+# server refuses to start with the API open beyond loopback. No key is baked into the image.
 ENV PYTHONUNBUFFERED=1 DIALKIT_HOST=0.0.0.0 DIALKIT_PORT=8080
 COPY pyproject.toml README.md ./
 COPY src ./src
-COPY sql ./sql
-RUN pip install --no-cache-dir -e . && useradd --create-home dialkit && mkdir -p /app/.dialkit \
+RUN pip install --no-cache-dir . && useradd --create-home dialkit && mkdir -p /app/.dialkit \
     && chown dialkit /app/.dialkit
 USER dialkit
 EXPOSE 8080

@@ -51,7 +51,8 @@ from common import (
     profile_top,
     scratch_database,
 )
-from media.codec import pcm16_to_ulaw
+from media.codec import PCM16_8K, pcm16_to_ulaw
+from media.exotel import min_chunk_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_PLAYBOOK = ROOT / "src" / "ai" / "playbooks" / "echo.yaml"
@@ -221,7 +222,8 @@ async def _client(conn: Connection, carrier: str, calls: list[tuple[int, dict[st
 
 
 def _summarise_legs(legs: list[Leg], carrier: str, connect_s: float) -> dict[str, Any]:
-    lead = 3 if carrier == "twilio" else 5  # max(lead_frames, carrier chunk frames)
+    # max(lead_frames, carrier chunk frames): Exotel's chunk is 10 frames of 8 kHz PCM16 (3,200 B)
+    lead = 3 if carrier == "twilio" else max(3, min_chunk_frames(PCM16_8K))
     errors: list[float] = []
     late = gaps = 0
     gap_ms = 0.0

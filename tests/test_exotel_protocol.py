@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from media.codec import AudioFormat, decode
-from media.detect import CarrierDetector, detect_protocol
+from media.detect import CarrierDetector, DetectingProtocol, detect_protocol
 from media.events import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY,
@@ -22,7 +22,13 @@ from media.events import (
     Start,
     Stop,
 )
-from media.exotel import MAX_CHUNK_BYTES, ExotelProtocol, exotel_chunks, exotel_format
+from media.exotel import (
+    MAX_CHUNK_BYTES,
+    ExotelProtocol,
+    exotel_chunks,
+    exotel_format,
+    min_chunk_frames,
+)
 from media.twilio import TwilioProtocol
 
 
@@ -213,7 +219,28 @@ def test_outbound_messages_are_snake_case() -> None:
         "mark": {"name": "end-1"},
     }
     assert orjson.loads(proto.clear("MZ1")) == {"event": "clear", "stream_sid": "MZ1"}
-    assert proto.name == "exotel" and proto.chunk_frames * 20 == 100
+    assert proto.name == "exotel"
+
+
+@pytest.mark.parametrize(
+    ("query_rate", "media_format", "frames", "chunk_bytes"),
+    [
+        # 3,200 B and 100 ms: the two readings of Exotel's "Minimum chunk size: 3.2k [100ms data]"
+        (8000, None, 10, 3200),
+        (16000, None, 5, 3200),
+        (24000, None, 5, 4800),
+        (16000, {"encoding": "audio/x-mulaw", "sample_rate": "8000"}, 20, 3200),
+    ],
+)
+def test_outbound_chunk_follows_the_negotiated_format(
+    query_rate: int, media_format: dict[str, str] | None, frames: int, chunk_bytes: int
+) -> None:
+    proto = ExotelProtocol(sample_rate=query_rate)
+    start = proto.parse(start_msg(media_format))
+    assert isinstance(start, Start)
+    assert proto.chunk_frames == frames
+    assert proto.chunk_frames * start.fmt.frame_bytes() == chunk_bytes
+    assert min_chunk_frames(start.fmt) == frames
 
 
 FORMATS = [
@@ -228,7 +255,7 @@ FORMATS = [
 def test_chunks_conform_for_random_lengths(fmt: AudioFormat) -> None:
     rng = random.Random(fmt.rate + len(fmt.encoding))
     frame = fmt.frame_bytes()
-    min_bytes = fmt.frame_bytes(100)
+    min_bytes = max(fmt.frame_bytes(100), -(-3200 // frame) * frame)
     lengths = [1, frame - 1, frame, min_bytes - 1, min_bytes, min_bytes + 1, 250_000]
     lengths += [rng.randrange(1, 300_000) for _ in range(200)]
     for n in lengths:
@@ -254,10 +281,12 @@ def test_chunk_helper_edges() -> None:
     assert exotel_chunks(b"", fmt) == []
     with pytest.raises(ValueError):
         exotel_chunks(b"\x00" * 3, fmt)
-    assert [len(c) for c in exotel_chunks(b"\x01\x00" * 4000, fmt)] == [1600] * 5
-    assert [len(c) for c in exotel_chunks(b"\x01\x00" * 4000, fmt, min_ms=200)] == [3200] * 2 + [
-        1600 * 2
-    ]
+    audio = b"\x01\x00" * 8000  # 1 s
+    assert [len(c) for c in exotel_chunks(audio, fmt)] == [3200] * 5
+    assert [len(c) for c in exotel_chunks(audio, fmt, min_ms=300)] == [4800] * 4
+    assert [len(c) for c in exotel_chunks(audio, fmt, min_bytes=0)] == [1600] * 10
+    with pytest.raises(ValueError):
+        exotel_chunks(audio, fmt, min_bytes=MAX_CHUNK_BYTES + 1)
 
 
 TWILIO_CONNECTED = '{"event":"connected","protocol":"Call","version":"1.0.0"}'
@@ -278,6 +307,17 @@ def test_detect_from_first_message() -> None:
     assert isinstance(exotel, ExotelProtocol) and exotel.sample_rate == 16000
     hinted = detect_protocol('{"event":"connected"}', {"carrier": "exotel"})
     assert isinstance(hinted, ExotelProtocol) and hinted.sample_rate == 8000
+
+
+def test_detecting_protocol_chunks_by_the_format_start_announced() -> None:
+    proto = DetectingProtocol({"sample-rate": "16000"})
+    assert proto.chunk_frames == 1  # nothing recognised yet
+    assert isinstance(proto.parse('{"event":"connected"}'), Connected)
+    proto.parse(start_msg({"encoding": "audio/x-mulaw", "sample_rate": "8000"}))
+    assert proto.name == "exotel" and proto.chunk_frames == 20  # 3,200 B of µ-law
+    twilio = DetectingProtocol({})
+    twilio.parse(TWILIO_START)
+    assert twilio.chunk_frames == 1
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,8 @@ class ExotelClient:
 
     def check(self, msg: dict[str, Any]) -> None:
         """Exotel's documented outbound shapes: snake_case, and media chunks that are a
-        whole number of 20 ms frames of the stream's format, >= 100 ms, <= 100 KB."""
+        whole number of 20 ms frames of the stream's format, >= 100 ms and >= 3,200 B (both
+        readings of Exotel's minimum), <= 100 KB."""
         event = msg.get("event")
         assert msg.get("stream_sid") == self.stream_sid, msg
         if event == "media":
@@ -103,7 +104,7 @@ class ExotelClient:
             size = len(base64.b64decode(msg["media"]["payload"], validate=True))
             frame = self.fmt.frame_bytes(20)
             assert size % frame == 0, f"{size} bytes is not a whole number of {frame}-byte frames"
-            assert self.fmt.frame_bytes(100) <= size <= MAX_CHUNK_BYTES, size
+            assert max(self.fmt.frame_bytes(100), 3200) <= size <= MAX_CHUNK_BYTES, size
             self.media_bytes += size
         elif event == "mark":
             assert set(msg) == {"event", "stream_sid", "mark"}
@@ -214,7 +215,7 @@ async def test_stop_during_greeting_completes_and_keeps_it(light_server) -> None
     fmt = AudioFormat("pcm16", 8000)
     created, client = await _exotel_call(light_server, fmt, debtor_name="Meera Iyer")
     got = 0
-    while got < 10:  # about a second of greeting: 10 chunks of 100 ms
+    while got < 5:  # about a second of greeting: 5 chunks of 200 ms (3,200 B)
         if (await client.recv(5))["event"] == "media":
             got += 1
             await client.silence()

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dialkit.config import Settings
+from dialkit.config import Settings, UnsafeBindError
 from dialkit.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dialkit voice-agent server")
@@ -50,6 +50,7 @@ def serve(
         settings.host = host
     if port is not None:
         settings.port = port
+    settings.check_bind()  # before the database starts or any worker is spawned
     setup_logging(settings.log_level, settings.log_json)
     if workers > 1:
         _serve_workers(settings, workers)
@@ -187,6 +188,8 @@ def call(
         console.print(f"unknown persona {persona!r}; choose from: {', '.join(list_personas())}")
         raise typer.Exit(2)
     settings = Settings()
+    if url is None:
+        settings.check_bind()  # the in-process server binds settings.host
     setup_logging("WARNING" if as_json else settings.log_level, settings.log_json)
     if mode == "text":
         if url is not None or wav is not None:
@@ -277,4 +280,8 @@ def _print_summary(result: Any) -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except UnsafeBindError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)

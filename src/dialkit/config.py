@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UnsafeBindError(RuntimeError):
+    """The server was asked to listen beyond this machine with its API open."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1 (brackets allowed); anything else, including
+    "" and 0.0.0.0 (every interface) and other host names, can be reached from outside."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -88,6 +105,26 @@ class Settings(BaseSettings):
     max_message_bytes: int = 64 * 1024
     carrier_idle_timeout_s: float = 10.0
     whisper_threads: int = 2
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        # `DIALKIT_API_KEY=` (e.g. an unset compose variable) must not become the key ""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None
+        return value
+
+    def check_bind(self, host: str | None = None) -> None:
+        """Refuse to serve the API beyond loopback without DIALKIT_API_KEY: `GET /api/calls/{id}`
+        returns debtors' personal data and transcripts."""
+        host = self.host if host is None else host
+        if self.api_key is None and not is_loopback_host(host):
+            raise UnsafeBindError(
+                f"refusing to listen on {host or 'every interface'} without DIALKIT_API_KEY: "
+                "set DIALKIT_API_KEY to a long random secret (clients send "
+                "'Authorization: Bearer <key>'), or bind to 127.0.0.1"
+            )
 
     def resolved_media_secret(self) -> bytes:
         """The secret that signs media tokens; generated once into data_dir when unset."""

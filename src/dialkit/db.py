@@ -1,8 +1,13 @@
 """PostgreSQL: the connection pool, ordered idempotent migrations, and the embedded
-server (`pgserver`) used when DATABASE_URL is unset."""
+server (`pgserver`) used when DATABASE_URL is unset.
+
+The migrations are package data (`dialkit/sql/NNN_*.sql`), read through importlib.resources,
+so an installed wheel migrates as well as a source checkout."""
 
 from __future__ import annotations
 
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,7 @@ import structlog
 
 log = structlog.get_logger("dialkit.db")
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR: Traversable = resources.files("dialkit") / "sql"
 MIGRATION_LOCK = 0x6469616C  # advisory lock id: several workers may start at once
 
 
@@ -51,12 +56,21 @@ async def create_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncp
     return pool
 
 
-def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
-    return sorted(p for p in sql_dir.glob("*.sql") if p.name[:3].isdigit())
+def migration_files(sql_dir: Traversable = SQL_DIR) -> list[Traversable]:
+    """The numbered migrations (`NNN_name.sql`) in order; an install without any is broken."""
+    entries = sql_dir.iterdir() if sql_dir.is_dir() else iter(())
+    found = sorted(
+        (p for p in entries if p.name.endswith(".sql") and p.name[:3].isdigit()),
+        key=lambda p: p.name,
+    )
+    if not found:
+        raise RuntimeError(f"no migrations (NNN_name.sql) found in {sql_dir}")
+    return found
 
 
-async def migrate(pool: asyncpg.Pool, sql_dir: Path = SQL_DIR) -> list[str]:
+async def migrate(pool: asyncpg.Pool, sql_dir: Traversable = SQL_DIR) -> list[str]:
     """Apply migrations not yet applied, in order, each in its own transaction."""
+    files = migration_files(sql_dir)
     applied: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -66,11 +80,11 @@ async def migrate(pool: asyncpg.Pool, sql_dir: Path = SQL_DIR) -> list[str]:
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for path in migration_files(sql_dir):
+            for path in files:
                 if path.name in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(path.read_text())
+                    await conn.execute(path.read_text(encoding="utf-8"))
                     await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.name)
                 applied.append(path.name)
                 log.info("migration_applied", version=path.name)

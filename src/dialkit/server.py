@@ -4,6 +4,7 @@ every node) and the media WebSockets."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -77,7 +78,13 @@ def _check_api_key(request: web.Request) -> web.Response | None:
     key = request.app[STATE].settings.api_key
     if key is None:
         return None
-    if request.headers.get("Authorization") != f"Bearer {key.get_secret_value()}":
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # constant time, so response timing does not reveal how much of a guess was right
+    same = hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogatepass"),
+        key.get_secret_value().encode("utf-8", "surrogatepass"),
+    )
+    if scheme.lower() != "bearer" or not same:
         return _error(401, "missing or wrong API key (Authorization: Bearer …)")
     return None
 
@@ -319,7 +326,9 @@ async def start_server(
     reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Start the app on settings.host (port 0 = a free port); returns the runner and port.
-    With `reuse_port`, several worker processes share one port (SO_REUSEPORT)."""
+    With `reuse_port`, several worker processes share one port (SO_REUSEPORT).
+    Raises UnsafeBindError for a non-loopback host without an API key."""
+    settings.check_bind()
     app = build_app(settings, providers)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()

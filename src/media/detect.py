@@ -132,7 +132,6 @@ class DetectingProtocol:
         self._detector = CarrierDetector(query)
         self._inner: CarrierProtocol | None = None
         self.name = "unknown"
-        self.chunk_frames = 1
 
     def parse(self, raw: str) -> Event:
         if self._inner is None:
@@ -141,8 +140,12 @@ class DetectingProtocol:
                 return Connected()  # only a bare `connected` can leave the carrier open
             self._inner = found
             self.name = found.name
-            self.chunk_frames = found.chunk_frames
         return self._inner.parse(raw)
+
+    @property
+    def chunk_frames(self) -> int:
+        # asked when playback starts, after `start` fixed the carrier's format
+        return 1 if self._inner is None else self._inner.chunk_frames
 
     def _proto(self) -> CarrierProtocol:
         if self._inner is None:

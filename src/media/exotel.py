@@ -3,8 +3,10 @@
 Exotel speaks snake_case JSON. Audio is base64 PCM16 little-endian mono at 8 kHz unless the
 stream URL asked for `?sample-rate=16000|24000`; some flows send `audio/x-mulaw`. The `start`
 event's `media_format` is authoritative when present. Outbound chunks must be a whole number
-of 20 ms frames, at least 100 ms and at most 100 KB, or the caller hears gaps
-(`exotel_chunks` makes them so).
+of 20 ms frames and at most 100 KB, or the caller hears gaps. Exotel states the minimum as
+"3.2k [100ms data]", two figures that disagree at 8 kHz PCM16 (100 ms is 1,600 B), so chunks
+are at least 3,200 B *and* at least 100 ms: 200 ms at 8 kHz PCM16, 100 ms at 16 and 24 kHz,
+400 ms for 8 kHz µ-law (`min_chunk_frames`, `exotel_chunks`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from media.codec import AudioFormat
+from media.codec import FRAME_MS, AudioFormat
 from media.events import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_POLICY,
@@ -31,6 +33,7 @@ from media.protocol import b64decode, b64encode, check_payload_size, load_json, 
 SUPPORTED_PCM_RATES = (8000, 16000, 24000)
 VALID_DTMF = set("0123456789*#ABCD")
 MIN_CHUNK_MS = 100
+MIN_CHUNK_BYTES = 3_200
 MAX_CHUNK_BYTES = 100_000
 
 _MULAW_NAMES = {
@@ -66,13 +69,17 @@ class ExotelProtocol:
     """
 
     name = "exotel"
-    chunk_frames = MIN_CHUNK_MS // 20
 
     def __init__(self, sample_rate: int = 8000) -> None:
         if sample_rate not in SUPPORTED_PCM_RATES:
             raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel sample rate {sample_rate!r}")
         self.sample_rate = sample_rate
         self.fmt = AudioFormat("pcm16", sample_rate)
+
+    @property
+    def chunk_frames(self) -> int:
+        """20 ms frames per outbound chunk for the negotiated format (known after `start`)."""
+        return min_chunk_frames(self.fmt)
 
     def parse(self, raw: str) -> Event:
         msg = load_json(raw)
@@ -181,30 +188,43 @@ def exotel_format(media_format: object, default_rate: int = 8000) -> AudioFormat
     raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel encoding {raw_encoding[:40]!r}")
 
 
+def min_chunk_frames(
+    fmt: AudioFormat, min_ms: int = MIN_CHUNK_MS, min_bytes: int = MIN_CHUNK_BYTES
+) -> int:
+    """The fewest 20 ms frames of `fmt` that are at least `min_ms` long and `min_bytes` big."""
+    frame = fmt.frame_bytes()
+    return max(1, -(-min_ms // FRAME_MS), -(-min_bytes // frame))
+
+
 def exotel_chunks(
-    pcm_bytes: bytes, fmt: AudioFormat, chunk_ms: int = MIN_CHUNK_MS, min_ms: int = MIN_CHUNK_MS
+    pcm_bytes: bytes,
+    fmt: AudioFormat,
+    chunk_ms: int = MIN_CHUNK_MS,
+    min_ms: int = MIN_CHUNK_MS,
+    min_bytes: int = MIN_CHUNK_BYTES,
 ) -> list[bytes]:
     """Split outbound audio into chunks Exotel plays without gaps.
 
-    Every chunk is a whole number of 20 ms frames of `fmt`, at least `min_ms` long and at
-    most 100 KB; chunks are `chunk_ms` long except the last, whose tail is padded with
-    silence up to the next frame boundary (and up to `min_ms`).
+    Every chunk is a whole number of 20 ms frames of `fmt`, at least `min_ms` long and
+    `min_bytes` big, and at most 100 KB; chunks are `chunk_ms` long (or that minimum, if
+    larger) except the last, whose tail is padded with silence up to the next frame boundary
+    and up to the minimum.
     """
     if fmt.encoding == "pcm16" and len(pcm_bytes) % 2:
         raise ValueError("PCM16 audio has an odd number of bytes")
     if not pcm_bytes:
         return []
     frame = fmt.frame_bytes()
-    min_bytes = -(-fmt.frame_bytes(min_ms) // frame) * frame
-    max_bytes = MAX_CHUNK_BYTES // frame * frame
-    if min_bytes > max_bytes:
-        raise ValueError(f"min_ms={min_ms} does not fit in {MAX_CHUNK_BYTES} bytes")
-    size = min(max(-(-fmt.frame_bytes(chunk_ms) // frame) * frame, min_bytes), max_bytes)
+    least = min_chunk_frames(fmt, min_ms, min_bytes) * frame
+    most = MAX_CHUNK_BYTES // frame * frame
+    if least > most:
+        raise ValueError(f"a {least}-byte minimum chunk does not fit in {MAX_CHUNK_BYTES} bytes")
+    size = min(max(-(-fmt.frame_bytes(chunk_ms) // frame) * frame, least), most)
     chunks = [pcm_bytes[i : i + size] for i in range(0, len(pcm_bytes), size)]
     tail = chunks[-1]
-    padded_len = max(-(-len(tail) // frame) * frame, min_bytes)
+    padded_len = max(-(-len(tail) // frame) * frame, least)
     if padded_len > len(tail):
-        silence = fmt.silence(20)
+        silence = fmt.silence(FRAME_MS)
         missing = padded_len - len(tail)
         chunks[-1] = tail + (silence * (missing // len(silence) + 1))[:missing]
     return chunks

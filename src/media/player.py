@@ -92,6 +92,7 @@ class OutboundPlayer:
         self._marks: dict[str, MarkState] = {}
         self._run_start: float | None = None
         self._run_frames = 0
+        self._unmarked_end: float | None = None  # when sent audio no mark follows stops playing
         self._closed = False
         # what was sent, with when the carrier finishes playing it (marks: their position)
         self._sent: deque[tuple[_Chunk | _Mark, float]] = deque()
@@ -140,6 +141,7 @@ class OutboundPlayer:
         self._chunker = FrameBuffer(self._chunker.frame_bytes, self.fmt.silence(FRAME_MS))
         self._run_start = None
         self._run_frames = 0
+        self._unmarked_end = None
         cleared = [n for n, m in self._marks.items() if not m.played.done()]
         for name in cleared:
             self._marks.pop(name).resolve(False)
@@ -190,6 +192,7 @@ class OutboundPlayer:
         self._sent.clear()
         self._run_start = None
         self._run_frames = 0
+        self._unmarked_end = None
         self._paused = True
         self.clears += 1
         await self._send(self._protocol.clear(self._stream_id))
@@ -218,8 +221,12 @@ class OutboundPlayer:
     @property
     def busy(self) -> bool:
         """True while audio is queued here or may still be playing at the carrier."""
-        # `_marks` holds only marks not yet resolved: echoes, clear and close pop them
-        return bool(self._queue) or bool(self._marks)
+        # `_marks` holds only marks not yet resolved: echoes, clear and close pop them.
+        # Audio sent with no mark after it (echo) plays until the run's sent frames end: with
+        # a lead of a whole 200 ms Exotel chunk the queue can be empty long before that.
+        if self._queue or self._marks or len(self._chunker):
+            return True
+        return self._unmarked_end is not None and self._loop.time() < self._unmarked_end
 
     def queued_ms(self) -> int:
         return sum(c.frames for c in self._queue if isinstance(c, _Chunk)) * FRAME_MS
@@ -256,6 +263,7 @@ class OutboundPlayer:
                     state.sent_at = now
                     at = now if self._run_start is None else self._run_start + self._run_frames * FRAME_S
                     self._sent.append((item, at))
+                    self._unmarked_end = None
                     await self._send(self._protocol.mark(self._stream_id, item.name))
                 continue
             if isinstance(item, _Hook):
@@ -275,7 +283,8 @@ class OutboundPlayer:
             self._run_frames += item.frames
             while self._sent and self._sent[0][1] <= now - REPLAY_MARGIN_S:
                 self._sent.popleft()
-            self._sent.append((item, self._run_start + self._run_frames * FRAME_S))
+            self._unmarked_end = self._run_start + self._run_frames * FRAME_S
+            self._sent.append((item, self._unmarked_end))
             await self._send(self._protocol.media(self._stream_id, item.data))
             stats.chunks_sent += 1
             stats.frames_sent += item.frames

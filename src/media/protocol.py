@@ -16,8 +16,11 @@ class CarrierProtocol(Protocol):
     """Translates one carrier's WebSocket JSON to typed events and back."""
 
     name: str
-    #: frames of 20 ms that make one outbound chunk (Exotel wants >= 100 ms)
-    chunk_frames: int
+
+    @property
+    def chunk_frames(self) -> int:
+        """20 ms frames that make one outbound chunk (Twilio 1; Exotel >= 3,200 B and 100 ms)."""
+        ...
 
     def parse(self, raw: str) -> Event: ...
 
