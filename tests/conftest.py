@@ -135,6 +135,17 @@ async def light_providers(base_settings: Settings) -> Providers:
     return await build_providers(base_settings, warmup=False)
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def speech_server(base_settings: Settings) -> AsyncIterator[tuple[str, Providers]]:
+    """A server with the embedded speech models (faster-whisper, Piper), loaded once per
+    test session; yields its URL and providers (for the simulated debtors' ears and mouth)."""
+    settings = base_settings.model_copy(update={"stt": "whisper", "tts": "piper"})
+    providers = await build_providers(settings)
+    runner, port = await start_server(settings, providers, port=0)
+    yield f"http://127.0.0.1:{port}", providers
+    await runner.cleanup()
+
+
 class RunningServer:
     def __init__(self, runner: Any, port: int, settings: Settings) -> None:
         self.runner = runner

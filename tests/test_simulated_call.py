@@ -6,24 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-import pytest_asyncio
 
-from dialkit.providers import build_providers
-from dialkit.server import start_server
 from evaluation.audio_call import run_simulated_call
 
 pytestmark = pytest.mark.slow
 
 DEBT_WORDS = re.compile(r"\b(debt|balance|owe|collect\w*|payment|account|creditor|1,?250|northwind)\b", re.I)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def speech_server(base_settings):
-    settings = base_settings.model_copy(update={"stt": "whisper", "tts": "piper"})
-    providers = await build_providers(settings)
-    runner, port = await start_server(settings, providers, port=0)
-    yield f"http://127.0.0.1:{port}", providers
-    await runner.cleanup()
 
 
 async def test_cooperative_debtor_promises_to_pay(speech_server) -> None:

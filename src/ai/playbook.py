@@ -148,6 +148,9 @@ class State(BaseModel):
     returns: bool = False
     action: StateAction | None = None
     reason: str | None = None
+    # the stage of the call this state belongs to, when several states are one stage (a
+    # retry of the verification is still the verification); default: the state's name
+    stage: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> State:

@@ -78,8 +78,10 @@ class ScriptedPolicy:
 
     @property
     def stage(self) -> str:
-        """The playbook state the call is in (the engine records the sequence)."""
-        return self.state
+        """The stage of the call (the state's `stage`, else its name); the engine records
+        the sequence."""
+        st = self.playbook.states.get(self.state)
+        return (st.stage if st is not None else None) or self.state
 
     def take_over(self, history: list[Message]) -> None:
         """Carry on a call another policy has been running (an LLM that failed), from the

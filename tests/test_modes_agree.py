@@ -1,0 +1,39 @@
+"""Text mode and audio mode are two drivers of one engine: every persona ends with the same
+outcome and goes through the same agent stages in both. Audio mode runs each persona over
+a real Twilio WebSocket with Piper speaking for both sides and faster-whisper hearing for
+both sides (the personas' calls run side by side); text mode runs the same playbook and
+policy on a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ai.playbook import load_playbook
+from evaluation.audio_call import run_simulated_call
+from evaluation.personas import list_personas, load_persona
+from evaluation.text_call import run_text_call
+
+pytestmark = pytest.mark.slow
+
+
+async def test_every_persona_ends_alike_in_text_and_audio(speech_server) -> None:
+    url, providers = speech_server
+    names = list_personas()
+    playbook = load_playbook()
+    # three at a time: both sides of each call run speech recognition on this machine's cores
+    audio = []
+    for i in range(0, len(names), 3):
+        audio += await asyncio.gather(*(
+            run_simulated_call(url, name, providers.stt, providers.tts, max_seconds=240)
+            for name in names[i:i + 3]
+        ))
+    for name, heard in zip(names, audio, strict=True):
+        persona = load_persona(name)
+        text = await run_text_call(playbook, persona)
+        assert heard.status == "completed", (name, heard.failure_reason)
+        assert text.outcome == persona.expected_outcome, (name, text.turns)
+        assert heard.outcome == text.outcome, (name, heard.turns)
+        assert heard.stages == text.stages, (name, heard.turns)
+        assert set(heard.as_json()) == set(text.as_json())
