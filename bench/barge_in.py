@@ -9,11 +9,11 @@ first speech frame being sent (with the pause stage on, that `clear` is the paus
 
 Runs once per `--runs` pair PAUSE:MIN (the playbook's `barge_in_pause_ms` and
 `barge_in_min_speech_ms`; PAUSE 0 = no pause stage), and also plays a backchannel
-("Mhm.") and a cough-like noise burst over the agent, counting per setting the trials
+("Mhm.", "Uh-huh.", "Okay.", "Right.") and a cough-like noise burst over the agent, counting per setting the trials
 that paused the agent, that cut it off (`barge_in` event: a false barge-in) and that
 resumed it (`barge_in_resumed`), with how long the resumed agent stayed paused.
 
-    .venv/bin/python bench/barge_in.py [--json] [--trials 20] [--runs 100:300 0:300 0:120]
+    .venv/bin/python bench/barge_in.py [--json] [--trials 20] [--runs 100:700 100:300]
 
 Needs PostgreSQL: DATABASE_URL, else one on 127.0.0.1:5432, else the embedded one.
 Prints one JSON object; its top-level figures are for the first --runs pair.
@@ -48,11 +48,14 @@ from dialkit.config import Settings
 from dialkit.logs import setup_logging
 from dialkit.providers import Providers, build_providers
 from dialkit.server import start_server
+from evaluation.personas import load_persona
 from media.codec import AudioFormat, Resampler, decode, pcm16_to_ulaw
 
 FRAME = 160  # 20 ms of 8 kHz µ-law
+CONTEXT = load_persona("cooperative").context()  # a simulator persona's demo debtor
 INTERRUPTION = "Sorry, can I stop you there for a second?"
 BACKCHANNEL = "Mhm."
+BACKCHANNELS = ("Mhm.", "Uh-huh.", "Okay.", "Right.")
 
 
 async def synth_ulaw(providers: Providers, text: str) -> bytes:
@@ -142,7 +145,7 @@ async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> dict[str, 
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(base_url=http) as api:
         created = (await api.post("/api/calls", json={"carrier": "twilio",
-                   "context": {"debtor_name": "John Smith"}})).json()
+                   "context": CONTEXT})).json()
     phone = Phone(await websockets.connect(f"{ws_url}/media/twilio"))
     await phone.start(created["call_id"], created["token"])
     silence = b"\xff" * FRAME
@@ -165,12 +168,15 @@ async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> dict[str, 
     await phone.stop()
     events = await _events(http, created["call_id"])
     resumed = [e["data"] for e in events if e["kind"] == "barge_in_resumed"]
+    cuts = [e["data"] for e in events if e["kind"] == "barge_in"]
     reaction = None
     if phone.clear_t is not None and onset is not None:
         reaction = (phone.clear_t - onset) * 1000
     return {
         "reaction_ms": reaction,
-        "cut": any(e["kind"] == "barge_in" for e in events),
+        "cut": bool(cuts),
+        # speech onset → the decision to cut (the pause's `clear` went out before)
+        "cut_ms": cuts[0]["reaction_ms"] + cuts[0].get("paused_ms", 0.0) if cuts else None,
         "resumed": bool(resumed),
         "paused_ms": resumed[0]["paused_ms"] if resumed else None,
         "clears": phone.clears,
@@ -220,6 +226,7 @@ async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[st
     rng = random.Random(seed)
     speech = await synth_ulaw(providers, INTERRUPTION)
     mhm = await synth_ulaw(providers, BACKCHANNEL)
+    backchannels = {text: await synth_ulaw(providers, text) for text in BACKCHANNELS[1:]}
     cough = cough_ulaw()
     pb = providers.playbook.settings
     defaults = (pb.barge_in_pause_ms, pb.barge_in_min_speech_ms)
@@ -229,6 +236,7 @@ async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[st
         for pause_ms, min_ms in configs:
             pb.barge_in_pause_ms, pb.barge_in_min_speech_ms = pause_ms, min_ms
             reactions: list[float] = []
+            cut_ms: list[float] = []
             missed = cut = resumed = 0
             for _ in range(trials):
                 r = await trial(http, ws_url, speech, rng.uniform(0.3, 2.0))
@@ -236,6 +244,8 @@ async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[st
                     missed += 1
                 else:
                     reactions.append(r["reaction_ms"])
+                if r["cut_ms"] is not None:
+                    cut_ms.append(r["cut_ms"])
                 cut += r["cut"]
                 resumed += r["resumed"]
             runs.append({
@@ -245,7 +255,10 @@ async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[st
                 "min_ms": pct(reactions, 0), "max_ms": pct(reactions, 100),
                 "mean_ms": round(statistics.fmean(reactions), 1) if reactions else None,
                 "interruptions_cut": f"{cut}/{trials}", "interruptions_resumed": f"{resumed}/{trials}",
+                "cut_decision_p50_ms": pct(cut_ms, 50), "cut_decision_p95_ms": pct(cut_ms, 95),
                 "mhm": await false_barge_ins(http, ws_url, mhm, rng),
+                "backchannels": {text: await false_barge_ins(http, ws_url, audio, rng)
+                                 for text, audio in backchannels.items()},
                 "cough": await false_barge_ins(http, ws_url, cough, rng),
             })
     finally:
@@ -258,7 +271,8 @@ async def run(trials: int, configs: list[tuple[int, int]], seed: int) -> dict[st
         "python": platform.python_version(),
         "tts": "piper", "vad": "webrtcvad mode 2 (session)", "carrier": "twilio µ-law 8 kHz",
         "speech": {"interruption": INTERRUPTION, "interruption_ms": len(speech) // 8,
-                   "mhm_ms": len(mhm) // 8, "cough_ms": len(cough) // 8},
+                   "mhm_ms": len(mhm) // 8, "cough_ms": len(cough) // 8,
+                   **{f"{t}_ms": len(a) // 8 for t, a in backchannels.items()}},
         "playbook_default": {"pause_ms": defaults[0], "min_speech_ms": defaults[1]},
         "load_avg_1m": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
         **{k: runs[0][k] for k in ("samples", "p50_ms", "p95_ms", "pause_ms", "min_speech_ms",
@@ -284,7 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one line of JSON")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--runs", nargs="+", default=["100:300", "0:300", "0:120"],
+    parser.add_argument("--runs", nargs="+", default=["100:700", "100:300"],
                         help="PAUSE:MIN pairs, barge_in_pause_ms:barge_in_min_speech_ms "
                              "(first = headline; PAUSE 0 = cut only)")
     parser.add_argument("--seed", type=int, default=1)
