@@ -48,6 +48,7 @@ from dialkit.config import Settings
 from dialkit.logs import setup_logging
 from dialkit.providers import Providers, build_providers
 from dialkit.server import start_server
+from evaluation.personas import load_persona
 from media.codec import AudioFormat, Resampler, decode, pcm16_to_ulaw
 
 FRAME = 160  # 20 ms of 8 kHz µ-law
@@ -142,7 +143,7 @@ async def trial(http: str, ws_url: str, audio: bytes, at_s: float) -> dict[str, 
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(base_url=http) as api:
         created = (await api.post("/api/calls", json={"carrier": "twilio",
-                   "context": {"debtor_name": "John Smith"}})).json()
+                   "context": load_persona("cooperative").context()})).json()
     phone = Phone(await websockets.connect(f"{ws_url}/media/twilio"))
     await phone.start(created["call_id"], created["token"])
     silence = b"\xff" * FRAME
