@@ -333,7 +333,7 @@ class CallSession:
             return
         self.voice = VoiceActivity(self.svc.vad_factory(), ev.fmt.rate)
         self.stt_stream = await self.svc.stt.open_stream(self.spec, self.cfg.endpointing_ms)
-        self.engine = ConversationEngine(self.svc.policy_factory(info.context), info.context)
+        self.engine = ConversationEngine(self.svc.policy_factory(info.context, info.playbook), info.context)
         self._spawn(self._stt_events(self.stt_stream), "stt-events")
         self._spawn(self._watchdog(), "watchdog")
         self._spawn(self._greeting_guard(), "greeting-guard")
