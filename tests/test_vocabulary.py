@@ -5,6 +5,7 @@ the personas and the store accept only vocabulary names."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from ai.context import CallContext
 from ai.events import CallStarted, UserTurn
 from ai.llm_openai import ChatCompletionsPolicyFactory, OpenAIPolicy
 from ai.playbook import DEFAULT_PLAYBOOK, PlaybookError, YamlLoader, load_playbook, parse_playbook
-from ai.prompt import render_system_prompt
+from ai.prompt import load_template, render_system_prompt
 from ai.types import Action
 from ai.vocabulary import OUTCOMES, PLAN_KINDS, outcome_fields
 from dialkit import db
@@ -172,3 +173,37 @@ async def test_store_keeps_vocabulary_names_and_refuses_others(store: CallStore)
     info = await store.get_call(call_id)
     assert info is not None and info.playbook_ref == "collections-default@1.0"
 
+
+
+def test_a_playbook_may_name_its_own_prompt_template(tmp_path: Path) -> None:
+    data = yaml.load(DEFAULT_PLAYBOOK.read_text(), Loader=YamlLoader)
+    data["system_prompt"] = "short.md"
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "short.md").write_text("You are $agent_name. Balance: $balance ($$).\n$tools\n")
+    playbook = load_playbook(tmp_path / "short.yaml")
+    prompt = render_system_prompt(playbook, CallContext.from_dict(CONTEXT, playbook))
+    assert prompt.startswith("You are Alex. Balance: 1,250 dollars ($).\n- right_party_verified {}")
+    other = tmp_path / "other"
+    other.mkdir()
+    data["system_prompt"] = "bad.md"
+    (other / "bad.yaml").write_text(yaml.safe_dump(data))
+    (other / "bad.md").write_text("You are $agent_name, owed $amount_due.\n")
+    with pytest.raises(PlaybookError, match=r"unknown placeholders \['amount_due'\]"):
+        load_template(load_playbook(other / "bad.yaml"))
+    data["system_prompt"] = "../short.md"
+    with pytest.raises(PlaybookError, match="must be a file name"):
+        load_template(parse_playbook(data))
+
+
+def test_an_edited_template_is_read_again(tmp_path: Path) -> None:
+    data = yaml.load(DEFAULT_PLAYBOOK.read_text(), Loader=YamlLoader)
+    data["system_prompt"] = "tuned.md"
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump(data))
+    template = tmp_path / "tuned.md"
+    template.write_text("Version one, $agent_name.\n")
+    playbook = load_playbook(tmp_path / "tuned.yaml")
+    ctx = CallContext.from_dict(CONTEXT, playbook)
+    assert render_system_prompt(playbook, ctx) == "Version one, Alex.\n"
+    template.write_text("Version two, $agent_name.\n")
+    os.utime(template, ns=(1, template.stat().st_mtime_ns + 1_000_000))
+    assert render_system_prompt(playbook, ctx) == "Version two, Alex.\n"

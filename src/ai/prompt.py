@@ -45,8 +45,9 @@ def _template_path(playbook: Playbook) -> Path:
     raise PlaybookError(f"playbook {playbook.ref}: system prompt template {name!r} not found")
 
 
-@functools.cache
-def _read_template(path: Path) -> string.Template:
+@functools.lru_cache(maxsize=64)
+def _read_template(path: Path, mtime_ns: int) -> string.Template:
+    # keyed by modification time too: an edited template (tuning) is read again
     try:
         template = string.Template(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -64,7 +65,12 @@ def _read_template(path: Path) -> string.Template:
 
 def load_template(playbook: Playbook) -> string.Template:
     """The playbook's system prompt template, checked; raises PlaybookError."""
-    return _read_template(_template_path(playbook))
+    path = _template_path(playbook)
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError as e:
+        raise PlaybookError(f"cannot read system prompt template {path}: {e}") from e
+    return _read_template(path, mtime_ns)
 
 
 def render_system_prompt(playbook: Playbook, ctx: CallContext) -> str:
