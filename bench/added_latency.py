@@ -67,6 +67,9 @@ sys.path.insert(0, str(SRC))
 from ai.playbook import DEFAULT_PLAYBOOK  # noqa: E402
 from common import free_port, local_postgres_url, with_database  # noqa: E402
 from emulators.elevenlabs import encode_mulaw  # noqa: E402
+from evaluation.personas import load_persona  # noqa: E402
+
+DEMO_CONTEXT = load_persona("cooperative").context()
 
 FRAME_S = 0.02
 SLOTS = 10  # phases of the 20 ms frame period the phones are spread over
@@ -176,9 +179,8 @@ class PhoneBank:
         self._closers: set[asyncio.Task[bool]] = set()
 
     async def dial(self, api: httpx.AsyncClient, index: int) -> None:
-        resp = await api.post("/api/calls", json={"carrier": "twilio", "context": {
-            "debtor_name": "John Smith", "birth_year": 1984, "balance": 1250.0,
-            "creditor": "Northwind Bank"}})
+        resp = await api.post("/api/calls", json={"carrier": "twilio",
+                                                   "context": DEMO_CONTEXT})
         resp.raise_for_status()
         body = resp.json()
         p = Phone(body["call_id"], body["token"], turns_left=self.turns)

@@ -10,10 +10,21 @@ from typing import Any
 import httpx
 import websockets
 
+from evaluation.personas import load_persona
 
-async def create_call(http: str, carrier: str = "twilio", **context: Any) -> dict[str, Any]:
+#: a whole call context for the default playbook: the simulator's demo debtor
+DEMO_CONTEXT: dict[str, Any] = load_persona("cooperative").context()
+
+
+async def create_call(
+    http: str, carrier: str = "twilio", playbook: str | None = None, **context: Any
+) -> dict[str, Any]:
+    """Create a call for the demo debtor (`context` overrides or adds fields)."""
+    body: dict[str, Any] = {"carrier": carrier, "context": {**DEMO_CONTEXT, **context}}
+    if playbook is not None:
+        body["playbook"] = playbook
     async with httpx.AsyncClient(base_url=http) as client:
-        resp = await client.post("/api/calls", json={"carrier": carrier, "context": context})
+        resp = await client.post("/api/calls", json=body)
         assert resp.status_code == 201, resp.text
         return resp.json()
 

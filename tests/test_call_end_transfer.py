@@ -92,7 +92,7 @@ class GoodbyePolicy:
             yield Action("end_call", {"outcome": "refused"})
 
 
-def goodbye_factory(context: dict[str, Any]) -> GoodbyePolicy:
+def goodbye_factory(context: Any, playbook: Any = None) -> GoodbyePolicy:
     return GoodbyePolicy()
 
 

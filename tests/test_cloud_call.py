@@ -66,7 +66,8 @@ LLM_REPLIES = {
     LLM_LINES[3]: Reply(
         "Thank you, John. I have recorded your payment of 1,250 dollars. Goodbye.",
         [
-            ToolCallSpec("promise_to_pay", {"amount": 1250, "date": PTP_DATE.isoformat()}),
+            ToolCallSpec("promise_to_pay", {"amount": 1250, "date": PTP_DATE.isoformat(),
+                                             "plan": "full"}),
             ToolCallSpec("end_call", {"outcome": "promise_to_pay"}),
         ],
     ),

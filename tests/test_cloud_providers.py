@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from ai.events import CallStarted, DtmfEntry, MachineDetected, Silence, UserTurn
 from ai.llm_openai import ChatCompletionsPolicyFactory, OpenAIPolicy
+from ai.playbook import load_playbook
 from ai.protocols import STTStream
 from ai.stt_deepgram import DeepgramSTT, STTStreamFailed
 from ai.tts_elevenlabs import ElevenLabsTTS, output_format_for
@@ -33,6 +34,7 @@ from ai.types import (
 from emulators.deepgram import running_deepgram
 from emulators.elevenlabs import encode_mulaw, running_elevenlabs, tone
 from emulators.openai_api import Reply, ToolCallSpec, running_openai
+from evaluation.personas import load_persona
 
 MULAW_8K = AudioSpec("mulaw", 8000)
 PCM_16K = AudioSpec("pcm16", 16000)
@@ -288,12 +290,8 @@ async def test_openai_streams_clauses_as_say_items() -> None:
     assert "greeting" in body["messages"][-1]["content"]
     names = {t["function"]["name"] for t in body["tools"]}
     assert names == {
-        "promise_to_pay",
-        "schedule_callback",
-        "record_dispute",
-        "opt_out",
-        "transfer",
-        "end_call",
+        "right_party_verified", "wrong_party", "promise_to_pay", "schedule_callback",
+        "record_dispute", "hardship", "opt_out", "transfer", "end_call",
     }
 
 
@@ -332,7 +330,7 @@ async def test_openai_valid_tool_call_becomes_an_action() -> None:
     def reply(messages: list[dict[str, Any]]) -> Reply:
         return Reply(
             "Thank you, I have noted that.",
-            [ToolCallSpec("promise_to_pay", {"amount": 125.5, "date": date, "plan": "single"})],
+            [ToolCallSpec("promise_to_pay", {"amount": 125.5, "date": date, "plan": "custom"})],
         )
 
     async with running_openai(reply=reply) as emu:
@@ -340,7 +338,7 @@ async def test_openai_valid_tool_call_becomes_an_action() -> None:
 
     assert actions(out) == [
         Action(
-            "promise_to_pay", {"amount": 125.5, "date": date, "plan": "single", "instalments": None}
+            "promise_to_pay", {"amount": 125.5, "date": date, "plan": "custom", "instalments": None}
         )
     ]
     assert says(out) == ["Thank you, I have noted that."]
@@ -353,10 +351,10 @@ async def test_openai_invalid_tool_call_is_reported_back_and_not_yielded() -> No
 
     def reply(messages: list[dict[str, Any]]) -> Reply:
         if messages[-1]["role"] != "tool":
-            return Reply("", [ToolCallSpec("promise_to_pay", {"amount": 80, "date": past})])
+            return Reply("", [ToolCallSpec("promise_to_pay", {"amount": 80, "date": past, "plan": "custom"})])
         return Reply(
             "Sorry, let me correct that date.",
-            [ToolCallSpec("promise_to_pay", {"amount": 80, "date": future})],
+            [ToolCallSpec("promise_to_pay", {"amount": 80, "date": future, "plan": "custom"})],
         )
 
     async with running_openai(reply=reply) as emu:
@@ -408,19 +406,22 @@ async def test_openai_tool_rounds_are_bounded() -> None:
 
 
 async def test_policy_factory_renders_the_prompt_per_call() -> None:
+    playbook = load_playbook()
+    base = load_persona("cooperative").context()
     async with running_openai() as emu:
         factory = ChatCompletionsPolicyFactory(
-            lambda ctx: f"Debtor: {ctx['name']}",
+            playbook,
+            system_prompt_renderer=lambda pb, ctx: f"{pb.agent_name} calls {ctx.debtor_name}",
             api_key=OA_KEY,
             base_url=emu.base_url,
             max_retries=0,
         )
-        policy = factory({"name": "Maria"})
+        policy = factory({**base, "debtor_name": "Maria"})
         await collect(policy.respond([], CallStarted()))
-        assert factory({"name": "Ravi"}).client is policy.client
+        assert factory({**base, "debtor_name": "Ravi"}).client is policy.client
         await factory.aclose()
     assert policy.name == "openai"
-    assert emu.requests[0]["messages"][0]["content"] == "Debtor: Maria"
+    assert emu.requests[0]["messages"][0]["content"] == "Alex calls Maria"
 
 
 # ---- ElevenLabs -----------------------------------------------------------------------

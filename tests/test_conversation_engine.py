@@ -19,9 +19,11 @@ from ai.playbook import CallContext, Playbook, load_playbook
 from ai.playbook_policy import ScriptedPolicy
 from ai.protocols import Policy
 from ai.types import Message, PolicyOutput, Say
+from evaluation.personas import load_persona
 
-CONTEXT = {"debtor_name": "John Smith", "birth_year": 1984, "balance": 1250.0,
-           "creditor": "Northwind Bank", "today": "2026-11-21", "now": "2026-11-21T09:00:00"}
+# a simulator persona's demo debtor, on a fixed day
+CONTEXT = {**load_persona("cooperative").context(), "today": "2026-11-21",
+           "now": "2026-11-21T09:00:00"}
 
 
 class Clock:

@@ -42,9 +42,9 @@ class CountingFactory:
         self.inner = inner
         self.calls = 0
 
-    def __call__(self, context: dict[str, Any]) -> Any:
+    def __call__(self, context: dict[str, Any], playbook: Any = None) -> Any:
         self.calls += 1
-        return self.inner(context)
+        return self.inner(context, playbook)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

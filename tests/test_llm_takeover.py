@@ -6,6 +6,7 @@ engine as a live call."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -65,7 +66,8 @@ async def _call(playbook: Playbook, fail_from: int) -> tuple[Any, FallbackPolicy
         if fail_from == 0:
             emu.faults.extend([OpenAIFault("status", 500)] * 50)
         llm = OpenAIPolicy(api_key="test-openai-key", base_url=emu.base_url, max_retries=0,
-                           system_prompt="You are Alex from Acme Services.", context=context)
+                           system_prompt="You are Alex from Acme Services.",
+                           today=dt.date.fromisoformat(CLOCK["today"]))
         policy = FallbackPolicy([llm, ScriptedPolicy(playbook, context)], timeout_s=5.0)
         try:
             result = await run_text_call(playbook, persona, policy=policy, context=CLOCK)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from media.codec import pcm16_to_ulaw
-from tests.carrier_client import TwilioClient, call_detail, create_call
+from tests.carrier_client import DEMO_CONTEXT, TwilioClient, call_detail, create_call
 
 SILENCE = b"\xff" * 160
 
@@ -48,7 +48,7 @@ async def test_create_call_rejects_bad_input(light_server) -> None:
         assert bad_phone.json()["details"][0]["loc"] == ["to"]
         bad_carrier = await c.post("/api/calls", json={"carrier": "pigeon"})
         assert bad_carrier.status_code == 400
-        ok = await c.post("/api/calls", json={"to": "+14155550123", "context": {"debtor_name": "Ann Lee"}})
+        ok = await c.post("/api/calls", json={"to": "+14155550123", "context": DEMO_CONTEXT})
         assert ok.status_code == 201
         assert ok.json()["media_url"].endswith("/media/twilio")
         missing = await c.get("/api/calls/00000000-0000-0000-0000-000000000000")

@@ -21,12 +21,14 @@ from ai.playbook import (
     find_debt_terms,
     load_playbook,
     parse_playbook,
-    render_system_prompt,
 )
 from ai.playbook_policy import ScriptedPolicy, ScriptedPolicyFactory
+from ai.prompt import render_system_prompt
 from ai.types import Action, PolicyOutput, Say
+from evaluation.personas import load_persona
 
-CONTEXT = {"today": "2026-11-21", "now": "2026-11-21T09:00:00"}
+# the simulator's demo debtor, on a fixed clock
+CONTEXT = {**load_persona("cooperative").context(), "today": "2026-11-21", "now": "2026-11-21T09:00:00"}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,7 @@ def test_rejects_greeting_that_mentions_the_balance(raw: dict[str, Any]) -> None
     msg = str(err.value)
     assert "states.greeting" in msg
     assert "uses {balance}, which reveals the debt" in msg
-    assert "mentions balance, 1,250 dollars" in msg
+    assert "mentions balance, 4,321 dollars" in msg  # the validation-only sample balance
 
 
 def test_rejects_debt_words_in_pre_verification_lines(raw: dict[str, Any]) -> None:
@@ -136,13 +138,15 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_system_prompt_carries_rules_flow_and_actions(playbook: Playbook) -> None:
-    prompt = render_system_prompt(playbook, {"debtor_name": "Ana Ruiz", "balance": 99.5, **CONTEXT})
+    prompt = render_system_prompt(
+        playbook, CallContext.from_dict({**CONTEXT, "debtor_name": "Ana Ruiz", "balance": 99.5}, playbook)
+    )
     assert "Ana Ruiz" in prompt and "99 dollars and 50 cents" in prompt
     assert MINI_MIRANDA in prompt
     assert "Acme Services" in prompt and "year of birth" in prompt
     for action in ("promise_to_pay", "schedule_callback", "record_dispute", "opt_out", "end_call"):
         assert action in prompt
-    later = render_system_prompt(playbook, {"first_contact": False, **CONTEXT})
+    later = render_system_prompt(playbook, CallContext.from_dict({**CONTEXT, "first_contact": False}, playbook))
     assert MINI_MIRANDA not in later and "This is a debt collector." in later
 
 

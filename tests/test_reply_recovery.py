@@ -36,7 +36,7 @@ class BrokenPolicy:
             yield Say("")
 
 
-def broken_factory(context: dict[str, Any]) -> BrokenPolicy:
+def broken_factory(context: Any, playbook: Any = None) -> BrokenPolicy:
     return BrokenPolicy()
 
 

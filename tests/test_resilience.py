@@ -385,7 +385,7 @@ async def test_fallback_policy_dropped_stream_falls_back() -> None:
 async def test_fallback_policy_factory_builds_one_chain_per_call() -> None:
     async with running_openai(reply=lambda m: Reply("Hi there.")) as emu:
         factory = FallbackPolicyFactory(
-            [lambda ctx: _openai(emu, max_retries=0), lambda ctx: ScriptedPolicy()],
+            [lambda ctx, pb: _openai(emu, max_retries=0), lambda ctx, pb: ScriptedPolicy()],
             filler_after_ms=5000,
         )
         emu.faults.append(OpenAIFault("status", status=500))

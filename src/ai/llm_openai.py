@@ -2,7 +2,8 @@
 
 Works against any OpenAI-compatible `base_url`. Text deltas are cut into sentences and
 clauses by `ai.chunker`, so the first clause reaches TTS while the model is still
-writing. Tool calls become `Action`s only after their arguments pass pydantic validation;
+writing. The tools are ai.tools' (built from ai.vocabulary, the same list the system prompt
+shows). Tool calls become `Action`s only after their arguments pass validation;
 a bad call (a past date, a negative amount) is answered with the error as the tool result
 and the model gets another round to fix it (bounded by `max_tool_rounds`).
 
@@ -15,172 +16,32 @@ rather than constructed into models (see `_stream_round`).
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
 from openai.types.chat import ChatCompletion
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ai.chunker import SentenceChunker
+from ai.context import CallContext
 from ai.events import CallStarted, DtmfEntry, MachineDetected, PolicyEvent, Silence, UserTurn
 from ai.metrics import count_error, error_kind
-from ai.types import Action, ActionKind, Message, PolicyOutput, Say
+from ai.playbook import Playbook
+from ai.prompt import render_system_prompt
+from ai.tools import ToolArgumentError, tool_schemas, validate_tool_call
+from ai.types import Action, Message, PolicyOutput, Say
 
 log = structlog.get_logger(__name__)
 
 INTERRUPTED_SUFFIX = " [interrupted]"
 TERMINAL_ACTIONS: frozenset[str] = frozenset({"end_call", "transfer", "opt_out"})
 
-
-# ---- tool argument models -------------------------------------------------------------
-
-
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class PromiseToPayArgs(_Args):
-    amount: float = Field(gt=0, description="Amount the debtor promises to pay.")
-    date: str = Field(description="Payment date, YYYY-MM-DD, today or later.")
-    plan: str = Field(default="single", description="'single' or 'instalments'.")
-    instalments: int | None = Field(default=None, ge=1, description="Number of instalments.")
-
-
-class ScheduleCallbackArgs(_Args):
-    at: str | None = Field(default=None, description="ISO 8601 date-time of the callback.")
-    text: str = Field(default="", description="The caller's words about when to call back.")
-
-    @field_validator("at")
-    @classmethod
-    def _iso(cls, v: str | None) -> str | None:
-        if v is not None:
-            dt.datetime.fromisoformat(v)
-        return v
-
-
-class RecordDisputeArgs(_Args):
-    reason: Literal["disputed", "already_paid"]
-    text: str = Field(default="", description="What the caller said about the dispute.")
-
-
-class OptOutArgs(_Args):
-    reason: Literal["stop_request", "attorney"]
-
-
-class TransferArgs(_Args):
-    reason: str = Field(min_length=1, description="Why the caller is transferred.")
-    number: str | None = Field(default=None, description="Leave empty to use the default line.")
-
-
-class EndCallArgs(_Args):
-    outcome: str = Field(min_length=1, description="Short outcome label, e.g. 'ptp', 'refused'.")
-
-
-TOOL_MODELS: dict[str, type[_Args]] = {
-    "promise_to_pay": PromiseToPayArgs,
-    "schedule_callback": ScheduleCallbackArgs,
-    "record_dispute": RecordDisputeArgs,
-    "opt_out": OptOutArgs,
-    "transfer": TransferArgs,
-    "end_call": EndCallArgs,
-}
-TOOL_DESCRIPTIONS = {
-    "promise_to_pay": "Record the debtor's promise to pay an amount on a date.",
-    "schedule_callback": "Schedule a callback at the time the caller asked for.",
-    "record_dispute": "Record that the caller disputes the debt or says it is already paid.",
-    "opt_out": "The caller asked not to be called again, or is represented by an attorney.",
-    "transfer": "Transfer the caller to a human agent.",
-    "end_call": "End the call after the closing line.",
-}
-
-
-@functools.cache
-def tool_schemas() -> list[dict[str, Any]]:
-    """The `tools` parameter of the chat completions request. Built once (six pydantic JSON
-    schemas cost milliseconds of CPU); callers must not modify the returned list."""
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": name,
-                "description": TOOL_DESCRIPTIONS[name],
-                "parameters": model.model_json_schema(),
-            },
-        }
-        for name, model in TOOL_MODELS.items()
-    ]
-
-
-class ToolArgumentError(ValueError):
-    pass
-
-
-def validate_tool_call(name: str, arguments: str, context: dict[str, Any]) -> Action:
-    """Parse and validate one tool call into an `Action`; raises `ToolArgumentError`."""
-    model = TOOL_MODELS.get(name)
-    if model is None:
-        raise ToolArgumentError(f"unknown tool {name!r}")
-    try:
-        raw = json.loads(arguments or "{}")
-    except json.JSONDecodeError as exc:
-        raise ToolArgumentError(f"arguments are not valid JSON: {exc.msg}") from exc
-    if not isinstance(raw, dict):
-        raise ToolArgumentError("arguments must be a JSON object")
-    try:
-        args = model.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ToolArgumentError(problems) from exc
-    today = _today(context)
-    if isinstance(args, PromiseToPayArgs):
-        try:
-            date = dt.date.fromisoformat(args.date)
-        except ValueError as exc:
-            raise ToolArgumentError("date: must be YYYY-MM-DD") from exc
-        if date < today:
-            raise ToolArgumentError(f"date: {args.date} is in the past (today is {today})")
-        plan = args.plan or "single"
-        if args.instalments is not None and args.instalments > 1:
-            plan = "instalments"
-        data: dict[str, Any] = {
-            "amount": float(args.amount),
-            "date": date.isoformat(),
-            "plan": plan,
-            "instalments": args.instalments,
-        }
-        return Action("promise_to_pay", data)
-    if isinstance(args, ScheduleCallbackArgs):
-        if args.at is not None and dt.datetime.fromisoformat(args.at).date() < today:
-            raise ToolArgumentError(f"at: {args.at} is in the past (today is {today})")
-        return Action("schedule_callback", {"at": args.at, "text": args.text})
-    if isinstance(args, RecordDisputeArgs):
-        return Action("record_dispute", {"reason": args.reason, "text": args.text})
-    if isinstance(args, OptOutArgs):
-        return Action("opt_out", {"reason": args.reason})
-    if isinstance(args, TransferArgs):
-        number = args.number or str(context.get("transfer_number") or "")
-        if not number:
-            raise ToolArgumentError("no transfer number is configured for this call")
-        return Action("transfer", {"number": number, "reason": args.reason})
-    assert isinstance(args, EndCallArgs)
-    kind: ActionKind = "end_call"
-    return Action(kind, {"outcome": args.outcome})
-
-
-def _today(context: dict[str, Any]) -> dt.date:
-    value = context.get("today")
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        return dt.date.fromisoformat(value)
-    return dt.date.today()
+__all__ = [
+    "ChatCompletionsPolicyFactory", "OpenAIPolicy", "ToolArgumentError", "event_to_message",
+    "history_to_messages", "tool_schemas", "validate_tool_call",
+]
 
 
 # ---- conversation → messages ----------------------------------------------------------
@@ -261,10 +122,13 @@ class OpenAIPolicy:
         temperature: float = 0.3,
         timeout_s: float = 10.0,
         max_retries: int = 1,
-        context: dict[str, Any] | None = None,
+        today: dt.date | None = None,
+        transfer_number: str | None = None,
         max_tool_rounds: int = 3,
         chunker_factory: Callable[[], SentenceChunker] = SentenceChunker,
     ) -> None:
+        """`today` is the call's date in the debtor's time zone (tool dates are checked
+        against it; UTC's date when None); `transfer_number` is the default transfer line."""
         self.client = client or AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
@@ -272,7 +136,8 @@ class OpenAIPolicy:
         self.model = model
         self.temperature = temperature
         self.timeout_s = timeout_s
-        self.context = dict(context or {})
+        self.today = today
+        self.transfer_number = transfer_number
         self.max_tool_rounds = max_tool_rounds
         self.chunker_factory = chunker_factory
 
@@ -294,7 +159,11 @@ class OpenAIPolicy:
             actions: list[Action] = []
             for call in (rnd.calls[i] for i in sorted(rnd.calls)):
                 try:
-                    action = validate_tool_call(call.name, call.arguments, self.context)
+                    action = validate_tool_call(
+                        call.name, call.arguments,
+                        today=self.today or dt.datetime.now(dt.UTC).date(),
+                        transfer_number=self.transfer_number,
+                    )
                 except ToolArgumentError as exc:
                     count_error("llm", self.name, "invalid_tool_call")
                     log.info("tool_call_rejected", tool=call.name, error=str(exc))
@@ -384,12 +253,15 @@ class OpenAIPolicy:
 
 
 class ChatCompletionsPolicyFactory:
-    """`(context) -> OpenAIPolicy` for each call; one HTTP client is shared by all calls."""
+    """`(context, playbook) -> OpenAIPolicy` for each call (ai.protocols.PolicyFactory): the
+    system prompt is the call's playbook rendered for its validated context. One HTTP client
+    is shared by all calls."""
 
     def __init__(
         self,
-        system_prompt_renderer: Callable[[dict[str, Any]], str],
+        playbook: Playbook,
         *,
+        system_prompt_renderer: Callable[[Playbook, CallContext], str] = render_system_prompt,
         api_key: str | None = None,
         base_url: str | None = None,
         model: str = "gpt-4o-mini",
@@ -399,6 +271,7 @@ class ChatCompletionsPolicyFactory:
         max_tool_rounds: int = 3,
         client: AsyncOpenAI | None = None,
     ) -> None:
+        self.playbook = playbook
         self.system_prompt_renderer = system_prompt_renderer
         self.api_key = api_key
         self.base_url = base_url
@@ -409,7 +282,11 @@ class ChatCompletionsPolicyFactory:
         self.max_tool_rounds = max_tool_rounds
         self._client = client
 
-    def __call__(self, context: dict[str, Any]) -> OpenAIPolicy:
+    def __call__(
+        self, context: Mapping[str, Any], playbook: Playbook | None = None
+    ) -> OpenAIPolicy:
+        playbook = playbook or self.playbook
+        ctx = CallContext.from_dict(context, playbook)
         if self._client is None:
             # aiohttp as the SDK's HTTP transport: with its default (httpx over anyio) a
             # streamed reply cost 3.3 ms of event-loop CPU, with aiohttp 1.7 ms
@@ -423,11 +300,12 @@ class ChatCompletionsPolicyFactory:
             )
         return OpenAIPolicy(
             client=self._client,
-            system_prompt=self.system_prompt_renderer(context),
+            system_prompt=self.system_prompt_renderer(playbook, ctx),
             model=self.model,
             temperature=self.temperature,
             timeout_s=self.timeout_s,
-            context=context,
+            today=ctx.today,
+            transfer_number=ctx.transfer_number,
             max_tool_rounds=self.max_tool_rounds,
         )
 

@@ -1,9 +1,11 @@
 """The playbook: what the collections agent says and when, as data (YAML), with a schema
 that refuses unsafe scripts on load (a pre-verification line that mentions the debt, a
-missing mini-Miranda, a transition to a state that does not exist).
+missing mini-Miranda, a transition to a state that does not exist), and the context fields
+a call must supply (see ai.context).
 
-Also renders the playbook as an LLM system prompt, and the per-call template values
-(spoken money and dates) shared by the scripted and the LLM policies.
+Outcome, plan and action names come from ai.vocabulary; the per-call context lives in
+ai.context; the LLM system prompt is rendered by ai.prompt; the playbooks a server offers
+are kept by `PlaybookRegistry`.
 """
 
 from __future__ import annotations
@@ -11,45 +13,44 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ai.extract import spoken_date, spoken_money
+from ai.context import COLLECTIONS_FIELDS, CallContext, ContextError, ContextField
+from ai.vocabulary import ACTION_REASONS, OUTCOMES, Outcome, PlanKind, StateAction
 
 __all__ = [
     "DEFAULT_PLAYBOOK",
     "MINI_MIRANDA",
     "OUTCOMES",
+    "PACKAGED_PLAYBOOKS",
     "PLACEHOLDERS",
     "CallContext",
-    "PlanKind",
+    "ContextError",
     "Playbook",
     "PlaybookError",
+    "PlaybookRegistry",
     "PlaybookSettings",
     "State",
+    "UnknownPlaybook",
     "YamlLoader",
     "find_debt_terms",
     "load_playbook",
-    "render_system_prompt",
+    "parse_playbook",
     "split_sentences",
 ]
 
-DEFAULT_PLAYBOOK = Path(__file__).with_name("playbooks") / "collections.yaml"
+PACKAGED_PLAYBOOKS = Path(__file__).with_name("playbooks")
+DEFAULT_PLAYBOOK = PACKAGED_PLAYBOOKS / "collections.yaml"
 
 MINI_MIRANDA = (
     "This is an attempt to collect a debt by a debt collector, and any information "
     "obtained will be used for that purpose."
 )
-
-Outcome = Literal[
-    "promise_to_pay", "wrong_party", "opt_out", "dispute", "already_paid", "callback",
-    "refused", "no_response", "abusive", "voicemail", "unverified", "transferred",
-]
-OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 
 PLACEHOLDERS = frozenset({
     "agent_name", "company", "caller_brand", "debtor_name", "debtor_first_name", "balance",
@@ -69,15 +70,10 @@ REQUIRED_STATES = (
     "not_understood", "abuse_warning", "abusive", "unverified", "refused",
 )
 
-PlanKind = Literal["full", "settlement", "instalment", "custom"]
+# declared fields only the call can give: a default would invent a fact about a person
+_DEBTOR_FACTS = ("debtor_name", "birth_year", "balance", "creditor")
+
 Expect = Literal["none", "year", "offer", "amount", "date", "confirm", "callback_time"]
-StateAction = Literal["record_dispute", "opt_out", "hardship", "wrong_party"]
-_ACTION_REASONS: dict[str, set[str | None]] = {
-    "record_dispute": {"disputed", "already_paid"},
-    "opt_out": {"stop_request", "attorney"},
-    "hardship": {None},
-    "wrong_party": {None},
-}
 
 
 class PlaybookError(ValueError):
@@ -141,7 +137,7 @@ class State(BaseModel):
     )
     pre_verification: bool = False
     expect: Expect = "none"
-    plan: Literal["full", "settlement", "instalment"] | None = None  # for expect: offer
+    plan: PlanKind | None = None  # for expect: offer (any kind but custom)
     on: dict[str, str] = Field(default_factory=dict)
     next: str | None = None
     end: Outcome | None = None
@@ -154,12 +150,12 @@ class State(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> State:
-        if self.expect == "offer" and self.plan is None:
+        if self.expect == "offer" and self.plan in (None, "custom"):
             raise ValueError("an offer state needs `plan` (full, settlement or instalment)")
         if self.end and (self.next or self.ask):
             raise ValueError("a state with `end` cannot also have `next` or `ask`")
-        if self.action and self.reason not in _ACTION_REASONS[self.action]:
-            allowed = sorted(r for r in _ACTION_REASONS[self.action] if r) or ["none"]
+        if self.action and self.reason not in ACTION_REASONS[self.action]:
+            allowed = sorted(r for r in ACTION_REASONS[self.action] if r) or ["none"]
             raise ValueError(f"action {self.action} needs reason in {allowed}, got {self.reason!r}")
         return self
 
@@ -188,11 +184,21 @@ class Playbook(BaseModel):
     agent_name: str
     company: str
     caller_brand: str
+    # system prompt template for the LLM policy: a file name beside the playbook (or in the
+    # packaged playbooks directory); None = the packaged system_prompt.md
+    system_prompt: str | None = None
+    context: dict[str, ContextField] = Field(default_factory=dict)
     settings: PlaybookSettings = Field(default_factory=lambda: PlaybookSettings())
     debt_terms: list[str] = Field(default_factory=list)
     intents: dict[str, list[str]] = Field(default_factory=dict)
     routes: Routes = Field(default_factory=lambda: Routes())
     states: dict[str, State] = Field(default_factory=dict)
+    # the directory of the file it was loaded from (for its system prompt template)
+    _source_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_dir(self) -> Path | None:
+        return self._source_dir
 
     @model_validator(mode="before")
     @classmethod
@@ -211,11 +217,28 @@ class Playbook(BaseModel):
                 except re.error as e:
                     problems.append(f"intents.{intent}: bad regex {p!r}: {e}")
         if self.kind == "collections":
+            problems += self._check_context()
             problems += self._check_states()
             problems += self._check_compliance()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def ref(self) -> str:
+        """`name@version`, how calls and the store name this playbook."""
+        return f"{self.name}@{self.version}"
+
+    def _check_context(self) -> list[str]:
+        problems = [f"context.{name} is a fact about the debtor: it cannot have a default"
+                    for name in _DEBTOR_FACTS if (spec := self.context.get(name)) and spec.default is not None]
+        for name, types in COLLECTIONS_FIELDS.items():
+            spec = self.context.get(name)
+            if spec is None:
+                problems.append(f"context must declare {name!r} ({' or '.join(types)})")
+            elif spec.type not in types:
+                problems.append(f"context.{name} must be of type {' or '.join(types)}, not {spec.type}")
+        return problems
 
     def _check_states(self) -> list[str]:
         problems = [f"missing required state {s!r}" for s in REQUIRED_STATES if s not in self.states]
@@ -255,7 +278,7 @@ class Playbook(BaseModel):
                 " ".join(st.say_repeat_contact)
             ):
                 problems.append("states.disclosure.say_repeat_contact must say 'debt collector'")
-        ctx = CallContext.from_dict({}, self)
+        ctx = _compliance_sample(self)
         values = ctx.template_values()
         for name, line in self.pre_verification_lines():
             for field in _fields(line) & _DEBT_PLACEHOLDERS:
@@ -287,90 +310,28 @@ class Playbook(BaseModel):
         return self.states[name]
 
 
-# ---- per-call context --------------------------------------------------------------------
+# ---- compliance validation ---------------------------------------------------------------
+
+# Placeholder values used only to render lines while checking a playbook's compliance at
+# load: they describe no one, and no call ever uses them.
+_COMPLIANCE_SAMPLE_DEBTOR = "Sample Debtor"
+_COMPLIANCE_SAMPLE_CREDITOR = "Sample Creditor"
+_COMPLIANCE_SAMPLE_BALANCE = 4321.0
+_COMPLIANCE_SAMPLE_CALLBACK = "+1 202 555 0100"
 
 
-@dataclass
-class CallContext:
-    """The call's context dict with defaults filled in, plus derived offer amounts."""
-
-    debtor_name: str
-    birth_year: int
-    balance: float
-    creditor: str
-    currency: str
-    first_contact: bool
-    callback_number: str
-    today: dt.date
-    now: dt.datetime
-    agent_name: str
-    company: str
-    caller_brand: str
-    settlement_pct: float
-    instalments: int
-
-    @classmethod
-    def from_dict(cls, context: dict[str, Any] | None, playbook: Playbook) -> CallContext:
-        c = dict(context or {})
-        today = c.get("today") or dt.date.today()
-        if isinstance(today, str):
-            today = dt.date.fromisoformat(today)
-        now = c.get("now")
-        if isinstance(now, str):
-            now = dt.datetime.fromisoformat(now)
-        if now is None:
-            now = dt.datetime.combine(today, dt.datetime.now().time().replace(microsecond=0))
-        return cls(
-            debtor_name=str(c.get("debtor_name") or "John Smith"),
-            birth_year=int(c.get("birth_year") or 1984),
-            balance=float(c["balance"]) if c.get("balance") is not None else 1250.0,
-            creditor=str(c.get("creditor") or "Northwind Bank"),
-            currency=str(c.get("currency") or "USD"),
-            first_contact=bool(c.get("first_contact", True)),
-            callback_number=str(c.get("callback_number") or "800-555-0199"),
-            today=today,
-            now=now,
-            agent_name=str(c.get("agent_name") or playbook.agent_name),
-            company=str(c.get("company") or playbook.company),
-            caller_brand=str(c.get("caller_brand") or playbook.caller_brand),
-            settlement_pct=float(c.get("settlement_pct") or playbook.settings.settlement_pct),
-            instalments=int(c.get("instalments") or playbook.settings.instalments),
-        )
-
-    @property
-    def debtor_first_name(self) -> str:
-        return self.debtor_name.split()[0] if self.debtor_name.split() else self.debtor_name
-
-    @property
-    def settlement_amount(self) -> float:
-        return round(self.balance * self.settlement_pct / 100, 2)
-
-    @property
-    def instalment_amount(self) -> float:
-        return round(self.balance / self.instalments, 2)
-
-    def money(self, amount: float) -> str:
-        return spoken_money(amount, self.currency)
-
-    def template_values(self, **extra: Any) -> dict[str, str]:
-        values = {
-            "agent_name": self.agent_name,
-            "company": self.company,
-            "caller_brand": self.caller_brand,
-            "debtor_name": self.debtor_name,
-            "debtor_first_name": self.debtor_first_name,
-            "balance": self.money(self.balance),
-            "creditor": self.creditor,
-            "settlement_amount": self.money(self.settlement_amount),
-            "instalment_amount": self.money(self.instalment_amount),
-            "instalments": str(self.instalments),
-            "ptp_amount": self.money(self.balance),
-            "ptp_date": spoken_date(self.today, self.today),
-            "callback_number": self.callback_number,
-            "callback_time": "at a better time",
-        }
-        values.update({k: str(v) for k, v in extra.items()})
-        return values
+def _compliance_sample(playbook: Playbook) -> CallContext:
+    today = dt.date(2000, 1, 3)
+    s = playbook.settings
+    return CallContext(
+        debtor_name=_COMPLIANCE_SAMPLE_DEBTOR, birth_year=1970,
+        balance=_COMPLIANCE_SAMPLE_BALANCE, creditor=_COMPLIANCE_SAMPLE_CREDITOR,
+        currency="USD", first_contact=True, callback_number=_COMPLIANCE_SAMPLE_CALLBACK,
+        today=today, now=dt.datetime.combine(today, dt.time(12), dt.UTC), timezone="UTC",
+        agent_name=playbook.agent_name, company=playbook.company,
+        caller_brand=playbook.caller_brand, settlement_pct=s.settlement_pct,
+        instalments=s.instalments, transfer_number=s.transfer_number,
+    )
 
 
 # ---- text helpers ------------------------------------------------------------------------
@@ -447,7 +408,9 @@ def load_playbook(path: Path | str | None = None) -> Playbook:
         raise PlaybookError(f"cannot read playbook {path}: {e}") from e
     except yaml.YAMLError as e:
         raise PlaybookError(f"playbook {path} is not valid YAML: {e}") from e
-    return parse_playbook(data, source=str(path))
+    playbook = parse_playbook(data, source=str(path))
+    playbook._source_dir = path.resolve().parent
+    return playbook
 
 
 def parse_playbook(data: Any, source: str = "<playbook>") -> Playbook:
@@ -465,90 +428,77 @@ def parse_playbook(data: Any, source: str = "<playbook>") -> Playbook:
         raise PlaybookError(f"invalid playbook {source}: " + "; ".join(msgs)) from None
 
 
-# ---- LLM system prompt -------------------------------------------------------------------
-
-_ACTIONS_DOC = """\
-- right_party_verified {} : the person confirmed the year of birth
-- wrong_party {} : the person is not the debtor (say nothing about the debt)
-- promise_to_pay {"amount": float, "date": "YYYY-MM-DD", "plan": "full"|"settlement"|"instalment"|"custom", "instalments": int|null}
-- schedule_callback {"at": ISO-8601 datetime or null, "text": what they said}
-- record_dispute {"reason": "disputed"|"already_paid", "text": what they said}
-- opt_out {"reason": "stop_request"|"attorney"}
-- hardship {"text": what they said}
-- transfer {"number": str, "reason": str}
-- end_call {"outcome": one of %s} : always the last thing you do"""
+# ---- the playbooks a server offers -------------------------------------------------------
 
 
-def render_system_prompt(playbook: Playbook, context: dict[str, Any] | None = None) -> str:
-    """A system prompt for an LLM agent that follows this playbook for one call."""
-    ctx = CallContext.from_dict(context, playbook)
-    v = ctx.template_values(ptp_amount="<amount>", ptp_date="<date>", callback_time="<when>")
-    s = playbook.settings
+class UnknownPlaybook(PlaybookError):
+    """A call asked for a playbook this server has not loaded."""
 
-    def lines(state: str) -> str:
-        st = playbook.states.get(state)
-        if st is None:
-            return ""
-        say = st.say
-        if st.say_repeat_contact is not None and not ctx.first_contact:
-            say = st.say_repeat_contact
-        return " ".join(_render(x, v) for x in [*say, *([st.ask] if st.ask else [])])
 
-    disclosure = lines("disclosure") or MINI_MIRANDA
-    terms = ", ".join(playbook.debt_terms)
-    parts = [
-        f"You are {ctx.agent_name}, a courteous phone agent for {ctx.company}, calling "
-        f"{ctx.debtor_name} on an outbound call. Speak in short, plain sentences that a "
-        "text-to-speech voice reads well: one idea per sentence, no lists, no symbols. "
-        f"Say money as words a voice reads (\"{ctx.money(ctx.balance)}\", never \"$\") and "
-        f"dates like \"{spoken_date(ctx.today)}\".",
-        "",
-        "Call facts (never read them out before the person is verified):",
-        f"- debtor: {ctx.debtor_name}; year of birth on file: {ctx.birth_year} (never say it)",
-        f"- creditor: {ctx.creditor}; balance: {v['balance']}; today: {ctx.today.isoformat()}",
-        f"- offers, in this order: the full balance; a settlement of {v['settlement_amount']} "
-        f"({s.settlement_pct:g}% of the balance); {ctx.instalments} monthly payments of "
-        f"{v['instalment_amount']}; then ask what they can pay and when.",
-        f"- callback number: {ctx.callback_number}; transfer number: "
-        f"{s.transfer_number or 'none (offer a callback instead)'}",
-        "",
-        "Compliance rules (these override everything else):",
-        f"1. Until the person confirms the year of birth, introduce yourself only as {ctx.agent_name} "
-        f"from {ctx.caller_brand}, and never say any of: {terms}, the balance, the creditor, "
-        f"or {ctx.company}.",
-        "2. Verify the right party by asking for the year of birth. If it does not match twice, "
-        "say you cannot discuss the matter and ask them to call back.",
-        f"3. Right after verification, say exactly: \"{disclosure}\"",
-        "4. If the person is not the debtor, apologise, leave only a request to call "
-        f"{ctx.caller_brand} at {ctx.callback_number}, and end the call. Never disclose the debt "
-        "to anyone else.",
-        "5. If they ask you to stop calling, or say they have an attorney, confirm you will not "
-        "call again, record opt_out and end the call.",
-        "6. If they dispute the debt, record the dispute, tell them validation information will "
-        "be sent in writing, and end the call. If they say they already paid, record it, say it "
-        "will be verified, and end the call.",
-        "7. If they describe hardship, acknowledge it, record hardship and offer the instalment "
-        "plan or ask what they can afford.",
-        "8. Never threaten, never use profanity, never make false or misleading statements, and "
-        "never pressure. If they are abusive, give one calm warning; the second time, end the "
-        "call politely (outcome abusive).",
-        "9. A promise to pay needs an amount and a date: read both back and get a yes before "
-        "recording promise_to_pay.",
-        "10. If they want a call back, ask when (if they have not said), record "
-        "schedule_callback and end the call.",
-        "",
-        "The script, for wording and order:",
-        f"- greeting: {lines('greeting')}",
-        f"- verification: {lines('verify')}",
-        f"- disclosure and purpose: {lines('disclosure')}",
-        f"- full payment: {lines('offer_full')}",
-        f"- settlement: {lines('offer_settlement')}",
-        f"- instalments: {lines('offer_instalments')}",
-        f"- own offer: {lines('ask_amount')}",
-        f"- closing after a promise: {lines('ptp_done')}",
-        f"- wrong person: {lines('wrong_party')}",
-        "",
-        "Actions you can take (tools):",
-        _ACTIONS_DOC % ", ".join(OUTCOMES),
-    ]
-    return "\n".join(parts)
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    # "1.10" sorts above "1.9"; a non-numeric part sorts below any number
+    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in re.split(r"[.\-+]", version))
+
+
+class PlaybookRegistry:
+    """Playbooks by name and version, one of them the default.
+
+    `get("name@version")` is that exact playbook, `get("name")` its highest version, and
+    `get(None)` the default; anything else raises UnknownPlaybook listing what is loaded.
+    """
+
+    def __init__(self, playbooks: Iterable[Playbook], default: Playbook) -> None:
+        self._by_ref: dict[str, Playbook] = {}
+        for pb in [*playbooks, default]:
+            known = self._by_ref.get(pb.ref)
+            if known is not None and known is not pb and known != pb:
+                raise PlaybookError(f"two different playbooks are named {pb.ref}")
+            self._by_ref[pb.ref] = pb
+        self.default = default
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> PlaybookRegistry:
+        """The packaged playbooks plus `path`: a playbook file (the default) or a directory
+        of them (the default stays the packaged collections playbook). A playbook from
+        `path` replaces a packaged one of the same name@version (an edited copy)."""
+        packaged = [load_playbook(p) for p in sorted(PACKAGED_PLAYBOOKS.glob("*.yaml"))]
+        default = next(pb for pb, p in zip(packaged, sorted(PACKAGED_PLAYBOOKS.glob("*.yaml")),
+                                           strict=True) if p == DEFAULT_PLAYBOOK)
+        extra: list[Playbook] = []
+        if path is not None:
+            path = Path(path)
+            if path.is_dir():
+                files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+                if not files:
+                    raise PlaybookError(f"playbook directory {path} holds no *.yaml file")
+                extra = [load_playbook(p) for p in files]
+            else:
+                default = load_playbook(path)
+                extra = [default]
+        own = {pb.ref for pb in extra}
+        return cls([*(pb for pb in packaged if pb.ref not in own), *extra], default)
+
+    def refs(self) -> list[str]:
+        """Every loaded playbook as name@version, sorted."""
+        return sorted(self._by_ref)
+
+    def get(self, ref: str | None) -> Playbook:
+        if ref is None:
+            return self.default
+        if ref in self._by_ref:
+            return self._by_ref[ref]
+        name, _, version = ref.partition("@")
+        if not version:
+            versions = [pb for pb in self._by_ref.values() if pb.name == name]
+            if versions:
+                return max(versions, key=lambda pb: _version_key(pb.version))
+        raise UnknownPlaybook(
+            f"unknown playbook {ref!r}; available: {', '.join(self.refs())}"
+        )
+
+    def find(self, ref: str | None) -> Playbook | None:
+        """As `get`, but None when it is not loaded."""
+        try:
+            return self.get(ref)
+        except UnknownPlaybook:
+            return None

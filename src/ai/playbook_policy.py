@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ai.context import CallContext
 from ai.conversation.history import actions_in
 from ai.events import CallStarted, DtmfEntry, MachineDetected, PolicyEvent, Silence, UserTurn
 from ai.extract import (
@@ -22,15 +23,9 @@ from ai.extract import (
     spoken_date,
     spoken_datetime,
 )
-from ai.playbook import (
-    CallContext,
-    PlanKind,
-    Playbook,
-    State,
-    load_playbook,
-    split_sentences,
-)
+from ai.playbook import Playbook, State, load_playbook, split_sentences
 from ai.types import Action, ActionKind, Message, PolicyOutput, Say
+from ai.vocabulary import PlanKind
 
 __all__ = ["ScriptedPolicy", "ScriptedPolicyFactory"]
 
@@ -55,11 +50,17 @@ class ScriptedPolicy:
 
     name = "playbook"
 
-    def __init__(self, playbook: Playbook, context: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, playbook: Playbook, context: Mapping[str, Any] | CallContext
+    ) -> None:
+        """`context` is the call's context (validated here; ContextError when it does not
+        satisfy the playbook) or an already validated CallContext."""
         if playbook.kind != "collections":
             raise ValueError(f"ScriptedPolicy needs a collections playbook, got {playbook.kind!r}")
         self.playbook = playbook
-        self.ctx = CallContext.from_dict(context, playbook)
+        self.ctx = context if isinstance(context, CallContext) else CallContext.from_dict(
+            context, playbook
+        )
         self.state: str = "start"
         self.outcome: str | None = None
         self.verified = False
@@ -406,10 +407,13 @@ class ScriptedPolicy:
 
 
 class ScriptedPolicyFactory:
-    """`factory(context) -> ScriptedPolicy` for one call (ai.protocols.PolicyFactory)."""
+    """`factory(context, playbook) -> ScriptedPolicy` for one call
+    (ai.protocols.PolicyFactory); `playbook` None = the factory's own."""
 
     def __init__(self, playbook: Playbook | None = None) -> None:
         self.playbook = playbook or load_playbook()
 
-    def __call__(self, context: dict[str, Any]) -> ScriptedPolicy:
-        return ScriptedPolicy(self.playbook, context)
+    def __call__(
+        self, context: Mapping[str, Any], playbook: Playbook | None = None
+    ) -> ScriptedPolicy:
+        return ScriptedPolicy(playbook or self.playbook, context)

@@ -3,11 +3,14 @@ engine depend only on these shapes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ai.events import PolicyEvent
 from ai.types import AudioChunk, AudioIn, AudioSpec, Message, PolicyOutput, STTEvent
+
+if TYPE_CHECKING:
+    from ai.playbook import Playbook
 
 
 class VAD(Protocol):
@@ -51,6 +54,7 @@ class Policy(Protocol):
 
 
 class PolicyFactory(Protocol):
-    """Builds the policy for one call from the call's context (debtor, balance, …)."""
+    """Builds the policy for one call from the call's context (debtor, balance, …) and the
+    playbook the call runs (None = the factory's default playbook)."""
 
-    def __call__(self, context: dict[str, Any]) -> Policy: ...
+    def __call__(self, context: Mapping[str, Any], playbook: Playbook | None = None) -> Policy: ...

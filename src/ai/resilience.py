@@ -18,9 +18,9 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 
@@ -38,6 +38,9 @@ from ai.types import (
     STTEvent,
     UtteranceEnd,
 )
+
+if TYPE_CHECKING:
+    from ai.playbook import Playbook
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -555,10 +558,12 @@ class FallbackPolicyFactory:
         self.filler_lines = list(filler_lines)
         self.timeout_s = timeout_s
 
-    def __call__(self, context: dict[str, Any]) -> FallbackPolicy:
+    def __call__(
+        self, context: Mapping[str, Any], playbook: Playbook | None = None
+    ) -> FallbackPolicy:
         return FallbackPolicy(
-            [f(context) for f in self.factories],
+            [f(context, playbook) for f in self.factories],
             filler_after_ms=self.filler_after_ms,
-            filler_lines=self.filler_lines,
+            filler_lines=playbook.settings.filler_lines if playbook is not None else self.filler_lines,
             timeout_s=self.timeout_s,
         )

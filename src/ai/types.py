@@ -6,6 +6,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ai.vocabulary import ActionKind
+
+__all__ = [
+    "Action", "ActionKind", "AudioChunk", "AudioIn", "AudioSpec", "Encoding", "Message",
+    "PolicyOutput", "PromiseToPay", "STTEvent", "Say", "SpeechStarted", "Transcript",
+    "UtteranceEnd",
+]
+
 Encoding = Literal["mulaw", "pcm16"]
 
 
@@ -75,19 +83,6 @@ class Say:
     text: str
 
 
-ActionKind = Literal[
-    "promise_to_pay",
-    "schedule_callback",
-    "record_dispute",
-    "opt_out",
-    "transfer",
-    "end_call",
-    "right_party_verified",
-    "wrong_party",
-    "hardship",
-    "note",
-    "voicemail",
-]
 
 
 @dataclass(slots=True)

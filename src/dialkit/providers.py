@@ -10,6 +10,10 @@ Every provider is built once at start-up. A call may pick among them through its
 ``{"providers": {"stt": "whisper", "tts": "piper", "policy": "playbook"}}`` (any subset):
 the session asks `Providers.speech_for` for the call's STT and TTS, and the policy factory
 chooses from the same context. (The playbook schema has no place for provider names.)
+
+The playbooks are a `PlaybookRegistry` (the packaged ones plus DIALKIT_PLAYBOOK, which is
+the default); a call runs the playbook it was created with, for its policy and its session
+settings alike.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ai.context import ContextError
 from ai.conversation import Conversation, conversation_for
-from ai.playbook import Playbook, load_playbook, render_system_prompt
+from ai.playbook import Playbook, PlaybookRegistry
 from ai.playbook_policy import ScriptedPolicyFactory
 from ai.protocols import STT, TTS, VAD, Policy, PolicyFactory
 from ai.resilience import FallbackPolicyFactory, FallbackSTT, FallbackTTS
@@ -30,6 +35,7 @@ from ai.vad import WebRtcVad
 from dialkit.config import Settings
 from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
 from media.codec import FRAME_MS
+from media.events import CLOSE_POLICY, ProtocolError
 from media.ports import CallInfo
 from media.session import SessionConfig
 
@@ -107,8 +113,13 @@ class RoutedPolicyFactory:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
 
-    def __call__(self, context: dict[str, Any]) -> Policy:
-        return self._catalog.policy[self._catalog.choose_or_default(context).policy](context)
+    def __call__(self, context: Mapping[str, Any], playbook: Playbook | None = None) -> Policy:
+        chosen = self._catalog.choose_or_default(context).policy
+        try:
+            return self._catalog.policy[chosen](context, playbook)
+        except ContextError as exc:
+            # calls are checked when created; this is one stored before, or under other rules
+            raise ProtocolError(CLOSE_POLICY, f"call context refused: {exc}") from None
 
 
 @dataclass
@@ -121,6 +132,12 @@ class Providers:
     controls: dict[str, CallControl] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     catalog: Catalog | None = None
+    #: every playbook a call may name; None = `playbook` alone
+    playbooks: PlaybookRegistry | None = None
+
+    def __post_init__(self) -> None:
+        if self.playbooks is None:
+            self.playbooks = PlaybookRegistry([self.playbook], self.playbook)
 
     def describe(self) -> dict[str, Any]:
         """What /health shows: the default providers (as chains), their fallbacks and what a
@@ -129,7 +146,8 @@ class Providers:
             "stt": getattr(self.stt, "name", "?"),
             "tts": getattr(self.tts, "name", "?"),
             "policy": self.extra.get("policy", "playbook"),
-            "playbook": f"{self.playbook.name}@{self.playbook.version}",
+            "playbook": self.playbook.ref,
+            "playbooks": self.registry.refs(),
             "carriers": ",".join(sorted(self.controls)) or "none",
         }
         if self.catalog is not None:
@@ -159,12 +177,33 @@ class Providers:
         choice = self.catalog.choose_or_default(info.context, info.call_id)
         return self.catalog.stt[choice.stt], self.catalog.tts[choice.tts]
 
+    @property
+    def registry(self) -> PlaybookRegistry:
+        assert self.playbooks is not None
+        return self.playbooks
+
+    def playbook_for(self, info: CallInfo) -> Playbook:
+        """The playbook the call was created with. A call naming one this server has not
+        loaded is refused (running another playbook would break what the call stored)."""
+        if info.playbook is not None:
+            return info.playbook
+        if info.playbook_ref is None:
+            return self.playbook
+        found = self.registry.find(info.playbook_ref)
+        if found is None:
+            raise ProtocolError(
+                CLOSE_POLICY, f"playbook {info.playbook_ref} is not loaded on this server"
+            )
+        info.playbook = found
+        return found
+
     def session_config(self, info: CallInfo) -> SessionConfig:
         """The call's transport settings (its conversation rules come with its engine)."""
+        playbook = self.playbook_for(info)
         return SessionConfig(
-            kind=self.playbook.kind,
-            endpointing_ms=self.playbook.settings.endpointing_ms,
-            echo_delay_ms=self.playbook.settings.echo_delay_ms,
+            kind=playbook.kind,
+            endpointing_ms=playbook.settings.endpointing_ms,
+            echo_delay_ms=playbook.settings.echo_delay_ms,
             inbound_idle_timeout_s=self.extra.get("carrier_idle_timeout_s", 10.0),
             lead_frames=self.extra.get("lead_frames", 3),
             keep_pacing_errors=self.extra.get("keep_pacing_errors", False),
@@ -173,10 +212,14 @@ class Providers:
     def engine_for(
         self, info: CallInfo, clock: Callable[[], float], cfg: SessionConfig
     ) -> Conversation:
-        """The conversation engine of one call: its policy, the playbook's rules and lines."""
-        policy = self.policy_factory(info.context)
-        return conversation_for(policy, self.playbook, info.context, clock,
-                                playback_lead_ms=cfg.lead_frames * FRAME_MS)
+        """The conversation engine of one call: its policy, its playbook's rules and lines."""
+        playbook = self.playbook_for(info)
+        policy = self.policy_factory(info.context, playbook)
+        try:
+            return conversation_for(policy, playbook, info.context, clock,
+                                    playback_lead_ms=cfg.lead_frames * FRAME_MS)
+        except ContextError as exc:
+            raise ProtocolError(CLOSE_POLICY, f"call context refused: {exc}") from None
 
     @property
     def hangup(self) -> Callable[[str, str], Awaitable[str]] | None:
@@ -307,36 +350,35 @@ def _elevenlabs(settings: Settings, key: str) -> ElevenLabsTTS:
 
 
 def _openai(
-    settings: Settings, key: str, playbook: Playbook, closers: list[Callable[[], Awaitable[None]]]
+    settings: Settings,
+    key: str,
+    playbooks: PlaybookRegistry,
+    closers: list[Callable[[], Awaitable[None]]],
 ) -> PolicyFactory:
     from ai.llm_openai import ChatCompletionsPolicyFactory
+    from ai.prompt import load_template
 
-    transfer_number = playbook.settings.transfer_number
-
-    def prompt(context: dict[str, Any]) -> str:
-        return render_system_prompt(playbook, context)
-
-    inner = ChatCompletionsPolicyFactory(
-        prompt,
+    for ref in playbooks.refs():  # a broken prompt template stops the start, not a call
+        if playbooks.get(ref).kind == "collections":
+            load_template(playbooks.get(ref))
+    factory = ChatCompletionsPolicyFactory(
+        playbooks.default,
         api_key=key,
         base_url=settings.openai_base_url,
         model=settings.openai_model,
         timeout_s=settings.llm_timeout_s,
     )
-    closers.append(inner.aclose)
-
-    def factory(context: dict[str, Any]) -> Policy:
-        if transfer_number and not context.get("transfer_number"):
-            context = {**context, "transfer_number": transfer_number}
-        return inner(context)
-
+    closers.append(factory.aclose)
     return factory
 
 
-def build_catalog(settings: Settings, playbook: Playbook) -> Catalog:
+def build_catalog(settings: Settings, playbooks: PlaybookRegistry | Playbook) -> Catalog:
     """Build every provider this server offers. The configured choice is the default; a
     cloud provider whose key is in the environment is also offered to calls that ask for
     it. A cloud choice without its key raises `ProviderConfigError`."""
+    if not isinstance(playbooks, PlaybookRegistry):
+        playbooks = PlaybookRegistry([playbooks], playbooks)
+    playbook = playbooks.default
     keys = {
         "deepgram": ("deepgram_api_key", "DEEPGRAM_API_KEY"),
         "elevenlabs": ("elevenlabs_api_key", "ELEVENLABS_API_KEY"),
@@ -373,7 +415,7 @@ def build_catalog(settings: Settings, playbook: Playbook) -> Catalog:
     policy: dict[str, PolicyFactory] = {"playbook": scripted, "echo": scripted}
     if (oa_key := key("openai")) is not None:
         policy["openai"] = FallbackPolicyFactory(
-            [_openai(settings, oa_key, playbook, closers), scripted],
+            [_openai(settings, oa_key, playbooks, closers), scripted],
             filler_after_ms=settings.llm_filler_after_ms,
             filler_lines=playbook.settings.filler_lines,
             timeout_s=settings.llm_timeout_s,
@@ -388,8 +430,9 @@ async def build_providers(settings: Settings, warmup: bool = True) -> Providers:
     """The server's providers. With `warmup`, the default embedded models (and the embedded
     fallbacks behind cloud defaults) are loaded now, so neither a first call nor a first
     fallback waits for a model load."""
-    playbook = load_playbook(settings.playbook)
-    catalog = build_catalog(settings, playbook)
+    playbooks = PlaybookRegistry.load(settings.playbook)
+    playbook = playbooks.default
+    catalog = build_catalog(settings, playbooks)
     d = catalog.default
     if warmup:
         to_warm: list[Any] = [
@@ -405,6 +448,7 @@ async def build_providers(settings: Settings, warmup: bool = True) -> Providers:
         tts=catalog.tts[d.tts],
         policy_factory=RoutedPolicyFactory(catalog),
         playbook=playbook,
+        playbooks=playbooks,
         controls=carrier_controls(settings),
         extra={"policy": settings.policy, "carrier_idle_timeout_s": settings.carrier_idle_timeout_s},
         catalog=catalog,

@@ -18,6 +18,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from ai.context import ContextError, resolve_context
+from ai.playbook import UnknownPlaybook
 from dialkit import carrier_hooks, db
 from dialkit.config import Settings
 from dialkit.live import MemoryRegistry, RedisRegistry, Registry
@@ -53,8 +55,18 @@ STATE = web.AppKey("state", AppState)
 class CreateCall(BaseModel):
     carrier: Literal["twilio", "exotel"] = "twilio"
     to: str | None = Field(default=None, description="E.164 number of the person called")
-    playbook: str | None = None
+    playbook: str | None = Field(
+        default=None, max_length=200,
+        description="name@version, or a name (its highest version); the server default if absent",
+    )
     context: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("playbook")
+    @classmethod
+    def _playbook_ref(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)):
+            raise ValueError("must be a playbook name (name or name@version), without control characters")
+        return value
 
     @field_validator("to")
     @classmethod
@@ -130,10 +142,23 @@ async def create_call(request: web.Request) -> web.Response:
         return _error(400, "body is not valid JSON")
     assert state.store is not None and state.providers is not None
     try:
+        playbook = state.providers.registry.get(body.playbook)
+    except UnknownPlaybook as exc:
+        return _error(400, str(exc), field="playbook", available=state.providers.registry.refs())
+    try:
         state.providers.check_context(body.context)
     except ValueError as exc:
         return _error(400, f"invalid call request: {exc}")
-    call_id = await state.store.create_call(body.carrier, body.context, body.to, body.playbook)
+    try:
+        resolved = resolve_context(body.context, playbook, phone=body.to)
+    except ContextError as exc:
+        return _error(
+            400, f"invalid call context for playbook {playbook.ref}: {exc}",
+            fields=exc.problems,
+        )
+    call_id = await state.store.create_call(
+        body.carrier, resolved.stored(body.context), body.to, (playbook.name, playbook.version)
+    )
     secret = state.settings.resolved_media_secret()
     token = issue_token(secret, call_id, state.settings.media_token_ttl_s)
     base = state.settings.public_url or f"http://{request.host}"
@@ -144,6 +169,7 @@ async def create_call(request: web.Request) -> web.Response:
             "token": token,
             "media_url": f"{ws_base}/media/{body.carrier}",
             "custom_parameters": {"call_id": call_id, "token": token},
+            "playbook": playbook.ref,
         },
         status=201,
     )
@@ -282,6 +308,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.registry.ping()
     if state.providers is None:
         state.providers = await build_providers(settings)
+    state.store.playbooks = state.providers.registry
     if isinstance(state.registry, RedisRegistry):
         for control in state.providers.controls.values():
             if isinstance(control, ExotelCallControl):

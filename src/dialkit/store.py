@@ -8,17 +8,19 @@ from typing import Any
 
 import asyncpg
 
+from ai.playbook import PlaybookRegistry
+from ai.vocabulary import OUTCOME_COLUMNS, OUTCOMES, PLAN_KINDS
 from media.ports import CallInfo, TurnRecord
 
-OUTCOME_COLUMNS = {
-    "outcome", "right_party", "ptp_amount", "ptp_date", "ptp_plan", "opt_out", "opt_out_reason",
-    "dispute", "dispute_reason", "hardship", "callback_at", "callback_text",
-}
+# the columns whose values must be names from ai.vocabulary
+_VOCABULARY = {"outcome": OUTCOMES, "ptp_plan": PLAN_KINDS}
 
 
 def _coerce(column: str, value: Any) -> Any:
     if value is None:
         return None
+    if column in _VOCABULARY and value not in _VOCABULARY[column]:
+        raise ValueError(f"{column} {value!r} is not in the vocabulary ({', '.join(_VOCABULARY[column])})")
     if column == "ptp_date" and isinstance(value, str):
         return dt.date.fromisoformat(value)
     if column == "callback_at" and isinstance(value, str):
@@ -30,8 +32,10 @@ def _coerce(column: str, value: Any) -> Any:
 
 
 class CallStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, playbooks: PlaybookRegistry | None = None) -> None:
         self.pool = pool
+        #: resolves each call's playbook for `get_call` (left unresolved when None)
+        self.playbooks = playbooks
 
     # ---- used by the API / dialer ----------------------------------------------------
 
@@ -40,12 +44,15 @@ class CallStore:
         carrier: str,
         context: dict[str, Any],
         to_number: str | None = None,
-        playbook: str | None = None,
+        playbook: tuple[str, str] | None = None,
     ) -> str:
+        """Store a new call; `playbook` is the (name, version) it runs."""
         call_id = str(uuid.uuid4())
+        name, version = playbook if playbook is not None else (None, None)
         await self.pool.execute(
-            "INSERT INTO calls (id, carrier, context, to_number, playbook) VALUES ($1, $2, $3, $4, $5)",
-            uuid.UUID(call_id), carrier, context, to_number, playbook,
+            "INSERT INTO calls (id, carrier, context, to_number, playbook_name, playbook_version)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            uuid.UUID(call_id), carrier, context, to_number, name, version,
         )
         return call_id
 
@@ -74,11 +81,16 @@ class CallStore:
 
     async def get_call(self, call_id: str) -> CallInfo | None:
         row = await self.pool.fetchrow(
-            "SELECT id, carrier, context, playbook, status FROM calls WHERE id = $1", uuid.UUID(call_id)
+            "SELECT id, carrier, context, playbook_name, playbook_version, status FROM calls"
+            " WHERE id = $1", uuid.UUID(call_id)
         )
         if row is None:
             return None
-        return CallInfo(str(row["id"]), row["carrier"], row["context"] or {}, row["playbook"], row["status"])
+        ref = f"{row['playbook_name']}@{row['playbook_version']}" if row["playbook_name"] else None
+        info = CallInfo(str(row["id"]), row["carrier"], row["context"] or {}, ref, row["status"])
+        if ref is not None and self.playbooks is not None:
+            info.playbook = self.playbooks.find(ref)
+        return info
 
     async def call_started(
         self, call_id: str, carrier: str, carrier_call_id: str, stream_id: str, meta: dict[str, Any]

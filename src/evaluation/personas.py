@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ai.playbook import YamlLoader
+from ai.vocabulary import Outcome, PlanKind
 
 __all__ = [
     "PERSONA_DIR",
@@ -76,10 +77,12 @@ class Persona(BaseModel):
 
     name: str
     description: str = ""
-    identity: dict[str, Any]  # the call context the server receives (debtor_name, birth_year, ...)
+    # the call context the server receives (debtor_name, birth_year, ...): demo values for
+    # simulations, the only place they live
+    identity: dict[str, Any]
     phone: str = "+12025550100"  # a fictional number (555-01xx)
-    expected_outcome: str
-    expected_plan: str | None = None  # for promise_to_pay: full | settlement | instalment | custom
+    expected_outcome: Outcome
+    expected_plan: PlanKind | None = None  # for promise_to_pay
     silent: bool = False
     interrupt_after_ms: int | None = Field(default=None, gt=0)
     interrupt_line: str | None = None
@@ -92,6 +95,12 @@ class Persona(BaseModel):
     @classmethod
     def _valid_hang_up(cls, v: str | None) -> str | None:
         return v if v is None else _check_regex(v)
+
+    @model_validator(mode="after")
+    def _plan_needs_promise(self) -> Persona:
+        if self.expected_plan is not None and self.expected_outcome != "promise_to_pay":
+            raise ValueError("expected_plan goes only with expected_outcome promise_to_pay")
+        return self
 
     def context(self) -> dict[str, Any]:
         """The call context to hand the server (a copy of `identity`)."""

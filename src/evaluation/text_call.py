@@ -25,8 +25,8 @@ from ai.playbook import Playbook
 from ai.playbook_policy import ScriptedPolicy
 from ai.protocols import Policy
 from ai.types import Action
+from ai.vocabulary import outcome_fields
 from evaluation.personas import Persona, SimulatedDebtor
-from media.reply import outcome_fields
 
 __all__ = ["TextCallResult", "VirtualClock", "run_text_call"]
 

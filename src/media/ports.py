@@ -6,16 +6,23 @@ The application wires PostgreSQL and Redis implementations in; `media` never imp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ai.playbook import Playbook
 
 
 @dataclass(slots=True)
 class CallInfo:
+    """A stored call as a session needs it. `playbook_ref` is the playbook it was created
+    with (name@version); `playbook` is that playbook once resolved (by the application)."""
+
     call_id: str
     carrier: str
     context: dict[str, Any] = field(default_factory=dict)
-    playbook: str | None = None
+    playbook_ref: str | None = None
     status: str = "created"
+    playbook: Playbook | None = None
 
 
 @dataclass(slots=True)

@@ -12,9 +12,9 @@ import structlog
 
 from ai import metrics as ai_metrics
 from ai.conversation import commands as cmd
+from ai.vocabulary import outcome_fields
 from media import metrics
 from media.ports import CallRecorder, TurnRecord
-from media.reply import outcome_fields
 
 
 class CallRecording:
