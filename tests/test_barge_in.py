@@ -305,6 +305,26 @@ async def test_sustained_speech_pauses_then_cuts_without_resuming(light_server) 
     assert not agent[0]["text"].startswith(FIRST_SENTENCE)  # cut inside the first sentence
 
 
+async def test_backchannel_length_speech_pauses_then_resumes(light_server) -> None:
+    """Half a second of speech over the agent (a "mhm", an "okay": 520 ms measured for
+    Piper's "Mhm.") pauses it and lets it go on; it used to cut the agent off."""
+    created = await create_call(light_server.http, debtor_name="Dana Cole")
+    client = await TwilioClient.connect(f"{light_server.ws}/media/twilio")
+    await client.connected()
+    await client.start(created["call_id"], created["token"])
+    await client.recv_until("media", 10)
+    got = await _speak_over_agent(client, 0.52, [], until_mark=False)
+    kinds = [m["event"] for m in got]
+    assert kinds.count("clear") == 1
+    assert "media" in kinds[kinds.index("clear") + 1 :], "the agent went on after the pause"
+    await client.stop()
+    await client.closed()
+    detail = await call_detail(light_server.http, created["call_id"])
+    assert events(detail, "barge_in") == []
+    resumed = events(detail, "barge_in_resumed")
+    assert len(resumed) == 1 and resumed[0]["reaction_ms"] > 0
+
+
 @pytest.mark.parametrize("voiced_s", [0.15, 1.0], ids=["cough-resumes", "speech-cuts"])
 async def test_mark_echoed_on_clear_is_not_taken_as_played(long_lead_server, voiced_s) -> None:
     server = long_lead_server

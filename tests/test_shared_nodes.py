@@ -18,7 +18,7 @@ from emulators.exotel_api import running_exotel_api
 from emulators.twilio_api import running_twilio_api
 from media.codec import AudioFormat
 from media.twilio_signature import twilio_signature
-from tests.carrier_client import TwilioClient, call_detail, create_call
+from tests.carrier_client import DEMO_CONTEXT, TwilioClient, call_detail, create_call
 from tests.test_call_end_transfer import (
     TRANSFER_NUMBER,
     ScriptedSTT,
@@ -237,7 +237,7 @@ async def test_one_node_without_redis_lists_its_calls_behind_the_api_key(base_se
         status, body, _ = await live(server.http)
         assert status == 401 and "API key" in body["error"]
         async with httpx.AsyncClient(base_url=server.http, headers=auth) as http:
-            resp = await http.post("/api/calls", json={"carrier": "twilio", "context": {"debtor_name": "Dana"}})
+            resp = await http.post("/api/calls", json={"carrier": "twilio", "context": DEMO_CONTEXT})
             created = resp.json()
         client = await TwilioClient.connect(f"{server.ws}/media/twilio")
         await client.connected()

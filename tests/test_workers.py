@@ -26,7 +26,7 @@ from dialkit.live import RedisTransferStore
 from emulators.twilio_api import running_twilio_api
 from media.call_control import TransferTarget
 from media.twilio_signature import twilio_signature
-from tests.carrier_client import TwilioClient
+from tests.carrier_client import DEMO_CONTEXT, TwilioClient
 from tests.test_call_end_transfer import next_mark
 
 pytestmark = pytest.mark.slow
@@ -145,7 +145,7 @@ async def test_two_workers_share_live_calls_verdicts_and_transfers(
                     call = api.add_call()
                     async with httpx.AsyncClient(base_url=base) as fresh:
                         created = (await fresh.post("/api/calls", json={
-                            "carrier": "twilio", "context": {"debtor_name": "Dana Scully"}})).json()
+                            "carrier": "twilio", "context": DEMO_CONTEXT})).json()
                     client = await TwilioClient.connect(f"ws://127.0.0.1:{port}/media/twilio")
                     client.stream_sid = "MZ" + uuid.uuid4().hex
                     clients.append(client)
