@@ -270,7 +270,7 @@ async def test_greeting_filler_max_duration_and_a_mark_that_never_comes(playbook
     out = await call.feed(ev.Tick(playbook.settings.max_call_seconds + 0.5))
     assert call.spoken[call.last_reply()] == [playbook.settings.max_duration_line]
     out = await call.play(call.last_reply(), playbook.settings.max_call_seconds + 0.6)
-    assert isinstance(out[-1], cmd.HangUp) and out[-1].outcome == "max_duration"
+    assert isinstance(out[-1], cmd.HangUp) and out[-1].outcome == "timed_out"
 
 
 async def test_stop_mid_reply_keeps_what_was_heard(playbook: Playbook) -> None:

@@ -229,6 +229,7 @@ async def test_stop_during_greeting_completes_and_keeps_it(light_server) -> None
     assert agent[0]["text"].startswith("Hello")  # the part the callee heard
     kinds = [e["kind"] for e in detail["events"]]
     assert "greeting_audio" in kinds and "media_stats" in kinds
+    assert detail["outcome"]["outcome"] == "no_contact"  # nobody said a word
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,7 @@ async def test_full_protocol_greeting_marks_dtmf_stop(light_server) -> None:
     assert any(t["text"].startswith("[keypad] 1#") for t in detail["turns"])
     kinds = [e["kind"] for e in detail["events"]]
     assert "greeting_audio" in kinds and kinds.count("dtmf") == 2
+    assert detail["outcome"]["outcome"] == "hung_up"  # the caller took part, then stopped
 
 
 @pytest.mark.parametrize(

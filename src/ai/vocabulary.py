@@ -32,6 +32,7 @@ __all__ = [
 Outcome = Literal[
     "promise_to_pay", "callback", "dispute", "already_paid", "wrong_party", "opt_out",
     "voicemail", "transferred", "no_contact", "refused", "abusive", "unverified", "no_response",
+    "hung_up", "timed_out",
 ]
 #: how a call ended, one line each (the `end_call` outcome and `call_outcomes.outcome`)
 OUTCOMES: dict[str, str] = {
@@ -48,6 +49,8 @@ OUTCOMES: dict[str, str] = {
     "abusive": "the call was ended after a warning about abusive language",
     "unverified": "the right party could not be verified (or was not available)",
     "no_response": "the person stopped answering and the agent gave up",
+    "hung_up": "the person ended the call before it reached an outcome",
+    "timed_out": "the call reached the playbook's maximum duration",
 }
 
 PlanKind = Literal["full", "settlement", "instalment", "custom"]

@@ -302,7 +302,7 @@ async def run_text_call(
     call = _TextCall(engine, clock, SimulatedDebtor(persona))
     await call.run(max_seconds or float(engine.rules.max_call_seconds) + 60)
     fields = call.fields
-    outcome = fields.get("outcome") or "ended_by_caller"
+    outcome = fields.get("outcome") or engine.final_outcome
     return TextCallResult(
         call_id=str(uuid.uuid4()), persona=persona.name, outcome=outcome,
         turns=[{k: v for k, v in t.items() if k != "seq"}

@@ -480,8 +480,8 @@ class CallSession:
                 rec.event("media_stats", self.loop.time(), frames_in=self.frames_in,
                           chunks_out=stats.chunks_sent, late_chunks=stats.late_chunks,
                           max_late_ms=round(stats.max_late_ms, 1), barge_ins=self.barge_ins)
-            if status == "completed" and not rec.has_outcome:
-                rec.outcome({"outcome": "ended_by_caller"})
+            if status == "completed" and not rec.has_outcome and self.engine is not None:
+                rec.outcome({"outcome": self.engine.final_outcome})
             rec.write(lambda: self.svc.recorder.call_ended(call_id, status, reason, code))
             metrics.FRAMES_IN.labels(self.protocol.name).inc(self.frames_in)
             metrics.ACTIVE_CALLS.labels(self.protocol.name).dec()

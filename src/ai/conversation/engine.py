@@ -95,6 +95,7 @@ class Conversation:
         self._greeting_t: float | None = None
         self._filler_done = False
         self._caller_turns = 0
+        self._caller_spoke = False
 
     # ---- public ------------------------------------------------------------------------
 
@@ -205,6 +206,14 @@ class Conversation:
                 quiet = max(self._idle_since, self._last_voice_t)
                 times.append(quiet + r.reprompt_after_ms / 1000 + 1e-6)
         return min(times) if times else None
+
+    @property
+    def final_outcome(self) -> str:
+        """How the call ended: the agent's outcome, else `hung_up` when the caller had
+        taken part, else `no_contact`."""
+        if self.outcome is not None:
+            return self.outcome
+        return "hung_up" if self._caller_spoke else "no_contact"
 
     @property
     def paused(self) -> bool:
@@ -523,7 +532,7 @@ class Conversation:
         if now - self.t0 > r.max_call_seconds:
             self._event("max_duration")
             self._respond(None, trigger_t=None, script=[
-                Say(self.lines.max_duration), Action("end_call", {"outcome": "max_duration"}),
+                Say(self.lines.max_duration), Action("end_call", {"outcome": "timed_out"}),
             ])
             return
         if self._busy():
@@ -540,6 +549,7 @@ class Conversation:
         self._out.append(cmd.RecordEvent(kind, self._now, data))
 
     def _turn(self, speaker: str, text: str, start_t: float, end_t: float, **extra: Any) -> None:
+        self._caller_spoke = self._caller_spoke or speaker == "caller"
         self._seq += 1
         self._out.append(cmd.RecordTurn(self._seq, speaker, text, start_t, max(start_t, end_t),
                                         **extra))
