@@ -3,11 +3,16 @@ and lands on its expected outcome; the simulated debtor copes with recogniser te
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ai.playbook import CallContext, Playbook, find_debt_terms, load_playbook
+from evaluation.audio_call import SimulationResult
 from evaluation.personas import (
     Persona,
     PersonaError,
@@ -160,3 +165,21 @@ def test_unknown_and_invalid_personas(tmp_path: Path) -> None:
                    "rules: [{match: '(oops', reply: hi}]\n")
     with pytest.raises(PersonaError, match="bad regex"):
         load_persona(bad)
+
+
+def test_cli_text_mode_prints_the_audio_modes_json() -> None:
+    dialkit = Path(sys.executable).with_name("dialkit")
+    env = {**os.environ, "DIALKIT_STT": "null", "DIALKIT_TTS": "tone"}
+    out = subprocess.run(
+        [str(dialkit), "call", "--simulate", "--mode", "text", "--persona", "hostile", "--json"],
+        capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    audio_keys = set(SimulationResult("c", "p", "twilio", None, None, False, [], [], 0,
+                                      "completed", None).as_json())
+    assert set(data) == audio_keys
+    assert data["mode"] == "text" and data["outcome"] == "opt_out" and data["opt_out"] is True
+    assert data["stages"][0] == "greeting" and data["turns"][0]["speaker"] == "agent"
+    assert set(data["turns"][0]) == {"speaker", "text", "start_ms", "end_ms", "interrupted",
+                                     "voice_to_voice_ms"}
