@@ -8,9 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from ai.conversation.commands import RecordTurn
 from ai.playbook import PlaybookRegistry
 from ai.vocabulary import OUTCOME_COLUMNS, OUTCOMES, PLAN_KINDS
-from media.ports import CallInfo, TurnRecord
+from media.ports import CallInfo
 
 # the columns whose values must be names from ai.vocabulary
 _VOCABULARY = {"outcome": OUTCOMES, "ptp_plan": PLAN_KINDS}
@@ -101,7 +102,7 @@ class CallStore:
             uuid.UUID(call_id), carrier, carrier_call_id, stream_id, meta,
         )
 
-    async def add_turn(self, call_id: str, turn: TurnRecord) -> None:
+    async def add_turn(self, call_id: str, turn: RecordTurn) -> None:
         await self.pool.execute(
             "INSERT INTO turns (call_id, seq, speaker, text, start_ms, end_ms, interrupted, stt_ms,"
             " llm_ttft_ms, tts_ttfb_ms, voice_to_voice_ms)"

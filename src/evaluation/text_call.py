@@ -245,7 +245,7 @@ class _TextCall:
     def record_turn(self, c: cmd.RecordTurn) -> None:
         self.turns.append({
             "seq": c.seq, "speaker": c.speaker, "text": c.text,
-            "start_ms": round(c.start_t * 1000), "end_ms": round(c.end_t * 1000),
+            "start_ms": c.start_ms, "end_ms": c.end_ms,
             "interrupted": c.interrupted, "voice_to_voice_ms": c.voice_to_voice_ms,
         })
         if c.speaker != "agent" or c.interrupted or self.done:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ai.conversation.commands import RecordTurn
+
 if TYPE_CHECKING:
     from ai.playbook import Playbook
 
@@ -25,20 +27,6 @@ class CallInfo:
     playbook: Playbook | None = None
 
 
-@dataclass(slots=True)
-class TurnRecord:
-    seq: int
-    speaker: str  # "agent" | "caller"
-    text: str
-    start_ms: int
-    end_ms: int
-    interrupted: bool = False
-    stt_ms: float | None = None
-    llm_ttft_ms: float | None = None
-    tts_ttfb_ms: float | None = None
-    voice_to_voice_ms: float | None = None
-
-
 class CallRecorder(Protocol):
     async def get_call(self, call_id: str) -> CallInfo | None: ...
 
@@ -46,7 +34,7 @@ class CallRecorder(Protocol):
         self, call_id: str, carrier: str, carrier_call_id: str, stream_id: str, meta: dict[str, Any]
     ) -> None: ...
 
-    async def add_turn(self, call_id: str, turn: TurnRecord) -> None: ...
+    async def add_turn(self, call_id: str, turn: RecordTurn) -> None: ...
 
     async def add_event(self, call_id: str, kind: str, t_ms: int, data: dict[str, Any]) -> None: ...
 

@@ -14,7 +14,7 @@ from ai import metrics as ai_metrics
 from ai.conversation import commands as cmd
 from ai.vocabulary import outcome_fields
 from media import metrics
-from media.ports import CallRecorder, TurnRecord
+from media.ports import CallRecorder
 
 
 class CallRecording:
@@ -72,12 +72,7 @@ class CallRecording:
         call_id = self.call_id
         if call_id is None:
             return
-        turn = TurnRecord(
-            c.seq, c.speaker, c.text, self.ms(c.start_t), max(self.ms(c.start_t), self.ms(c.end_t)),
-            interrupted=c.interrupted, stt_ms=c.stt_ms, llm_ttft_ms=c.llm_ttft_ms,
-            tts_ttfb_ms=c.tts_ttfb_ms, voice_to_voice_ms=c.voice_to_voice_ms,
-        )
-        self.write(lambda: self.recorder.add_turn(call_id, turn))
+        self.write(lambda: self.recorder.add_turn(call_id, c))
         self.log.debug(f"{c.speaker}_text", text=c.text)
         if c.speaker == "caller":
             self.log.info("caller_turn", chars=len(c.text),

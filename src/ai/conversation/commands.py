@@ -62,11 +62,14 @@ class Transfer:
 
 @dataclass(slots=True, frozen=True)
 class RecordTurn:
+    """One turn of the transcript, times in ms from the start of the call (what the store
+    keeps)."""
+
     seq: int
     speaker: str  # "agent" | "caller"
     text: str
-    start_t: float
-    end_t: float
+    start_ms: int
+    end_ms: int
     interrupted: bool = False
     stt_ms: float | None = None
     llm_ttft_ms: float | None = None

@@ -462,7 +462,7 @@ class Conversation:
             return  # nothing was played
         v2v = None if r.trigger_t is None else (r.first_audio_t - r.trigger_t) * 1000
         self._out.append(cmd.RecordTurn(
-            r.seq, "agent", text, r.first_audio_t, max(r.first_audio_t, self._now),
+            r.seq, "agent", text, self._ms(r.first_audio_t), self._ms(max(r.first_audio_t, self._now)),
             interrupted=not complete, stt_ms=r.stt_ms, llm_ttft_ms=r.llm_ttft_ms,
             tts_ttfb_ms=r.tts_ttfb_ms, voice_to_voice_ms=v2v,
         ))
@@ -551,8 +551,11 @@ class Conversation:
     def _turn(self, speaker: str, text: str, start_t: float, end_t: float, **extra: Any) -> None:
         self._caller_spoke = self._caller_spoke or speaker == "caller"
         self._seq += 1
-        self._out.append(cmd.RecordTurn(self._seq, speaker, text, start_t, max(start_t, end_t),
-                                        **extra))
+        self._out.append(cmd.RecordTurn(self._seq, speaker, text, self._ms(start_t),
+                                        self._ms(max(start_t, end_t)), **extra))
+
+    def _ms(self, t: float) -> int:
+        return max(0, round((t - self.t0) * 1000))
 
 
 async def _iterate(items: list[PolicyOutput]) -> AsyncIterator[PolicyOutput]:
