@@ -137,17 +137,26 @@ async def test_backchannel_pauses_and_resumes_a_real_interruption_cuts(playbook:
     assert kinds(await call.feed(ev.CallerVoice(0.6, 0.5, 20, True))) == []
     assert kinds(await call.feed(ev.CallerVoice(0.7, 0.5, 100, True))) == ["Pause"]
     assert kinds(await call.feed(ev.CallerVoice(1.0, 0.5, 500, True))) == []
-    out = await call.feed(ev.CallerVoice(1.08, 0.5, 0, False))
+    assert kinds(await call.feed(ev.CallerVoice(1.08, 0.5, 0, False))) == []
+    hold = playbook.settings.barge_in_resume_after_ms / 1000
+    assert call.engine.next_deadline() == pytest.approx(1.08 + hold)
+    assert kinds(await call.feed(ev.Tick(1.08 + hold - 0.01))) == []  # quiet, not yet long enough
+    out = await call.feed(ev.Tick(1.08 + hold))
     assert kinds(out) == ["Resume", "RecordEvent"]
-    assert call.events("barge_in_resumed") == [{"reaction_ms": 200.0, "paused_ms": 380.0}]
+    assert call.events("barge_in_resumed") == [{"reaction_ms": 200.0, "paused_ms": 630.0}]
     # its transcript arrives later: a backchannel takes no turn and cuts nothing
     out = await call.feed(ev.Final(1.8, "Mhm.", speech_end_t=1.0))
     assert "StartReply" not in kinds(out) and call.events("backchannel") == [{"text": "Mhm."}]
-    # a real interruption: paused at 100 ms of speech, cut at the minimum
+    # a real interruption, "Sorry, [gap] can I stop you there": paused at 100 ms of
+    # speech; the gap between words is shorter than the hold, so both stretches count
     await call.feed(ev.CallerVoice(2.1, 2.0, 100, True))
-    out = await call.feed(ev.CallerVoice(2.7, 2.0, playbook.settings.barge_in_min_speech_ms, True))
+    await call.feed(ev.CallerVoice(2.4, 2.0, 400, True))
+    await call.feed(ev.CallerVoice(2.46, 2.0, 0, False))
+    assert kinds(await call.feed(ev.CallerVoice(2.6, 2.6, 20, True))) == []  # still paused
+    out = await call.feed(ev.CallerVoice(2.9, 2.6, 300, True))
     assert kinds(out) == ["Clear", "RecordEvent", "RecordTurn"]
-    assert call.events("barge_in") == [{"reaction_ms": 100.0, "paused_ms": 600.0}]
+    assert call.events("barge_in") == [{"reaction_ms": 100.0, "paused_ms": 800.0}]
+    assert len(call.events("barge_in_resumed")) == 1  # no resume in the gap
     cut = call.turns("agent")[0]
     assert cut.interrupted and cut.text.endswith("—")
     assert call.engine.history[-1] == Message("assistant", cut.text, interrupted=True)
@@ -163,7 +172,7 @@ async def test_words_over_the_agent_cut_it_by_transcript_and_get_an_answer(
     await call.feed(ev.SentenceStarted(0.01, 1, 0))
     await call.feed(ev.CallerVoice(0.6, 0.5, 100, True))  # paused
     await call.feed(ev.SpeechStarted(0.5))
-    await call.feed(ev.CallerVoice(0.95, 0.5, 0, False))  # resumed: too short to cut
+    await call.feed(ev.CallerVoice(0.95, 0.5, 0, False))  # too short to cut: resumes soon
     out = await call.feed(ev.Final(1.6, "Wrong number.", speech_end_t=0.95))
     assert "Clear" in kinds(out) and "StartReply" in kinds(out)
     assert call.events("barge_in")[-1]["cut"] == "transcript"

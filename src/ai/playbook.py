@@ -95,6 +95,9 @@ class PlaybookSettings(BaseModel):
     # lets it resume, unless its transcript has words that are not a backchannel.
     # 0, or >= barge_in_min_speech_ms, turns the pause off (cut only).
     barge_in_pause_ms: int = Field(default=100, ge=0, le=2000)
+    # the paused agent resumes once the caller has been quiet this long; speech before that
+    # counts toward barge_in_min_speech_ms with what came before (gaps between words)
+    barge_in_resume_after_ms: int = Field(default=250, ge=0, le=2000)
     greeting_deadline_ms: int = 2000
     dtmf_timeout_ms: int = 3000
     dtmf_max_digits: int = 8

@@ -84,6 +84,9 @@ class Conversation:
         self._next_id = 0
         self._seq = 0
         self._paused: tuple[float, float] | None = None  # (speech onset, paused at)
+        self._pause_voiced = 0  # speech in this pause's earlier stretches
+        self._stretch_voiced = 0  # speech in its current stretch
+        self._resume_at: float | None = None  # the caller went quiet: resume then
         self._handled_onset: float | None = None
         self._silences = 0
         self._idle_since = 0.0
@@ -195,6 +198,8 @@ class Conversation:
         r = self.rules
         if self._dtmf:
             times.append(self._dtmf_last_t + r.dtmf_timeout_ms / 1000 + 1e-6)
+        if self._resume_at is not None:
+            times.append(self._resume_at)
         reply = self._reply
         if reply is not None and not reply.closed:
             times += [t for t in (self._mark_deadline(reply, s) for s in reply.sentences) if t]
@@ -256,10 +261,16 @@ class Conversation:
         if self._paused is not None:
             if not r.barge_in or self.machine is not None or not self.agent_audible:
                 self._resume()  # the reply is ending (no barge-in on a goodbye): play on
-            elif e.voiced_ms >= r.barge_in_min_speech_ms:
-                self._cut(self._paused[0], self._paused[1], "speech")
-            elif not e.in_speech:
-                self._resume()
+            elif e.in_speech:
+                # speech again within the hold: one utterance across the gaps between words
+                self._resume_at = None
+                self._stretch_voiced = e.voiced_ms
+                if self._pause_voiced + e.voiced_ms >= r.barge_in_min_speech_ms:
+                    self._cut(self._paused[0], self._paused[1], "speech")
+            elif self._resume_at is None:
+                self._pause_voiced += self._stretch_voiced
+                self._stretch_voiced = 0
+                self._resume_at = e.t + r.barge_in_resume_after_ms / 1000
             return
         if not r.barge_in or self.machine is not None or not self.agent_audible:
             return
@@ -341,6 +352,9 @@ class Conversation:
     def _pause(self, onset_t: float) -> None:
         """First stage: the caller stops hearing the agent; its audio is kept to resume."""
         self._paused = (onset_t, self._now)
+        self._pause_voiced = 0
+        self._stretch_voiced = self.rules.barge_in_pause_ms
+        self._resume_at = None
         self._handled_onset = onset_t
         if self._reply is not None:
             self._reply.pauses.begin(self._now)
@@ -349,6 +363,7 @@ class Conversation:
     def _resume(self) -> None:
         """The caller's speech ended short of a barge-in (a backchannel, a cough)."""
         pause, self._paused = self._paused, None
+        self._resume_at = None
         if pause is None:
             return
         if self._reply is not None:
@@ -361,6 +376,7 @@ class Conversation:
         """Second stage: the agent is cut off; the history keeps what was heard. Reaction
         is speech onset → `clear` (the pause's, when there was one)."""
         self._paused = None
+        self._resume_at = None
         self._handled_onset = onset_t
         self._out.append(cmd.Clear())
         data: dict[str, Any] = {}
@@ -509,6 +525,8 @@ class Conversation:
 
     def _tick(self) -> None:
         now, r = self._now, self.rules
+        if self._paused is not None and self._resume_at is not None and now >= self._resume_at:
+            self._resume()
         if self._dtmf and now - self._dtmf_last_t > r.dtmf_timeout_ms / 1000:
             self._flush_dtmf("timeout")
         reply = self._reply

@@ -21,6 +21,9 @@ class Rules:
     # (a backchannel, a cough) lets it resume. pause 0 or >= min speech: cut only.
     barge_in_pause_ms: int = 100
     barge_in_min_speech_ms: int = 700
+    # once the caller is quiet this long the paused agent resumes; speech before that
+    # continues the same utterance (gaps between words are shorter)
+    barge_in_resume_after_ms: int = 250
     greeting_deadline_ms: int = 2000
     greeting_filler_margin_ms: int = 500
     dtmf_timeout_ms: int = 3000
@@ -42,6 +45,7 @@ class Rules:
             "max_call_seconds": s.max_call_seconds,
             "barge_in_pause_ms": s.barge_in_pause_ms,
             "barge_in_min_speech_ms": s.barge_in_min_speech_ms,
+            "barge_in_resume_after_ms": s.barge_in_resume_after_ms,
             "greeting_deadline_ms": s.greeting_deadline_ms,
             "dtmf_timeout_ms": s.dtmf_timeout_ms,
             "dtmf_max_digits": s.dtmf_max_digits,
