@@ -1,0 +1,10 @@
+"""Campaigns: lead lists, the compliance rules of when a person may be called, the
+scheduler that decides each dial attempt, carrier dialing, status webhooks in, outcome
+webhooks out, analytics and the audit log.
+
+`campaigns` uses `ai` and `media`; nothing in them imports it.
+
+- `compliance`: calling windows in the person's local time (every candidate zone when the
+  zone is ambiguous), attempt frequency caps, quiet periods after a conversation, do-not-
+  call; one `decide` that says whether a call may be placed now, and if not, from when.
+"""
