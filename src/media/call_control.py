@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 import httpx
+
+from ai.resilience import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +213,7 @@ class _HttpCallControl:
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         if retry_after and retry_after.strip().isdigit():
             return min(float(retry_after), self.max_backoff_s)
-        base = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
-        return base * (0.5 + random.random() / 2)
+        return backoff_delay(attempt - 1, self.backoff_s, self.max_backoff_s)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
