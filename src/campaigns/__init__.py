@@ -7,4 +7,6 @@ webhooks out, analytics and the audit log.
 - `compliance`: calling windows in the person's local time (every candidate zone when the
   zone is ambiguous), attempt frequency caps, quiet periods after a conversation, do-not-
   call; one `decide` that says whether a call may be placed now, and if not, from when.
+- `leads`: lead CSVs read as a stream, rows normalised or rejected with their line number.
+- `attempts`: a dial attempt's state from carrier status callbacks, in any order.
 """
