@@ -149,8 +149,12 @@ def test_media_fields_and_strings() -> None:
     proto = ExotelProtocol()
     event = proto.parse(media_msg(b"\x01\x00\x02\x00", chunk="7", timestamp="700"))
     assert event == Media(payload=b"\x01\x00\x02\x00", timestamp_ms=700, chunk=7, track="inbound")
-    event = proto.parse(media_msg(b"", chunk=None, timestamp="soon"))
+    event = proto.parse(media_msg(b"", chunk=None, timestamp=""))
     assert isinstance(event, Media) and event.chunk is None and event.timestamp_ms is None
+    for bad in ("soon", "\u00b2", "9" * 5000, -1, True, [1]):
+        with pytest.raises(ProtocolError) as err:
+            proto.parse(media_msg(b"", timestamp=bad))
+        assert err.value.code == CLOSE_INVALID_PAYLOAD and "timestamp" in err.value.reason
 
 
 def test_odd_pcm16_chunk_is_refused() -> None:

@@ -29,7 +29,7 @@ from media.auth import TokenError, issue_token, verify_token
 from media.call_control import ExotelCallControl
 from media.detect import DetectingProtocol
 from media.events import CLOSE_POLICY, ProtocolError
-from media.exotel import ExotelProtocol
+from media.exotel import ExotelProtocol, query_sample_rate
 from media.ports import CallInfo
 from media.protocol import CarrierProtocol
 from media.session import CallSession, SessionConfig, SessionServices
@@ -284,9 +284,10 @@ def media_endpoint(carrier: str | None) -> Any:
     return handler
 
 
-def _exotel_rate(query: Mapping[str, str]) -> int:
-    raw = query.get("sample-rate") or query.get("sample_rate") or "8000"
-    return int(raw) if raw in ("8000", "16000", "24000") else 8000
+def _exotel_rate(query: Mapping[str, str]) -> str:
+    # the URL's text, checked by ExotelProtocol: a bad rate is refused (1008) on the first
+    # message instead of being replaced by 8 kHz, which would garble 16 kHz audio
+    return query_sample_rate(query)
 
 
 # ---- application -----------------------------------------------------------------------

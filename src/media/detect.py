@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from media.events import CLOSE_POLICY, Connected, Event, ProtocolError
-from media.exotel import ExotelProtocol
-from media.protocol import CarrierProtocol, load_json
+from media.exotel import ExotelProtocol, query_sample_rate, url_sample_rate
+from media.protocol import CarrierProtocol, load_json, shown
 from media.twilio import TwilioProtocol
 
 Carrier = Literal["twilio", "exotel"]
@@ -113,15 +113,12 @@ def _query_carrier(query: Mapping[str, str]) -> Carrier | None:
     if value in ("twilio", "exotel"):
         return value  # type: ignore[return-value]
     if value:
-        raise ProtocolError(CLOSE_POLICY, f"unknown carrier {value[:20]!r} in stream URL")
+        raise ProtocolError(CLOSE_POLICY, f"unknown carrier {shown(value, 20)} in stream URL")
     return None
 
 
 def _sample_rate(query: Mapping[str, str]) -> int:
-    raw = query.get("sample-rate") or query.get("sample_rate") or "8000"
-    if not raw.strip().isdigit():
-        raise ProtocolError(CLOSE_POLICY, f"bad sample-rate {raw[:20]!r} in stream URL")
-    return int(raw)
+    return url_sample_rate(query_sample_rate(query))
 
 
 class DetectingProtocol:

@@ -11,6 +11,8 @@ are at least 3,200 B *and* at least 100 ms: 200 ms at 8 kHz PCM16, 100 ms at 16 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -28,7 +30,18 @@ from media.events import (
     Start,
     Stop,
 )
-from media.protocol import b64decode, b64encode, check_payload_size, load_json, section
+from media.protocol import (
+    b64decode,
+    b64encode,
+    check_payload_size,
+    identifier,
+    load_json,
+    parameters,
+    section,
+    shown,
+    text,
+    whole_number,
+)
 
 SUPPORTED_PCM_RATES = (8000, 16000, 24000)
 VALID_DTMF = set("0123456789*#ABCD")
@@ -66,13 +79,23 @@ class ExotelProtocol:
 
     Stateful only in one respect: after `start` the negotiated format is kept in `fmt`,
     so inbound media chunks can be checked against it.
+
+    `sample_rate` is a rate (refused at once if unsupported) or the stream URL's own
+    `sample-rate` text; a bad one is refused by the first `parse`, so the session closes the
+    stream with 1008 and a logged reason.
     """
 
     name = "exotel"
 
-    def __init__(self, sample_rate: int = 8000) -> None:
-        if sample_rate not in SUPPORTED_PCM_RATES:
-            raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel sample rate {sample_rate!r}")
+    def __init__(self, sample_rate: int | str = 8000) -> None:
+        self._refused: ProtocolError | None = None
+        if isinstance(sample_rate, str):
+            try:
+                sample_rate = url_sample_rate(sample_rate)
+            except ProtocolError as exc:
+                self._refused, sample_rate = exc, 8000
+        elif sample_rate not in SUPPORTED_PCM_RATES:
+            raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel sample rate {shown(sample_rate)}")
         self.sample_rate = sample_rate
         self.fmt = AudioFormat("pcm16", sample_rate)
 
@@ -82,6 +105,8 @@ class ExotelProtocol:
         return min_chunk_frames(self.fmt)
 
     def parse(self, raw: str) -> Event:
+        if self._refused is not None:
+            raise self._refused
         msg = load_json(raw)
         event = msg.get("event")
         if event == "media":
@@ -90,55 +115,55 @@ class ExotelProtocol:
             check_payload_size(payload, self.fmt)
             return Media(
                 payload=payload,
-                timestamp_ms=_int_or_none(media.get("timestamp")),
-                chunk=_int_or_none(media.get("chunk")),
-                track=str(media.get("track") or "inbound"),
+                timestamp_ms=whole_number(media.get("timestamp"), "media timestamp"),
+                chunk=whole_number(media.get("chunk"), "media chunk"),
+                track=text(media.get("track"), "media track", "inbound", max_chars=32),
             )
         if event == "mark":
             name = section(msg, "mark").get("name")
             if not isinstance(name, str):
                 raise ProtocolError(CLOSE_INVALID_PAYLOAD, "mark event without a name")
-            return Mark(name)
+            return Mark(text(name, "mark name"))
         if event == "connected":
-            return Connected(str(msg.get("protocol") or ""), str(msg.get("version") or ""))
+            return Connected(text(msg.get("protocol"), "protocol", max_chars=32),
+                             text(msg.get("version"), "version", max_chars=32))
         if event == "start":
             return self._start(msg)
         if event == "dtmf":
             dtmf = section(msg, "dtmf")
             digit = dtmf.get("digit")
-            if isinstance(digit, int) and not isinstance(digit, bool):
+            if isinstance(digit, int) and not isinstance(digit, bool) and 0 <= digit <= 9:
                 digit = str(digit)
-            if not isinstance(digit, str) or digit.upper() not in VALID_DTMF or len(digit) != 1:
-                raise ProtocolError(CLOSE_INVALID_PAYLOAD, f"invalid DTMF digit {digit!r}")
-            return Dtmf(digit.upper(), _int_or_none(dtmf.get("duration")))
+            if not isinstance(digit, str) or len(digit) != 1 or digit.upper() not in VALID_DTMF:
+                raise ProtocolError(CLOSE_INVALID_PAYLOAD, f"invalid DTMF digit {shown(digit)}")
+            return Dtmf(digit.upper(), whole_number(dtmf.get("duration"), "DTMF duration"))
         if event == "stop":
             stop = msg.get("stop")
             reason = stop.get("reason") if isinstance(stop, dict) else None
-            return Stop(str(reason) if reason else "carrier stop")
-        raise ProtocolError(CLOSE_POLICY, f"unknown event {str(event)[:40]!r}")
+            if not isinstance(reason, str) or not reason or not reason.isprintable():
+                return Stop("carrier stop")
+            return Stop(reason[:80])
+        raise ProtocolError(CLOSE_POLICY, f"unknown event {shown(event)}")
 
     def _start(self, msg: dict[str, Any]) -> Start:
         start = section(msg, "start")
-        stream_sid = start.get("stream_sid") or msg.get("stream_sid")
-        if not isinstance(stream_sid, str) or not stream_sid:
-            raise ProtocolError(CLOSE_INVALID_PAYLOAD, "start event without stream_sid")
-        params = start.get("custom_parameters")
-        if params is None or params == "":
-            params = {}
-        if not isinstance(params, dict):
-            raise ProtocolError(CLOSE_INVALID_PAYLOAD, "custom_parameters is not an object")
+        stream_sid = identifier(start.get("stream_sid") or msg.get("stream_sid"), "stream_sid",
+                                required=True)
+        call_sid = identifier(start.get("call_sid"), "call_sid")
+        account_sid = identifier(start.get("account_sid"), "account_sid")
+        params = parameters(start.get("custom_parameters"), "custom_parameters")
+        from_number = text(start.get("from"), "start.from", max_chars=32)
+        to_number = text(start.get("to"), "start.to", max_chars=32)
         self.fmt = exotel_format(start.get("media_format"), self.sample_rate)
-        from_number = start.get("from")
-        to_number = start.get("to")
         return Start(
             stream_id=stream_sid,
-            call_sid=str(start.get("call_sid") or ""),
-            account_sid=str(start.get("account_sid") or ""),
+            call_sid=call_sid,
+            account_sid=account_sid,
             fmt=self.fmt,
-            custom_parameters={str(k): str(v) for k, v in params.items()},
+            custom_parameters=params,
             tracks=["inbound"],
-            from_number=str(from_number) if from_number else None,
-            to_number=str(to_number) if to_number else None,
+            from_number=from_number or None,
+            to_number=to_number or None,
         )
 
     def media(self, stream_id: str, payload: bytes) -> str:
@@ -161,7 +186,10 @@ def exotel_format(media_format: object, default_rate: int = 8000) -> AudioFormat
         return AudioFormat("pcm16", default_rate)
     if not isinstance(media_format, dict):
         raise ProtocolError(CLOSE_INVALID_PAYLOAD, "media_format is not an object")
-    raw_encoding = str(media_format.get("encoding") or "").strip().lower()
+    raw_encoding = media_format.get("encoding") or ""
+    if not isinstance(raw_encoding, str) or len(raw_encoding) > 64:
+        raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel encoding {shown(raw_encoding)}")
+    raw_encoding = raw_encoding.strip().lower()
     # "audio/x-mulaw;rate=8000" style content types carry the rate as a parameter
     encoding, _, params = raw_encoding.partition(";")
     encoding = encoding.strip()
@@ -171,21 +199,38 @@ def exotel_format(media_format: object, default_rate: int = 8000) -> AudioFormat
         if key.strip() == "rate" and rate_value in (None, ""):
             rate_value = value.strip()
     rate = _rate(rate_value)
-    bits = _int_or_none(media_format.get("bit_rate"))
     if encoding in _MULAW_NAMES:
+        bits = _bits(media_format.get("bit_rate"))
         if rate not in (None, 8000) or bits not in (None, 8):
             raise ProtocolError(
-                CLOSE_POLICY, f"unsupported Exotel µ-law format at {rate_value!r} Hz"
+                CLOSE_POLICY, f"unsupported Exotel µ-law format at {shown(rate_value)} Hz"
             )
         return AudioFormat("mulaw", 8000)
     if encoding in _PCM_NAMES:
         rate = rate or default_rate
+        bits = _bits(media_format.get("bit_rate"))
         if rate not in SUPPORTED_PCM_RATES or bits not in (None, 16):
             raise ProtocolError(
-                CLOSE_POLICY, f"unsupported Exotel PCM format: {rate_value!r} Hz, {bits!r} bits"
+                CLOSE_POLICY,
+                f"unsupported Exotel PCM format: {shown(rate_value)} Hz, {shown(bits)} bits",
             )
         return AudioFormat("pcm16", rate)
-    raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel encoding {raw_encoding[:40]!r}")
+    raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel encoding {shown(raw_encoding)}")
+
+
+def url_sample_rate(raw: str) -> int:
+    """The PCM rate a stream URL's `sample-rate` asks for; ProtocolError(1008) if bad."""
+    rate = int(raw) if _URL_RATE.fullmatch(raw) else None
+    if rate is None:
+        raise ProtocolError(CLOSE_POLICY, f"bad sample-rate {shown(raw, 12)} in stream URL")
+    if rate not in SUPPORTED_PCM_RATES:
+        raise ProtocolError(CLOSE_POLICY, f"unsupported Exotel sample rate {rate}")
+    return rate
+
+
+def query_sample_rate(query: Mapping[str, str]) -> str:
+    """The stream URL's `sample-rate` (or `sample_rate`) text, "8000" when absent."""
+    return query.get("sample-rate") or query.get("sample_rate") or "8000"
 
 
 def min_chunk_frames(
@@ -230,29 +275,33 @@ def exotel_chunks(
     return chunks
 
 
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
+_URL_RATE = re.compile(r"[0-9]{4,6}")
+# "8000", "8000Hz", "16k", "16 kHz" appear in hand-built flows (ASCII digits only)
+_RATE_TEXT = re.compile(r"([0-9]{1,6})\s*(k?)\s*(?:hz)?", re.IGNORECASE)
+# bits per sample ("16") or per second ("128000", "128kbps", Exotel's own spelling)
+_BITS_TEXT = re.compile(r"([0-9]{1,7})\s*(k?)\s*(?:bps|bit/s)?", re.IGNORECASE)
+
+
+def _number(value: object, pattern: re.Pattern[str], what: str) -> int | None:
+    if value is None or value == "":
         return None
-    if isinstance(value, int):
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int) and 0 < value < 10**7:
         return value
-    if isinstance(value, float) and value.is_integer():
+    elif isinstance(value, float) and value.is_integer() and 0 < value < 10**7:
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    elif isinstance(value, str) and (m := pattern.fullmatch(value.strip())):
+        return int(m.group(1)) * (1000 if m.group(2) else 1)
+    raise ProtocolError(CLOSE_POLICY, f"unreadable Exotel {what} {shown(value)}")
 
 
 def _rate(value: object) -> int | None:
-    if value is None or value == "":
-        return None
-    rate = _int_or_none(value)
-    if rate is None:
-        # "8000Hz", "16k" appear in hand-built flows
-        text = str(value).strip().lower().removesuffix("hz").strip()
-        if text.endswith("k") and text[:-1].isdigit():
-            rate = int(text[:-1]) * 1000
-        elif text.isdigit():
-            rate = int(text)
-    if rate is None:
-        raise ProtocolError(CLOSE_POLICY, f"unreadable Exotel sample_rate {value!r}")
-    return rate
+    return _number(value, _RATE_TEXT, "sample_rate")
+
+
+def _bits(value: object) -> int | None:
+    """Bits per sample from `bit_rate`; None when absent or given per second ("128kbps"),
+    which says nothing the encoding and rate do not."""
+    bits = _number(value, _BITS_TEXT, "bit_rate")
+    return bits if bits is not None and bits <= 32 else None

@@ -1,6 +1,12 @@
-"""Twilio Media Streams protocol (bidirectional, `<Connect><Stream>`)."""
+"""Twilio Media Streams protocol (bidirectional, `<Connect><Stream>`).
+
+Every field is checked for its type and size before use; a bad one is a ProtocolError with a
+short, escaped reason (never a traceback), so the session closes the stream with 1007/1008.
+"""
 
 from __future__ import annotations
+
+import re
 
 import orjson
 
@@ -17,9 +23,22 @@ from media.events import (
     Start,
     Stop,
 )
-from media.protocol import b64decode, b64encode, load_json, section
+from media.protocol import (
+    b64decode,
+    b64encode,
+    check_payload_size,
+    identifier,
+    load_json,
+    parameters,
+    section,
+    shown,
+    text,
+    whole_number,
+)
 
 VALID_DTMF = set("0123456789*#ABCD")
+_TRACK = re.compile(r"[a-z_]{1,32}")
+MAX_TRACKS = 4
 
 
 class TwilioProtocol:
@@ -31,48 +50,43 @@ class TwilioProtocol:
         event = msg.get("event")
         if event == "media":
             media = section(msg, "media")
-            track = media.get("track", "inbound")
-            ts = media.get("timestamp")
-            chunk = media.get("chunk")
+            payload = b64decode(media.get("payload"))
+            check_payload_size(payload, MULAW_8K)
             return Media(
-                payload=b64decode(media.get("payload")),
-                timestamp_ms=int(ts) if isinstance(ts, (int, str)) and str(ts).isdigit() else None,
-                chunk=int(chunk) if isinstance(chunk, (int, str)) and str(chunk).isdigit() else None,
-                track=str(track),
+                payload=payload,
+                timestamp_ms=whole_number(media.get("timestamp"), "media timestamp"),
+                chunk=whole_number(media.get("chunk"), "media chunk"),
+                track=_track(media.get("track"), "inbound"),
             )
         if event == "mark":
             name = section(msg, "mark").get("name")
             if not isinstance(name, str):
                 raise ProtocolError(CLOSE_INVALID_PAYLOAD, "mark event without a name")
-            return Mark(name)
+            return Mark(text(name, "mark name"))
         if event == "connected":
-            return Connected(str(msg.get("protocol", "")), str(msg.get("version", "")))
+            return Connected(text(msg.get("protocol"), "protocol", max_chars=32),
+                             text(msg.get("version"), "version", max_chars=32))
         if event == "start":
             start = section(msg, "start")
-            fmt_msg = start.get("mediaFormat") or {}
-            fmt = _format(fmt_msg)
-            stream_sid = start.get("streamSid") or msg.get("streamSid")
-            if not isinstance(stream_sid, str) or not stream_sid:
-                raise ProtocolError(CLOSE_INVALID_PAYLOAD, "start event without streamSid")
-            params = start.get("customParameters") or {}
-            if not isinstance(params, dict):
-                raise ProtocolError(CLOSE_INVALID_PAYLOAD, "customParameters is not an object")
+            fmt = _format(start.get("mediaFormat"))
+            stream_sid = identifier(start.get("streamSid") or msg.get("streamSid"), "streamSid",
+                                    required=True)
             return Start(
                 stream_id=stream_sid,
-                call_sid=str(start.get("callSid", "")),
-                account_sid=str(start.get("accountSid", "")),
+                call_sid=identifier(start.get("callSid"), "callSid"),
+                account_sid=identifier(start.get("accountSid"), "accountSid"),
                 fmt=fmt,
-                custom_parameters={str(k): str(v) for k, v in params.items()},
-                tracks=list(start.get("tracks") or []),
+                custom_parameters=parameters(start.get("customParameters"), "customParameters"),
+                tracks=_tracks(start.get("tracks")),
             )
         if event == "dtmf":
             digit = section(msg, "dtmf").get("digit")
             if not isinstance(digit, str) or digit not in VALID_DTMF:
-                raise ProtocolError(CLOSE_INVALID_PAYLOAD, f"invalid DTMF digit {digit!r}")
+                raise ProtocolError(CLOSE_INVALID_PAYLOAD, f"invalid DTMF digit {shown(digit)}")
             return Dtmf(digit)
         if event == "stop":
             return Stop("carrier stop")
-        raise ProtocolError(CLOSE_POLICY, f"unknown event {str(event)[:40]!r}")
+        raise ProtocolError(CLOSE_POLICY, f"unknown event {shown(event)}")
 
     def media(self, stream_id: str, payload: bytes) -> str:
         return orjson.dumps(
@@ -86,13 +100,35 @@ class TwilioProtocol:
         return orjson.dumps({"event": "clear", "streamSid": stream_id}).decode()
 
 
+def _track(value: object, default: str) -> str:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or not _TRACK.fullmatch(value):
+        raise ProtocolError(CLOSE_INVALID_PAYLOAD, f"media track is not a track name: {shown(value)}")
+    return value
+
+
+def _tracks(value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_TRACKS or not all(
+        isinstance(t, str) and _TRACK.fullmatch(t) for t in value
+    ):
+        raise ProtocolError(
+            CLOSE_INVALID_PAYLOAD, f"start.tracks is not a list of track names: {shown(value)}"
+        )
+    return list(value)
+
+
 def _format(fmt_msg: object) -> AudioFormat:
-    if not isinstance(fmt_msg, dict) or not fmt_msg:
+    if not fmt_msg:
         return MULAW_8K
+    if not isinstance(fmt_msg, dict):
+        raise ProtocolError(CLOSE_INVALID_PAYLOAD, "mediaFormat is not an object")
     encoding = fmt_msg.get("encoding", "audio/x-mulaw")
     rate = fmt_msg.get("sampleRate", 8000)
     if encoding != "audio/x-mulaw" or rate != 8000:
         raise ProtocolError(
-            CLOSE_POLICY, f"unsupported Twilio media format {encoding!r} at {rate!r} Hz"
+            CLOSE_POLICY, f"unsupported Twilio media format {shown(encoding)} at {shown(rate)} Hz"
         )
     return MULAW_8K
