@@ -485,11 +485,14 @@ class CallSession:
             except Exception as exc:
                 self.log.warning("apology_unavailable", error=type(exc).__name__)
         # the engine's own tasks (if it got that far) must not speak over the apology
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = []
         if self.player is not None:
             self.player.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
         if line and not self.ws.closed:
             player = self.player = OutboundPlayer(
                 self._send, self.protocol, self.start.stream_id, self.fmt, self.cfg.lead_frames
