@@ -63,6 +63,9 @@ _DEBT_PLACEHOLDERS = frozenset({
     "ptp_amount", "ptp_date",
 })
 
+# the only placeholders of settings.apology_line: it is said when the call's context may be broken
+_APOLOGY_PLACEHOLDERS = frozenset({"agent_name", "caller_brand"})
+
 # states the scripted policy relies on by name (kind: collections)
 REQUIRED_STATES = (
     "greeting", "verify", "disclosure", "ask_amount", "ask_date", "confirm", "ptp_done",
@@ -115,6 +118,10 @@ class PlaybookSettings(BaseModel):
     recovery_line: str = "Sorry, could you say that again?"
     greeting_filler: str = "Hello?"
     max_duration_line: str = "I'm sorry, we have run out of time for this call. Goodbye."
+    # said by the media server when a call it accepted cannot go on (its context, engine
+    # or speech recognition failed), just before it hangs up; it may name only the agent
+    # and the brand ({agent_name}, {caller_brand}): nothing of the call's context
+    apology_line: str = "I'm sorry, we are having a technical problem and have to end this call. Goodbye."
     # what a caller says over the agent without taking the turn ("mhm", "okay"): the agent
     # pauses and resumes instead of being cut off; matched on the whole transcript
     backchannels: list[str] = Field(default_factory=lambda: [
@@ -267,8 +274,12 @@ class Playbook(BaseModel):
                 problems += [f"states.{name}: {p}" for p in _placeholder_problems(line)]
         for line in [self.settings.voicemail_message, *self.settings.filler_lines,
                      self.settings.recovery_line, self.settings.greeting_filler,
-                     self.settings.max_duration_line]:
+                     self.settings.max_duration_line, self.settings.apology_line]:
             problems += [f"settings: {p}" for p in _placeholder_problems(line)]
+        problems += [
+            f"settings.apology_line may use only {{agent_name}} and {{caller_brand}}, not {{{f}}}"
+            for f in sorted(_fields(self.settings.apology_line) - _APOLOGY_PLACEHOLDERS)
+        ]
         return problems
 
     def _check_compliance(self) -> list[str]:
@@ -303,7 +314,8 @@ class Playbook(BaseModel):
         out += [("settings.filler_lines", line) for line in self.settings.filler_lines]
         out += [("settings.recovery_line", self.settings.recovery_line),
                 ("settings.greeting_filler", self.settings.greeting_filler),
-                ("settings.max_duration_line", self.settings.max_duration_line)]
+                ("settings.max_duration_line", self.settings.max_duration_line),
+                ("settings.apology_line", self.settings.apology_line)]
         for name, st in self.states.items():
             if st.pre_verification:
                 out += [(f"states.{name}", line) for line in st.lines()]
@@ -311,6 +323,12 @@ class Playbook(BaseModel):
 
     def state(self, name: str) -> State:
         return self.states[name]
+
+    def apology(self) -> str:
+        """`settings.apology_line` rendered; it needs nothing of a call's context, which may
+        be what failed."""
+        values = {"agent_name": self.agent_name, "caller_brand": self.caller_brand}
+        return _render(self.settings.apology_line, values)
 
 
 # ---- compliance validation ---------------------------------------------------------------

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     max_message_bytes: int = 64 * 1024
     carrier_idle_timeout_s: float = 10.0
+    # media connections before a valid `start`: closed (1008) this long after opening;
+    # beyond these counts, overall and per peer address, refused with 1013
+    media_start_deadline_s: float = Field(default=10.0, gt=0)
+    media_max_unauthenticated: int = Field(default=1000, ge=1)
+    media_max_unauthenticated_per_peer: int = Field(default=100, ge=1)
+    # outbound audio the carrier has not taken past this many seconds ends the call (1008)
+    media_send_backlog_s: float = Field(default=5.0, gt=0)
     whisper_threads: int = 2
 
     @field_validator("api_key", mode="before")

@@ -32,7 +32,8 @@ from media.events import CLOSE_POLICY, ProtocolError
 from media.exotel import ExotelProtocol, query_sample_rate
 from media.ports import CallInfo
 from media.protocol import CarrierProtocol
-from media.session import CallSession, SessionConfig, SessionServices
+from media.sanitize import close_reason
+from media.session import CLOSE_TRY_AGAIN, CallSession, SessionConfig, SessionServices, StartGate
 from media.twilio import TwilioProtocol
 
 log = structlog.get_logger("dialkit.server")
@@ -47,6 +48,7 @@ class AppState:
     providers: Providers | None = None
     sessions: set[CallSession] = field(default_factory=set)
     database_url: str | None = None
+    start_gate: StartGate | None = None
 
 
 STATE = web.AppKey("state", AppState)
@@ -242,6 +244,13 @@ def _services(state: AppState) -> SessionServices:
     def config_for(info: CallInfo) -> SessionConfig:
         return providers.session_config(info)
 
+    def apology_for(info: CallInfo) -> str:
+        try:
+            playbook = providers.playbook_for(info)
+        except ProtocolError:  # not loaded here: the server's default playbook apologises
+            playbook = providers.playbook
+        return playbook.apology()
+
     return SessionServices(
         stt=providers.stt,
         tts=providers.tts,
@@ -254,6 +263,9 @@ def _services(state: AppState) -> SessionServices:
         speech_for=providers.speech_for if providers.catalog is not None else None,
         hangup=providers.hangup,
         transfer=providers.transfer,
+        start_deadline_s=state.settings.media_start_deadline_s,
+        send_backlog_s=state.settings.media_send_backlog_s,
+        apology_for=apology_for,
     )
 
 
@@ -264,16 +276,40 @@ def media_endpoint(carrier: str | None) -> Any:
             max_msg_size=state.settings.max_message_bytes, heartbeat=20.0, autoping=True,
             compress=False,  # carriers don't compress; deflating every 20 ms frame costs CPU
         )
-        await ws.prepare(request)
-        query = dict(request.query)
-        protocol: CarrierProtocol
-        if carrier == "twilio":
-            protocol = TwilioProtocol()
-        elif carrier == "exotel":
-            protocol = ExotelProtocol(_exotel_rate(query))
-        else:
-            protocol = DetectingProtocol(query)
-        session = CallSession(ws, protocol, _services(state), query)
+        settings = state.settings
+        if state.start_gate is None:
+            state.start_gate = StartGate(
+                settings.media_max_unauthenticated, settings.media_max_unauthenticated_per_peer
+            )
+        gate = state.start_gate
+        peer = request.remote or "unknown"
+        # counted before the handshake completes, so the peer cannot race its own count
+        refusal = gate.admit(peer)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            if refusal is None:
+                gate.release(peer)
+            raise
+        if refusal is not None:
+            gate.refused(peer, refusal, asyncio.get_running_loop().time())
+            await ws.close(code=CLOSE_TRY_AGAIN, message=close_reason(refusal))
+            return ws
+        try:
+            query = dict(request.query)
+            protocol: CarrierProtocol
+            if carrier == "twilio":
+                protocol = TwilioProtocol()
+            elif carrier == "exotel":
+                protocol = ExotelProtocol(_exotel_rate(query))
+            else:
+                protocol = DetectingProtocol(query)
+            # from here the session releases its place in the gate
+            session = CallSession(ws, protocol, _services(state), query, peer=peer, gate=gate,
+                                  transport=request.transport)
+        except BaseException:
+            gate.release(peer)
+            raise
         state.sessions.add(session)
         try:
             await session.run()
@@ -319,7 +355,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
              node=state.registry.node)
     yield
     for session in list(state.sessions):
-        await session.ws.close(code=1001, message=b"server shutting down")
+        await session.ws.close(code=1001, message=close_reason("server shutting down"))
     await state.registry.close()
     await state.providers.close()
     await state.pool.close()

@@ -93,14 +93,19 @@ class CallStore:
             info.playbook = self.playbooks.find(ref)
         return info
 
-    async def call_started(
+    async def claim_call(
         self, call_id: str, carrier: str, carrier_call_id: str, stream_id: str, meta: dict[str, Any]
-    ) -> None:
-        await self.pool.execute(
+    ) -> bool:
+        """Mark the call in progress on this media connection, if no connection has yet.
+        One statement, so two connections presenting the same token (on any process or
+        node) cannot both win; False for every one after the first."""
+        row = await self.pool.fetchval(
             "UPDATE calls SET status = 'in_progress', started_at = now(), carrier = $2,"
-            " carrier_call_id = $3, stream_id = $4, media = $5 WHERE id = $1",
+            " carrier_call_id = $3, stream_id = $4, media = $5"
+            " WHERE id = $1 AND status = 'created' RETURNING id",
             uuid.UUID(call_id), carrier, carrier_call_id, stream_id, meta,
         )
+        return row is not None
 
     async def add_turn(self, call_id: str, turn: RecordTurn) -> None:
         await self.pool.execute(

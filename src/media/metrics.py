@@ -25,3 +25,19 @@ GREETING_LATENCY = Histogram(
     "Carrier start to first agent audio frame",
     buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
 )
+SECURITY_EVENTS = Counter(
+    "dialkit_media_security_events_total",
+    "Media connections refused as a security event (e.g. a second connection for a live call)",
+    ["carrier", "kind"],
+)
+CONNECTIONS_REFUSED = Counter(
+    "dialkit_media_connections_refused_total",
+    "Media connections closed before a valid start (deadline, caps on unauthenticated connections)",
+    ["reason"],
+)
+UNAUTHENTICATED = Gauge(
+    "dialkit_media_unauthenticated_connections", "Media connections open without a valid start yet"
+)
+SEND_BACKLOG_ENDS = Counter(
+    "dialkit_media_send_backlog_total", "Calls ended because the carrier stopped reading audio", ["carrier"]
+)

@@ -99,6 +99,8 @@ class OutboundPlayer:
         self._paused = False
         self._stale: set[str] = set()  # old names of held marks: their echoes mean nothing
         self.stats = PacingStats(keep_errors=keep_pacing_errors)
+        #: bytes on the wire per second of audio (of the last media message sent)
+        self.wire_bytes_per_s = 0.0
         self.clears = 0
         self.pauses = 0
         self.stale_echoes = 0
@@ -285,7 +287,9 @@ class OutboundPlayer:
                 self._sent.popleft()
             self._unmarked_end = self._run_start + self._run_frames * FRAME_S
             self._sent.append((item, self._unmarked_end))
-            await self._send(self._protocol.media(self._stream_id, item.data))
+            message = self._protocol.media(self._stream_id, item.data)
+            self.wire_bytes_per_s = len(message) / (item.frames * FRAME_S)
+            await self._send(message)
             stats.chunks_sent += 1
             stats.frames_sent += item.frames
             late_ms = late * 1000

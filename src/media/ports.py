@@ -30,9 +30,11 @@ class CallInfo:
 class CallRecorder(Protocol):
     async def get_call(self, call_id: str) -> CallInfo | None: ...
 
-    async def call_started(
+    async def claim_call(
         self, call_id: str, carrier: str, carrier_call_id: str, stream_id: str, meta: dict[str, Any]
-    ) -> None: ...
+    ) -> bool:
+        """Mark a created call in progress; False if another connection already has it."""
+        ...
 
     async def add_turn(self, call_id: str, turn: RecordTurn) -> None: ...
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
+import struct
+import termios
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -51,10 +54,20 @@ from media.player import OutboundPlayer
 from media.ports import CallInfo, CallRecorder, LiveRegistry
 from media.protocol import CarrierProtocol
 from media.recording import CallRecording
+from media.sanitize import close_reason, peer_text
+from media.tts_audio import synthesize_for_carrier
 
 log = structlog.get_logger("media.session")
 
 TICK_S = 0.1
+#: how often the read guard checks the start deadline, the idle timer and the send backlog
+GUARD_S = 0.5
+#: a close handshake that takes longer than this (a peer that stopped reading) is cut short
+CLOSE_TIMEOUT_S = 3.0
+APOLOGY_SYNTH_TIMEOUT_S = 5.0
+#: after the apology's audio should have played, how long its mark echo may still take
+APOLOGY_MARK_MARGIN_S = 3.0
+CLOSE_TRY_AGAIN = 1013
 
 
 @dataclass(slots=True)
@@ -87,6 +100,66 @@ class SessionServices:
     speech_for: Callable[[CallInfo], tuple[STT, TTS]] | None = None
     hangup: Callable[[str, str], Awaitable[str]] | None = None
     transfer: Callable[[str, str, str], Awaitable[None]] | None = None
+    #: a connection without a valid `start` this long after it opened is closed (1008)
+    start_deadline_s: float = 10.0
+    #: audio written but not taken by the carrier past this ends the call (1008)
+    send_backlog_s: float = 5.0
+    #: the line spoken when a call cannot start after its `start` was accepted
+    apology_for: Callable[[CallInfo], str] | None = None
+
+
+class StartFailed(Exception):
+    """An authenticated call that cannot go on (its engine, STT or playbook failed): the
+    caller hears the apology, the carrier hangs up, the call is marked failed."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class StartGate:
+    """Caps on media connections that have not presented a valid `start` yet, overall and
+    per peer address, so connections that never authenticate cannot pile up."""
+
+    def __init__(self, max_total: int, max_per_peer: int) -> None:
+        self.max_total = max_total
+        self.max_per_peer = max_per_peer
+        self.total = 0
+        self._by_peer: dict[str, int] = {}
+        self._refused_unlogged = 0
+        self._last_refusal_log = -1e9
+
+    def admit(self, peer: str) -> str | None:
+        """Count the connection in, or return why it is refused (it is then not counted)."""
+        if self.total >= self.max_total:
+            return "too many unauthenticated media connections"
+        if self._by_peer.get(peer, 0) >= self.max_per_peer:
+            return "too many unauthenticated media connections from this address"
+        self.total += 1
+        self._by_peer[peer] = self._by_peer.get(peer, 0) + 1
+        metrics.UNAUTHENTICATED.set(self.total)
+        return None
+
+    def release(self, peer: str) -> None:
+        left = self._by_peer.get(peer, 0) - 1
+        if left > 0:
+            self._by_peer[peer] = left
+        else:
+            self._by_peer.pop(peer, None)
+        self.total = max(0, self.total - 1)
+        metrics.UNAUTHENTICATED.set(self.total)
+
+    def refused(self, peer: str, reason: str, now: float) -> None:
+        """Count a refusal; log it, at most once a second with how many were not logged."""
+        metrics.CONNECTIONS_REFUSED.labels("unauthenticated_cap").inc()
+        self._refused_unlogged += 1
+        if now - self._last_refusal_log >= 1.0:
+            log.warning("media_connection_refused", peer=peer_text(peer), reason=reason,
+                        close_code=CLOSE_TRY_AGAIN, refused=self._refused_unlogged,
+                        unauthenticated=self.total)
+            self._refused_unlogged = 0
+            self._last_refusal_log = now
 
 
 class CallSession:
@@ -96,12 +169,23 @@ class CallSession:
         protocol: CarrierProtocol,
         services: SessionServices,
         query: Mapping[str, str],
+        *,
+        peer: str = "unknown",
+        gate: StartGate | None = None,
+        transport: asyncio.BaseTransport | None = None,
     ) -> None:
+        """`gate` has already admitted this connection; the session releases it once the
+        call is claimed or the connection ends. `transport` is the connection's, for
+        measuring the send backlog and for cutting off a peer that stopped reading."""
         self.ws = ws
         self.protocol = protocol
         self.svc = services
         self.query = query
+        self.peer = peer
+        self._gate = gate
+        self.transport = transport
         self.loop = asyncio.get_running_loop()
+        self.opened_at = self.loop.time()
         self.log = log.bind(carrier=protocol.name)
         self.call_id: str | None = None
         self.info: CallInfo | None = None
@@ -125,6 +209,10 @@ class CallSession:
         self._last_in_t = self.loop.time()
         self._voice_state: tuple[int, bool] = (0, False)
         self.frames_in = 0
+        self._sending = 0  # sends awaiting the transport
+        self._sending_since = 0.0
+        self._abort = False  # the peer stopped reading: drop the connection after closing
+        self._claiming = False  # a start is being checked and claimed: the deadline waits
 
     @property
     def barge_ins(self) -> int:
@@ -137,8 +225,37 @@ class CallSession:
         return task
 
     async def _send(self, text: str) -> None:
-        if not self.ws.closed:
+        if self.ws.closed:
+            return
+        self._sending += 1
+        if self._sending == 1:
+            self._sending_since = self.loop.time()
+        try:
             await self.ws.send_str(text)
+        finally:
+            self._sending -= 1
+
+    def _release_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.release(self.peer)
+
+    def send_backlog_s(self) -> float:
+        """Seconds of outbound audio the carrier has not taken: bytes waiting in our write
+        buffer and the kernel's send queue at the current wire rate, plus how long a send
+        has been blocked on a full buffer."""
+        player = self.player
+        rate = player.wire_bytes_per_s if player is not None else 0.0
+        if rate <= 0:
+            return 0.0
+        pending = 0
+        transport = self.transport
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                pending += int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
+            pending += _kernel_unsent_bytes(transport)
+        blocked = self.loop.time() - self._sending_since if self._sending else 0.0
+        return pending / rate + blocked
 
     # ---- main loop -------------------------------------------------------------------
 
@@ -146,7 +263,12 @@ class CallSession:
         status, reason, code = "completed", "carrier stop", CLOSE_NORMAL
         self.recording.start()
         try:
-            await self._read_with_idle_guard()
+            try:
+                await self._read_with_idle_guard()
+            except StartFailed as exc:
+                status, reason, code = "failed", exc.reason, exc.code
+                await self._apologise()
+                return
             if self._hung_up or (self.engine is not None and self.engine.ended):
                 reason = "agent ended the call"
             elif not self._stopped:
@@ -154,9 +276,9 @@ class CallSession:
                 if self.ws.close_code not in (None, CLOSE_NORMAL):
                     reason = f"carrier vanished (close code {self.ws.close_code})"
         except ProtocolError as exc:
-            status, reason, code = "failed", exc.reason, exc.code
+            status, reason, code = "failed", peer_text(exc.reason), exc.code
             metrics.PROTOCOL_ERRORS.labels(self.protocol.name, str(exc.code)).inc()
-            self.log.warning("media_protocol_error", call_id=self.call_id, code=exc.code, reason=exc.reason)
+            self.log.warning("media_protocol_error", call_id=self.call_id, code=exc.code, reason=reason)
         except asyncio.CancelledError:
             status, reason, code = "failed", "server shutting down", 1001
             raise
@@ -170,12 +292,35 @@ class CallSession:
         reader = asyncio.ensure_future(self._read_loop())
         idle: list[ProtocolError] = []
 
+        def check() -> ProtocolError | None:
+            now = self.loop.time()
+            if self.start is None and not self._claiming:
+                # from the opening, not the last message: a peer that keeps talking
+                # without ever authenticating is closed all the same
+                deadline = self.svc.start_deadline_s
+                if now - self.opened_at > deadline:
+                    metrics.CONNECTIONS_REFUSED.labels("start_deadline").inc()
+                    return ProtocolError(CLOSE_POLICY, f"no valid start within {deadline:g} s")
+                return None
+            if self.start is None:
+                return None
+            limit = self.cfg.inbound_idle_timeout_s
+            if now - self._last_in_t > limit:
+                return ProtocolError(CLOSE_POLICY, f"no message from carrier for {limit:.0f} s")
+            backlog = self.send_backlog_s()
+            if backlog > self.svc.send_backlog_s:
+                metrics.SEND_BACKLOG_ENDS.labels(self.protocol.name).inc()
+                self._abort = True
+                return ProtocolError(
+                    CLOSE_POLICY, f"carrier is not reading: {backlog:.1f} s of audio not taken"
+                )
+            return None
+
         async def guard() -> None:
             while not reader.done():
-                await asyncio.sleep(1.0)
-                limit = self.cfg.inbound_idle_timeout_s if self.start else 30.0
-                if self.loop.time() - self._last_in_t > limit:
-                    idle.append(ProtocolError(CLOSE_POLICY, f"no message from carrier for {limit:.0f} s"))
+                await asyncio.sleep(GUARD_S)
+                if (err := check()) is not None:
+                    idle.append(err)
                     reader.cancel()
                     return
 
@@ -207,7 +352,7 @@ class CallSession:
                 text = str(exc).lower()
                 if getattr(exc, "code", None) == CLOSE_TOO_BIG or "limit" in text or "too big" in text:
                     raise ProtocolError(CLOSE_TOO_BIG, "message larger than the limit")
-                raise ProtocolError(CLOSE_INTERNAL, f"WebSocket error: {exc}")
+                raise ProtocolError(CLOSE_INTERNAL, f"WebSocket error: {peer_text(exc)}")
             else:  # CLOSE, CLOSING, CLOSED
                 return
 
@@ -219,11 +364,15 @@ class CallSession:
             await self._on_media(msg)
         elif isinstance(msg, Mark):
             if self.player is not None and not self.player.on_mark(msg.name):
-                self.log.debug("unknown_mark", name=msg.name)
+                self.log.debug("unknown_mark", name=peer_text(msg.name, 40))
         elif isinstance(msg, Start):
             if self.start is not None:
                 raise ProtocolError(CLOSE_POLICY, "second start event")
-            await self._on_start(msg)
+            self._claiming = True
+            try:
+                await self._on_start(msg)
+            finally:
+                self._claiming = False
         elif isinstance(msg, Dtmf):
             if self.start is None:
                 raise ProtocolError(CLOSE_POLICY, "dtmf before start")
@@ -249,33 +398,56 @@ class CallSession:
         except ProtocolError:
             raise
         except Exception as exc:
-            raise ProtocolError(CLOSE_POLICY, f"media token refused: {exc}") from None
+            raise ProtocolError(CLOSE_POLICY, f"media token refused: {type(exc).__name__}") from None
         info = await self.svc.recorder.get_call(call_id)
         if info is None:
             raise ProtocolError(CLOSE_POLICY, "unknown call_id")
         if info.status in ("completed", "failed"):
             raise ProtocolError(CLOSE_POLICY, f"call already {info.status}")
+        meta = {"format": {"encoding": msg.fmt.encoding, "rate": msg.fmt.rate}, "tracks": msg.tracks}
+        # the claim is the one atomic step: of two legs with the same token, one wins
+        claimed = info.status == "created" and await self.svc.recorder.claim_call(
+            call_id, self.protocol.name, msg.call_sid, msg.stream_id, meta
+        )
+        if not claimed:
+            metrics.SECURITY_EVENTS.labels(self.protocol.name, "second_media_connection").inc()
+            self.log.warning("security_event", kind="second_media_connection", call_id=call_id,
+                             peer=peer_text(self.peer), close_code=CLOSE_POLICY)
+            raise ProtocolError(CLOSE_POLICY, "call already has a media connection")
+        self._release_gate()
         self.call_id, self.info, self.start = call_id, info, msg
         self.fmt = msg.fmt
         self.spec = AudioSpec(msg.fmt.encoding, msg.fmt.rate)
+        self.t0 = self.loop.time()
+        self.recording.bind(call_id, self.t0)
+        self.log = self.recording.log = self.log.bind(call_id=call_id)
+        self.log.info("call_started", stream=peer_text(msg.stream_id[-6:]), rate=msg.fmt.rate,
+                      encoding=msg.fmt.encoding)
+        metrics.ACTIVE_CALLS.labels(self.protocol.name).inc()
+        try:
+            await self._open_call(msg, info)
+        except asyncio.CancelledError:
+            raise
+        except ProtocolError as exc:
+            self.log.warning("call_start_failed", reason=peer_text(exc.reason), close_code=exc.code)
+            raise StartFailed(exc.code, peer_text(exc.reason)) from None
+        except Exception as exc:
+            self.log.exception("call_start_failed")
+            raise StartFailed(
+                CLOSE_INTERNAL, peer_text(f"call could not start: {type(exc).__name__}: {exc}")
+            ) from None
+
+    async def _open_call(self, msg: Start, info: CallInfo) -> None:
+        """Everything a claimed call needs before its engine takes the first input."""
         self.cfg = self.svc.config_for(info)
         if self.svc.speech_for is not None:
             stt, tts = self.svc.speech_for(info)
             self.svc = dataclasses.replace(self.svc, stt=stt, tts=tts)
-        self.t0 = self.loop.time()
-        self.recording.bind(call_id, self.t0)
-        self.log = self.recording.log = self.log.bind(call_id=call_id)
-        self.log.info("call_started", stream=msg.stream_id[-6:], rate=msg.fmt.rate,
-                      encoding=msg.fmt.encoding)
-        await self.svc.recorder.call_started(
-            call_id, self.protocol.name, msg.call_sid, msg.stream_id,
-            {"format": {"encoding": msg.fmt.encoding, "rate": msg.fmt.rate}, "tracks": msg.tracks},
-        )
         await self.svc.registry.register(
-            call_id, {"carrier": self.protocol.name, "started": time.time(), "kind": self.cfg.kind,
-                      "call_sid": msg.call_sid},  # carrier webhooks find the call's node by it
+            info.call_id,
+            {"carrier": self.protocol.name, "started": time.time(), "kind": self.cfg.kind,
+             "call_sid": msg.call_sid},  # carrier webhooks find the call's node by it
         )
-        metrics.ACTIVE_CALLS.labels(self.protocol.name).inc()
         self.player = OutboundPlayer(
             self._send, self.protocol, msg.stream_id, msg.fmt, self.cfg.lead_frames,
             keep_pacing_errors=self.cfg.keep_pacing_errors,
@@ -292,13 +464,81 @@ class CallSession:
         }
         self.speech = AgentSpeech(self.player, self.svc.tts, msg.fmt, self._feed)
         self.voice = VoiceActivity(self.svc.vad_factory(), msg.fmt.rate)
+        assert self.spec is not None
         self.stt_stream = await self.svc.stt.open_stream(self.spec, self.cfg.endpointing_ms)
         self._spawn(self._execute_commands(), "commands")
         self._spawn(self._stt_events(self.stt_stream), "stt-events")
         self._spawn(self._ticks(), "ticks")
         self._spawn(self.speech.prepare_filler(self.engine.lines.greeting_filler), "filler-synth")
+        params = msg.custom_parameters
         verdict = carrier_verdict(params) or carrier_verdict(self.query)
         self._feed(ev.Started(self.t0, verdict))
+
+    async def _apologise(self) -> None:
+        """The call was claimed but cannot go on: say the playbook's apology (if the TTS
+        can), wait until the carrier has played it, and hang up through the carrier."""
+        assert self.start is not None and self.fmt is not None and self.info is not None
+        line, spoken = "", False
+        if self.svc.apology_for is not None:
+            try:
+                line = self.svc.apology_for(self.info)
+            except Exception as exc:
+                self.log.warning("apology_unavailable", error=type(exc).__name__)
+        # the engine's own tasks (if it got that far) must not speak over the apology
+        if self.player is not None:
+            self.player.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if line and not self.ws.closed:
+            player = self.player = OutboundPlayer(
+                self._send, self.protocol, self.start.stream_id, self.fmt, self.cfg.lead_frames
+            )
+            self._spawn(player.run(), "player")
+            try:
+                spoken = await self._play_apology(player, line)
+            except Exception as exc:
+                self.log.warning("apology_failed", error=peer_text(exc))
+        result = await self._carrier_hangup()
+        self.recording.event("apology", self.loop.time(), spoken=spoken, hangup=result)
+
+    async def _play_apology(self, player: OutboundPlayer, line: str) -> bool:
+        assert self.fmt is not None
+        total = 0
+        async with asyncio.timeout(APOLOGY_SYNTH_TIMEOUT_S):
+            async with contextlib.aclosing(synthesize_for_carrier(self.svc.tts, line, self.fmt)) as audio:
+                async for data in audio:
+                    total += len(data)
+                    player.enqueue_audio(data)
+        if not total:
+            return False
+        mark = player.mark("apology")
+        audio_s = total / (self.fmt.rate * self.fmt.bytes_per_sample)
+        deadline = self.loop.time() + audio_s + APOLOGY_MARK_MARGIN_S
+        # the read loop has ended: read here, for the mark's echo only
+        while not mark.played.done() and not self.ws.closed:
+            left = deadline - self.loop.time()
+            if left <= 0:
+                break
+            try:
+                msg = await self.ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            if msg.type != WSMsgType.TEXT:
+                break
+            try:
+                event = self.protocol.parse(msg.data)
+            except ProtocolError:
+                break
+            if isinstance(event, Mark):
+                player.on_mark(event.name)
+            elif isinstance(event, Stop):
+                self._stopped = True
+                break
+        return True
 
     # ---- inputs ----------------------------------------------------------------------
 
@@ -419,17 +659,21 @@ class CallSession:
         elif isinstance(c, cmd.Transfer):
             await self._transfer(c.number)
 
-    async def _hangup(self, why: str) -> None:
+    async def _carrier_hangup(self) -> str:
         result = "closed"
         if self.svc.hangup is not None and self.start is not None:
             try:
                 result = await self.svc.hangup(self.protocol.name, self.start.call_sid)
             except Exception as exc:
-                result = f"error: {exc}"
-                self.log.warning("hangup_failed", error=str(exc))
+                result = f"error: {peer_text(exc)}"
+                self.log.warning("hangup_failed", error=peer_text(exc))
+        return result
+
+    async def _hangup(self, why: str) -> None:
+        result = await self._carrier_hangup()
         self._hung_up = True
         self.recording.event("hangup", self.loop.time(), outcome=why, result=result)
-        await self.ws.close(code=CLOSE_NORMAL, message=b"call ended by agent")
+        await self.ws.close(code=CLOSE_NORMAL, message=close_reason("call ended by agent"))
 
     async def _transfer(self, number: str) -> None:
         now = self.loop.time
@@ -440,17 +684,32 @@ class CallSession:
         try:
             await self.svc.transfer(self.protocol.name, self.start.call_sid, number)
         except Exception as exc:
-            self.recording.event("transfer_failed", now(), error=str(exc))
-            self.log.warning("transfer_failed", error=str(exc))
+            self.recording.event("transfer_failed", now(), error=peer_text(exc))
+            self.log.warning("transfer_failed", error=peer_text(exc))
             await self._hangup("transfer failed")
             return
         self.recording.event("transferred", now())
         # The call now follows the carrier's new instructions (<Dial>, or Exotel's
         # Connect applet once the stream closes); our stream has no further use.
         self._hung_up = True
-        await self.ws.close(code=CLOSE_NORMAL, message=b"call transferred")
+        await self.ws.close(code=CLOSE_NORMAL, message=close_reason("call transferred"))
 
     # ---- shutdown --------------------------------------------------------------------
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close with `code` and `reason`. A peer that does not read (or does not answer the
+        close) gets its connection dropped: the handshake would wait behind unsent audio."""
+        if not self.ws.closed:
+            try:
+                await asyncio.wait_for(
+                    self.ws.close(code=code, message=close_reason(reason)),
+                    1.0 if self._abort else CLOSE_TIMEOUT_S,
+                )
+            except Exception:
+                self._abort = True
+        abort = getattr(self.transport, "abort", None)  # uvloop's transports are not asyncio's
+        if self._abort and abort is not None:
+            abort()
 
     async def _shutdown(self, status: str, reason: str, code: int) -> None:
         if self.engine is not None:
@@ -468,9 +727,9 @@ class CallSession:
         if self.stt_stream is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.stt_stream.close(), 5)
-        if not self.ws.closed:
-            with contextlib.suppress(Exception):
-                await self.ws.close(code=code, message=reason[:120].encode())
+        self._release_gate()
+        reason = peer_text(reason)
+        await self._close(code, reason)
         if self.call_id is not None:
             call_id, rec = self.call_id, self.recording
             if self.player is not None:
@@ -492,3 +751,15 @@ class CallSession:
         log_fn = self.log.info if status == "completed" else self.log.warning
         log_fn("call_ended", status=status, reason=reason, close_code=code)
 
+
+
+def _kernel_unsent_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes in the kernel's send queue of the connection's socket (Linux; 0 elsewhere)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    except (OSError, AttributeError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
