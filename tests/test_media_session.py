@@ -146,6 +146,21 @@ async def test_binary_frame_is_refused(light_server) -> None:
     assert code == 1003
 
 
+async def test_text_frame_that_is_not_utf8_is_refused_1007_after_start_too(light_server) -> None:
+    client = await TwilioClient.connect(f"{light_server.ws}/media/twilio")
+    await client.ws.send(b'{"event": "connected\xff"}', text=True)
+    code, _ = await client.closed()
+    assert code == 1007  # aiohttp's reader closes it at once; the session logs the reason
+    created, client = await _start_call(light_server)
+    await client.recv_until("media", 10)
+    await client.ws.send(b"\xc3\x28", text=True)
+    code, _ = await client.closed()
+    assert code == 1007
+    detail = await call_detail(light_server.http, created["call_id"])
+    assert detail["call"]["status"] == "failed"
+    assert detail["call"]["failure_reason"] == "text frame is not valid UTF-8"
+
+
 async def test_bad_or_missing_token_refused_before_audio(light_server) -> None:
     created = await create_call(light_server.http)
     client = await TwilioClient.connect(f"{light_server.ws}/media/twilio")

@@ -273,7 +273,10 @@ def media_endpoint(carrier: str | None) -> Any:
     async def handler(request: web.Request) -> web.WebSocketResponse:
         state = request.app[STATE]
         ws = web.WebSocketResponse(
-            max_msg_size=state.settings.max_message_bytes, heartbeat=20.0, autoping=True,
+            # no heartbeat: aiohttp re-arms its timer when data arrives after the close,
+            # which kept every refused connection alive (bench/connection_storm.py); the
+            # start deadline and the session's idle guard close a silent peer instead
+            max_msg_size=state.settings.max_message_bytes, heartbeat=None, autoping=True,
             compress=False,  # carriers don't compress; deflating every 20 ms frame costs CPU
         )
         settings = state.settings

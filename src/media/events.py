@@ -8,6 +8,7 @@ from media.codec import AudioFormat
 
 # WebSocket close codes used by the media endpoints (RFC 6455 §7.4.1).
 CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1002
 CLOSE_UNSUPPORTED = 1003
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008

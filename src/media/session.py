@@ -38,8 +38,10 @@ from media.codec import AudioFormat, decode
 from media.echo import EchoAgent
 from media.events import (
     CLOSE_INTERNAL,
+    CLOSE_INVALID_PAYLOAD,
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    CLOSE_PROTOCOL,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
     Connected,
@@ -350,8 +352,13 @@ class CallSession:
             elif msg.type == WSMsgType.ERROR:
                 exc = self.ws.exception()
                 text = str(exc).lower()
-                if getattr(exc, "code", None) == CLOSE_TOO_BIG or "limit" in text or "too big" in text:
+                code = getattr(exc, "code", None)
+                if code == CLOSE_TOO_BIG or "limit" in text or "too big" in text:
                     raise ProtocolError(CLOSE_TOO_BIG, "message larger than the limit")
+                if code == CLOSE_INVALID_PAYLOAD:
+                    raise ProtocolError(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8")
+                if code == CLOSE_PROTOCOL:
+                    raise ProtocolError(CLOSE_PROTOCOL, f"WebSocket protocol error: {peer_text(exc)}")
                 raise ProtocolError(CLOSE_INTERNAL, f"WebSocket error: {peer_text(exc)}")
             else:  # CLOSE, CLOSING, CLOSED
                 return
