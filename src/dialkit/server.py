@@ -25,15 +25,16 @@ from dialkit.config import Settings
 from dialkit.live import MemoryRegistry, RedisRegistry, Registry
 from dialkit.providers import Providers, build_providers
 from dialkit.store import CallStore
+from media.admission import StartGate
 from media.auth import TokenError, issue_token, verify_token
 from media.call_control import ExotelCallControl
 from media.detect import DetectingProtocol
-from media.events import CLOSE_POLICY, ProtocolError
+from media.events import CLOSE_POLICY, CLOSE_TRY_AGAIN, ProtocolError
 from media.exotel import ExotelProtocol, query_sample_rate
 from media.ports import CallInfo
 from media.protocol import CarrierProtocol
 from media.sanitize import close_reason
-from media.session import CLOSE_TRY_AGAIN, CallSession, SessionConfig, SessionServices, StartGate
+from media.session import CallSession, SessionConfig, SessionServices
 from media.twilio import TwilioProtocol
 
 log = structlog.get_logger("dialkit.server")

@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
-import struct
-import termios
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +29,7 @@ from ai.conversation.voicemail import carrier_verdict
 from ai.protocols import STT, TTS, VAD, STTStream
 from ai.types import AudioIn, AudioSpec, SpeechStarted, Transcript, UtteranceEnd
 from media import metrics
+from media.admission import StartGate
 from media.agent_speech import AgentSpeech
 from media.caller_voice import VoiceActivity
 from media.codec import AudioFormat, decode
@@ -57,6 +55,7 @@ from media.ports import CallInfo, CallRecorder, LiveRegistry
 from media.protocol import CarrierProtocol
 from media.recording import CallRecording
 from media.sanitize import close_reason, peer_text
+from media.send_backlog import unsent_seconds
 from media.tts_audio import synthesize_for_carrier
 
 log = structlog.get_logger("media.session")
@@ -69,7 +68,6 @@ CLOSE_TIMEOUT_S = 3.0
 APOLOGY_SYNTH_TIMEOUT_S = 5.0
 #: after the apology's audio should have played, how long its mark echo may still take
 APOLOGY_MARK_MARGIN_S = 3.0
-CLOSE_TRY_AGAIN = 1013
 
 
 @dataclass(slots=True)
@@ -118,50 +116,6 @@ class StartFailed(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-class StartGate:
-    """Caps on media connections that have not presented a valid `start` yet, overall and
-    per peer address, so connections that never authenticate cannot pile up."""
-
-    def __init__(self, max_total: int, max_per_peer: int) -> None:
-        self.max_total = max_total
-        self.max_per_peer = max_per_peer
-        self.total = 0
-        self._by_peer: dict[str, int] = {}
-        self._refused_unlogged = 0
-        self._last_refusal_log = -1e9
-
-    def admit(self, peer: str) -> str | None:
-        """Count the connection in, or return why it is refused (it is then not counted)."""
-        if self.total >= self.max_total:
-            return "too many unauthenticated media connections"
-        if self._by_peer.get(peer, 0) >= self.max_per_peer:
-            return "too many unauthenticated media connections from this address"
-        self.total += 1
-        self._by_peer[peer] = self._by_peer.get(peer, 0) + 1
-        metrics.UNAUTHENTICATED.set(self.total)
-        return None
-
-    def release(self, peer: str) -> None:
-        left = self._by_peer.get(peer, 0) - 1
-        if left > 0:
-            self._by_peer[peer] = left
-        else:
-            self._by_peer.pop(peer, None)
-        self.total = max(0, self.total - 1)
-        metrics.UNAUTHENTICATED.set(self.total)
-
-    def refused(self, peer: str, reason: str, now: float) -> None:
-        """Count a refusal; log it, at most once a second with how many were not logged."""
-        metrics.CONNECTIONS_REFUSED.labels("unauthenticated_cap").inc()
-        self._refused_unlogged += 1
-        if now - self._last_refusal_log >= 1.0:
-            log.warning("media_connection_refused", peer=peer_text(peer), reason=reason,
-                        close_code=CLOSE_TRY_AGAIN, refused=self._refused_unlogged,
-                        unauthenticated=self.total)
-            self._refused_unlogged = 0
-            self._last_refusal_log = now
 
 
 class CallSession:
@@ -243,21 +197,11 @@ class CallSession:
             gate.release(self.peer)
 
     def send_backlog_s(self) -> float:
-        """Seconds of outbound audio the carrier has not taken: bytes waiting in our write
-        buffer and the kernel's send queue at the current wire rate, plus how long a send
-        has been blocked on a full buffer."""
+        """Seconds of outbound audio the carrier has not taken (see media.send_backlog)."""
         player = self.player
         rate = player.wire_bytes_per_s if player is not None else 0.0
-        if rate <= 0:
-            return 0.0
-        pending = 0
-        transport = self.transport
-        if transport is not None:
-            with contextlib.suppress(Exception):
-                pending += int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
-            pending += _kernel_unsent_bytes(transport)
         blocked = self.loop.time() - self._sending_since if self._sending else 0.0
-        return pending / rate + blocked
+        return unsent_seconds(self.transport, rate, blocked)
 
     # ---- main loop -------------------------------------------------------------------
 
@@ -757,16 +701,3 @@ class CallSession:
         await self.recording.drain()
         log_fn = self.log.info if status == "completed" else self.log.warning
         log_fn("call_ended", status=status, reason=reason, close_code=code)
-
-
-
-def _kernel_unsent_bytes(transport: asyncio.BaseTransport) -> int:
-    """Bytes in the kernel's send queue of the connection's socket (Linux; 0 elsewhere)."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return 0
-    try:
-        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
-    except (OSError, AttributeError, ValueError):
-        return 0
-    return int(struct.unpack("i", raw)[0])
