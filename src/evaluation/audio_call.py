@@ -28,6 +28,8 @@ from media.tts_audio import synthesize_for_carrier
 
 Printer = Callable[[str, str], None]
 WORDS_PER_MINUTE = 160  # the agent's assumed speaking rate, for the persona's interruptions
+AUDIBLE = 300  # peak PCM16 level of agent audio that is speech, not the line's silence
+TURN_END_S = 1.5  # agent silence after which the debtor takes its turn
 
 
 @dataclass
@@ -98,6 +100,8 @@ class DebtorVoice:
         self.latencies_ms: list[float] = []
         self._awaiting_reply_since: float | None = None
         self._speaking_task: asyncio.Task[None] | None = None
+        self._agent_audio_t = 0.0  # when audible agent audio last played
+        self._unanswered: list[str] = []  # what the agent said since the debtor last spoke
 
     async def start(self) -> None:
         spec = AudioSpec("pcm16", self.phone.fmt.rate)
@@ -105,12 +109,15 @@ class DebtorVoice:
         self._tasks = [
             asyncio.ensure_future(self._feed_ears()),
             asyncio.ensure_future(self._listen()),
+            asyncio.ensure_future(self._answer_at_turn_end()),
         ]
 
     def on_played(self, pcm: np.ndarray, t: float) -> None:
-        if self._awaiting_reply_since is not None and np.abs(pcm).max() > 300:
-            self.latencies_ms.append(round((t - self._awaiting_reply_since) * 1000, 1))
-            self._awaiting_reply_since = None
+        if np.abs(pcm).max() > AUDIBLE:
+            self._agent_audio_t = t
+            if self._awaiting_reply_since is not None:
+                self.latencies_ms.append(round((t - self._awaiting_reply_since) * 1000, 1))
+                self._awaiting_reply_since = None
         self._queue.put_nowait((pcm, t))
 
     async def _feed_ears(self) -> None:
@@ -152,9 +159,22 @@ class DebtorVoice:
                 self.heard.append(("agent", text))
                 if self.printer:
                     self.printer("agent", text)
-                reply = self.debtor.reply(text)
-                if reply:
-                    self.say(reply)
+                self._unanswered.append(text)
+
+    async def _answer_at_turn_end(self) -> None:
+        """Answer what the agent said once it has stopped talking, as text mode does: the
+        ears end an utterance at each pause, and a slow TTS leaves pauses between the
+        sentences of one turn."""
+        while True:
+            await asyncio.sleep(FRAME_MS / 1000)
+            if not self._unanswered or self.phone.speaking:
+                continue
+            if self.loop.time() - self._agent_audio_t < TURN_END_S:
+                continue
+            text, self._unanswered = " ".join(self._unanswered), []
+            reply = self.debtor.reply(text)
+            if reply:
+                self.say(reply)
 
     def say(self, text: str, interrupting: bool = False) -> None:
         self.heard.append(("debtor", text))
