@@ -26,6 +26,7 @@ from ai.playbook import UnknownPlaybook
 from dialkit import carrier_hooks, db
 from dialkit.config import Settings
 from dialkit.live import MemoryRegistry, RedisRegistry, Registry
+from dialkit.logs import register_secrets
 from dialkit.providers import Providers, build_providers
 from dialkit.store import CallStore
 from media.auth import TokenError, issue_token, verify_token
@@ -448,8 +449,43 @@ async def _node_header(request: web.Request, response: web.StreamResponse) -> No
     response.headers["X-Dialkit-Node"] = request.app[STATE].registry.node
 
 
+def _body_deadline(timeout_s: float) -> Any:
+    """Every request body arrives in full within `timeout_s` of its headers, or the request
+    gets a 408 and the connection is closed: a client that trickles a body, or never sends
+    the one its Content-Length announced, does not hold a connection."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.body_exists and request.method not in ("GET", "HEAD", "OPTIONS"):
+            try:
+                await asyncio.wait_for(request.read(), timeout_s)
+            except TimeoutError:
+                response = _error(408, f"request body not received within {timeout_s:g} s")
+                response.force_close()
+                return response
+        return await handler(request)
+
+    return middleware
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Configured keys are masked wherever they would appear in a log line."""
+    register_secrets(
+        value.get_secret_value()
+        for value in (
+            settings.api_key, settings.media_secret, settings.twilio_auth_token,
+            settings.exotel_api_key, settings.exotel_api_token, settings.exotel_webhook_secret,
+            settings.deepgram_api_key, settings.openai_api_key, settings.elevenlabs_api_key,
+        )
+        if value is not None
+    )
+
+
 def build_app(settings: Settings, providers: Providers | None = None) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    _register_secrets(settings)
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[_body_deadline(settings.http_body_timeout_s)]
+    )
     app[STATE] = AppState(settings=settings, providers=providers)
     app.cleanup_ctx.append(_lifecycle)
     app.on_response_prepare.append(_node_header)
@@ -476,7 +512,11 @@ async def start_server(
     Raises UnsafeBindError for a non-loopback host without an API key."""
     settings.check_bind()
     app = build_app(settings, providers)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+    # aiohttp has no separate header timeout: its keep-alive timer starts when a connection
+    # opens and closes it if no whole request has arrived by then, so it is one
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=5, keepalive_timeout=settings.http_header_timeout_s
+    )
     await runner.setup()
     site = web.TCPSite(
         runner, settings.host, settings.port if port is None else port, reuse_port=reuse_port or None
