@@ -51,6 +51,8 @@ class AppState:
     providers: Providers | None = None
     sessions: set[CallSession] = field(default_factory=set)
     database_url: str | None = None
+    #: webhook deliveries that have acted (see carrier_hooks.ReplayGuard)
+    replays: Any = None
 
 
 STATE = web.AppKey("state", AppState)
