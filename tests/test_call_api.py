@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,20 @@ async def test_empty_context_is_refused_naming_every_missing_field(light_server:
         ("balance", 0, "must be greater than 0"),
         ("balance", "12.345", "at most 2 decimal places"),
         ("balance", True, "must be a number"),
+        ("balance", "1e400", "must be less than"),
+        ("balance", "NaN", "finite"),
+        ("balance", "-Infinity", "finite"),
+        ("balance", 1e-320, "at most 2 decimal places"),
         ("today", "not-a-date", "YYYY-MM-DD"),
+        ("today", "9999-12-31", "from 2000 to 2999"),
+        ("today", "0001-01-01", "from 2000 to 2999"),
+        ("now", "9999-12-31T23:59:59-12:00", "from 2000 to 2999"),
+        ("now", "0001-01-01T00:00:00+14:00", "from 2000 to 2999"),
+        ("birth_year", 2.5, "whole number"),
+        ("birth_year", "1" * 30, "whole number"),
+        ("debtor_name", "A" * 201, "at most 200 characters"),
+        ("creditor", {"name": "Acme"}, "must be a string"),
+        ("instalments", 1e300, "at most 120"),
         ("today", 5, "must be a string"),
         ("now", "soon", "ISO 8601"),
         ("birth_year", "nineteen", "whole number"),
@@ -78,6 +92,34 @@ async def test_invalid_context_field_is_refused_with_its_reason(
     light_server: RunningServer, field: str, value: Any, reason: str
 ) -> None:
     resp = await _post(light_server, {"context": {**DEMO_CONTEXT, field: value}})
+    assert resp.status_code == 400, resp.text
+    fields = resp.json()["fields"]
+    assert list(fields) == [field]
+    assert reason in fields[field]
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "reason"),
+    [
+        ("balance", b"NaN", "must be a finite number"),
+        ("balance", b"Infinity", "must be a finite number"),
+        ("balance", b"1e400", "must be a finite number"),
+        ("balance", str(2**64).encode(), "must be less than"),
+        ("debtor_name", b'"Ann\\ud800"', "unpaired surrogate"),
+        ("creditor", b"[" * 40 + b"]" * 40, "must be a string"),
+        ("note", b'"' + b"A" * 20_000 + b'"', "longer than"),
+        ("note", b'{"a": ' * 40 + b"1" + b"}" * 40, "nested deeper"),
+        ("note", str(2**64).encode(), "64 bits"),
+        ("note", b"-Infinity", "must be a finite number"),
+        ("note", b'"a\\u0000b"', "NUL"),
+    ],
+)
+async def test_values_json_or_the_store_cannot_hold_are_refused_naming_the_field(
+    light_server: RunningServer, field: str, raw: bytes, reason: str
+) -> None:
+    body = json.dumps({"context": {**DEMO_CONTEXT, field: "@"}}).encode().replace(b'"@"', raw)
+    async with httpx.AsyncClient(base_url=light_server.http) as c:
+        resp = await c.post("/api/calls", content=body, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400, resp.text
     fields = resp.json()["fields"]
     assert list(fields) == [field]

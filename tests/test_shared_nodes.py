@@ -117,11 +117,16 @@ async def test_amd_verdict_reaches_the_call_on_the_other_node(base_settings) -> 
             assert detail["outcome"]["outcome"] == "voicemail"
             assert any(e["kind"] == "hangup" for e in detail["events"])
             assert api.calls[call.sid].status == "completed"
-            # the call is over: its SID no longer routes anywhere
+            # the call is over: its SID no longer routes anywhere; a replay of the verdict
+            # that acted is recognised as one
+            late_form = {**form, "AnsweredBy": "human"}
             async with httpx.AsyncClient() as http:
-                late = await http.post(url, data=form, headers={
+                late = await http.post(url, data=late_form, headers={
+                    "X-Twilio-Signature": twilio_signature(url, late_form, api.auth_token)})
+                replay = await http.post(url, data=form, headers={
                     "X-Twilio-Signature": twilio_signature(url, form, api.auth_token)})
             assert late.status_code == 200 and late.json() == {"delivered": False}
+            assert replay.status_code == 200 and replay.json() == {"delivered": False, "duplicate": True}
 
 
 async def test_exotel_transfer_decided_on_one_node_is_answered_by_the_other(base_settings) -> None:
@@ -137,6 +142,7 @@ async def test_exotel_transfer_decided_on_one_node_is_answered_by_the_other(base
             "exotel_account_sid": api.account_sid, "exotel_api_key": SecretStr(api.api_key),
             "exotel_api_token": SecretStr(api.api_token), "exotel_api_base": api.base_url,
             "exotel_flow_url": "http://my.exotel.com/acme/exoml/start_voice/1234",
+            "exotel_webhook_secret": SecretStr("test-exotel-webhook-secret"),
             **own_prefix(base_settings),
         }
         async with dialkit_server(base_settings, stt=stt, playbook=playbook, **exotel) as a, \
@@ -165,7 +171,9 @@ async def test_exotel_transfer_decided_on_one_node_is_answered_by_the_other(base
                     marks += 1
                     await client.mark(msg["mark"]["name"])
             assert client.ws.close_code == 1000
-            async with httpx.AsyncClient(base_url=b.http) as http:
+            async with httpx.AsyncClient(
+                base_url=b.http, params={"secret": "test-exotel-webhook-secret"}
+            ) as http:
                 resp = await http.get("/carriers/exotel/connect", params={"CallSid": call.sid})
                 assert resp.status_code == 200, resp.text
                 assert resp.json()["destination"] == {"numbers": [TRANSFER_NUMBER]}

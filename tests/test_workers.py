@@ -121,6 +121,7 @@ async def test_two_workers_share_live_calls_verdicts_and_transfers(
             "EXOTEL_ACCOUNT_SID": "dialkit1",
             "EXOTEL_API_KEY": "test-api-key",
             "EXOTEL_API_TOKEN": "test-api-token",
+            "DIALKIT_EXOTEL_WEBHOOK_SECRET": "test-exotel-webhook-secret",
         }
         env.pop("DIALKIT_API_KEY", None)
         clients: list[TwilioClient] = []
@@ -175,7 +176,8 @@ async def test_two_workers_share_live_calls_verdicts_and_transfers(
                         break
                 assert answered == set(nodes)
 
-                # verdicts: each call gets one through each worker (one local, one routed)
+                # verdicts: each call gets one through each worker (one local, one routed); a
+                # replay acts once, whichever worker it reaches (the claim is in Redis)
                 amd_url = f"{base}/carriers/twilio/amd"
 
                 async def verdict(node: str, call_sid: str, value: str) -> dict[str, Any]:
@@ -187,8 +189,9 @@ async def test_two_workers_share_live_calls_verdicts_and_transfers(
                     return dict(resp.json())
 
                 for sid in sids.values():
-                    for node in nodes:
-                        assert await verdict(node, sid, "human") == {"delivered": True}
+                    for node, value in zip(nodes, ("human", "unknown"), strict=True):
+                        assert await verdict(node, sid, value) == {"delivered": True}
+                    assert await verdict(nodes[1], sid, "human") == {"delivered": False, "duplicate": True}
                 for node in nodes:
                     assert await verdict(node, "CA" + "8" * 32, "human") == {"delivered": False}
 
@@ -214,7 +217,7 @@ async def test_two_workers_share_live_calls_verdicts_and_transfers(
 
                 ended = await detail(target, ended=True)
                 assert [e["data"]["value"] for e in ended["events"] if e["kind"] == "answered_by"] == [
-                    "human", "human", "machine_end_beep"]
+                    "human", "unknown", "machine_end_beep"]
                 assert ended["outcome"]["outcome"] == "voicemail"
                 assert any(e["kind"] == "hangup" for e in ended["events"])
                 assert api.calls[sids[target]].status == "completed"
@@ -223,7 +226,7 @@ async def test_two_workers_share_live_calls_verdicts_and_transfers(
                         continue
                     events = (await detail(call_id, ended=False))["events"]
                     assert [e["data"]["value"] for e in events if e["kind"] == "answered_by"] == [
-                        "human", "human"]
+                        "human", "unknown"]
                     assert not any(e["kind"] == "machine_detected" for e in events)
 
                 # pending Exotel transfers: each answered once, by whichever worker is asked
@@ -231,11 +234,12 @@ async def test_two_workers_share_live_calls_verdicts_and_transfers(
                 for i in range(len(nodes)):
                     await store.put(f"EXO{i}", TransferTarget(f"+91987654321{i}", "+918047000000"))
                 for i, node in enumerate(nodes):
-                    resp = await http[node].get("/carriers/exotel/connect", params={"CallSid": f"EXO{i}"})
+                    resp = await http[node].get("/carriers/exotel/connect", params={
+                        "CallSid": f"EXO{i}", "secret": "test-exotel-webhook-secret"})
                     assert resp.status_code == 200 and resp.headers[NODE] == node
                     assert resp.json()["destination"] == {"numbers": [f"+91987654321{i}"]}
-                    again = await http[nodes[1 - i]].get("/carriers/exotel/connect",
-                                                         params={"CallSid": f"EXO{i}"})
+                    again = await http[nodes[1 - i]].get("/carriers/exotel/connect", params={
+                        "CallSid": f"EXO{i}", "secret": "test-exotel-webhook-secret"})
                     assert again.status_code == 404
 
                 for task in feeders:

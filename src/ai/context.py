@@ -190,6 +190,9 @@ def zone_name(value: str) -> ZoneInfo:
         ) from None
 
 
+#: the years a call's `today` / `now` override may name
+CLOCK_YEARS = (2000, 2999)
+
 #: keys any call may carry whatever its playbook declares: clock overrides (simulations,
 #: tests), per-call overrides of playbook facts, and the transfer line
 META_FIELDS: dict[str, ContextField] = {
@@ -305,6 +308,12 @@ def resolve_context(
                 meta[key] = parse_value(spec, c[key], today)
             except ValueError as exc:
                 problems[key] = str(exc)
+    for key in ("today", "now"):
+        # the call adds days and months to its today (due dates, "next Friday")
+        if key in meta and not CLOCK_YEARS[0] <= meta[key].year <= CLOCK_YEARS[1]:
+            kind = "date" if key == "today" else "date-time"
+            problems[key] = f"must be a {kind} from {CLOCK_YEARS[0]} to {CLOCK_YEARS[1]}"
+            del meta[key]
     if "now" in meta:
         local_now = meta["now"].replace(tzinfo=tz) if meta["now"].tzinfo is None else meta["now"].astimezone(tz)
         today = local_now.date()

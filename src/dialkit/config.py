@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     media_token_ttl_s: int = 3600
     api_key: SecretStr | None = None
     max_message_bytes: int = 64 * 1024
+    #: a connection must finish each request's headers this long after it opened (or after
+    #: its previous response): the same bound closes idle keep-alive connections
+    http_header_timeout_s: float = Field(default=15.0, gt=0)
+    #: a request's body must arrive in full this long after its headers
+    http_body_timeout_s: float = Field(default=15.0, gt=0)
+    #: shared secret the Exotel Connect applet's URL carries (`?secret=` or HTTP Basic
+    #: password); the endpoint is closed (404) while it is unset
+    exotel_webhook_secret: SecretStr | None = None
     carrier_idle_timeout_s: float = 10.0
     # media connections before a valid `start`: closed (1008) this long after opening;
     # beyond these counts, overall and per peer address, refused with 1013
@@ -113,7 +121,7 @@ class Settings(BaseSettings):
     media_send_backlog_s: float = Field(default=5.0, gt=0)
     whisper_threads: int = 2
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "exotel_webhook_secret", mode="before")
     @classmethod
     def _blank_key_is_unset(cls, value: object) -> object:
         # `DIALKIT_API_KEY=` (e.g. an unset compose variable) must not become the key ""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
+import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from ai.playbook import UnknownPlaybook
 from dialkit import carrier_hooks, db
 from dialkit.config import Settings
 from dialkit.live import MemoryRegistry, RedisRegistry, Registry
+from dialkit.logs import register_secrets
 from dialkit.providers import Providers, build_providers
 from dialkit.store import CallStore
 from media.admission import StartGate
@@ -50,6 +54,8 @@ class AppState:
     sessions: set[CallSession] = field(default_factory=set)
     database_url: str | None = None
     start_gate: StartGate | None = None
+    #: webhook deliveries that have acted (see carrier_hooks.ReplayGuard)
+    replays: Any = None
 
 
 STATE = web.AppKey("state", AppState)
@@ -87,6 +93,111 @@ class CreateCall(BaseModel):
 
 def _error(status: int, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status)
+
+
+#: what a stored call body may hold: PostgreSQL's jsonb takes no NUL character and only
+#: valid Unicode, the JSON codec only 64-bit integers and a bounded nesting
+MAX_BODY_DEPTH = 32
+MAX_BODY_STRING = 10_000
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class BodyError(ValueError):
+    """A request body that is not JSON the server can store; the message says where and
+    why, `field` is the path of the value refused (None for the body as a whole)."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field[:120] if field else None
+        super().__init__(f"{self.field}: {reason}" if self.field else reason)
+
+
+def _constant(name: str) -> float:
+    # kept until the walk below can name where it was; Python's json reads NaN / Infinity
+    return float(name)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """The body as JSON (UTF-8), or BodyError with the reason. Whether the store can keep
+    every value is `check_storable`'s to say, after the fields' own validation."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"body is not UTF-8 (byte {exc.start})") from None
+    try:
+        value = json.loads(text, parse_constant=_constant)
+    except RecursionError:
+        raise BodyError(f"body is nested deeper than {MAX_BODY_DEPTH} levels") from None
+    except ValueError as exc:
+        raise BodyError(f"body is not valid JSON: {str(exc)[:120]}") from None
+    return value
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired surrogate (not valid Unicode)"
+    if len(text) > MAX_BODY_STRING:
+        return f"is longer than {MAX_BODY_STRING} characters"
+    return None
+
+
+def check_storable(value: Any) -> None:
+    """Raise BodyError naming the first value (by its path) the store could not keep:
+    finite numbers only (no NaN, Infinity, or 1e400), 64-bit integers, text without NUL and
+    with no unpaired surrogate, at most MAX_BODY_STRING characters, nesting at most
+    MAX_BODY_DEPTH."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_BODY_DEPTH:
+            raise BodyError(f"nested deeper than {MAX_BODY_DEPTH} levels", path)
+        if isinstance(item, str):
+            if (problem := _text_problem(item)) is not None:
+                raise BodyError(f"text {problem}", path)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise BodyError(f"must be a finite number, got {item}", path)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not _INT64[0] <= item <= _INT64[1]:
+                raise BodyError("integer out of range (at most 64 bits)", path)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if (problem := _text_problem(key)) is not None:
+                    raise BodyError(f"a key {problem}", path or None)
+                stack.append((child, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+
+
+def _body_error(exc: BodyError) -> web.Response:
+    """A 400 naming the value refused; a context field is also named in `fields`, as the
+    context's own validation names it."""
+    extra: dict[str, Any] = {}
+    if exc.field:
+        extra["field"] = exc.field
+        top, _, rest = exc.field.partition(".")
+        if top == "context" and rest:
+            name = re.split(r"[.\[]", rest, maxsplit=1)[0]
+            extra["fields"] = {name: exc.reason}
+    return _error(400, f"invalid call request: {exc}", **extra)
+
+
+def _providers_problem(context: Mapping[str, Any]) -> str | None:
+    wanted = context.get("providers")
+    if wanted is None:
+        return None
+    if not isinstance(wanted, Mapping):
+        return 'context.providers must be an object like {"tts": "piper"}'
+    for role, name in wanted.items():
+        if not isinstance(name, str):
+            return f"context.providers.{role} must be a provider name (a string), got {type(name).__name__}"
+    return None
 
 
 def _check_api_key(request: web.Request) -> web.Response | None:
@@ -138,12 +249,15 @@ async def create_call(request: web.Request) -> web.Response:
         return denied
     state = request.app[STATE]
     try:
-        body = CreateCall.model_validate(await request.json())
+        raw = parse_json_body(await request.read())
+        body = CreateCall.model_validate(raw)
     except ValidationError as exc:
         return _error(400, "invalid call request", details=exc.errors(include_url=False, include_context=False))
-    except ValueError:
-        return _error(400, "body is not valid JSON")
+    except BodyError as exc:
+        return _body_error(exc)
     assert state.store is not None and state.providers is not None
+    if (problem := _providers_problem(body.context)) is not None:
+        return _error(400, f"invalid call request: {problem}", field="context.providers")
     try:
         playbook = state.providers.registry.get(body.playbook)
     except UnknownPlaybook as exc:
@@ -159,9 +273,17 @@ async def create_call(request: web.Request) -> web.Response:
             400, f"invalid call context for playbook {playbook.ref}: {exc}",
             fields=exc.problems,
         )
-    call_id = await state.store.create_call(
-        body.carrier, resolved.stored(body.context), body.to, (playbook.name, playbook.version)
-    )
+    try:
+        check_storable(raw)
+    except BodyError as exc:
+        return _body_error(exc)
+    try:
+        call_id = await state.store.create_call(
+            body.carrier, resolved.stored(body.context), body.to, (playbook.name, playbook.version)
+        )
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        log.warning("call_not_stored", error=type(exc).__name__)
+        return _error(503, f"database unavailable: {type(exc).__name__}")
     secret = state.settings.resolved_media_secret()
     token = issue_token(secret, call_id, state.settings.media_token_ttl_s)
     base = state.settings.public_url or f"http://{request.host}"
@@ -370,8 +492,43 @@ async def _node_header(request: web.Request, response: web.StreamResponse) -> No
     response.headers["X-Dialkit-Node"] = request.app[STATE].registry.node
 
 
+def _body_deadline(timeout_s: float) -> Any:
+    """Every request body arrives in full within `timeout_s` of its headers, or the request
+    gets a 408 and the connection is closed: a client that trickles a body, or never sends
+    the one its Content-Length announced, does not hold a connection."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.body_exists and request.method not in ("GET", "HEAD", "OPTIONS"):
+            try:
+                await asyncio.wait_for(request.read(), timeout_s)
+            except TimeoutError:
+                response = _error(408, f"request body not received within {timeout_s:g} s")
+                response.force_close()
+                return response
+        return await handler(request)
+
+    return middleware
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Configured keys are masked wherever they would appear in a log line."""
+    register_secrets(
+        value.get_secret_value()
+        for value in (
+            settings.api_key, settings.media_secret, settings.twilio_auth_token,
+            settings.exotel_api_key, settings.exotel_api_token, settings.exotel_webhook_secret,
+            settings.deepgram_api_key, settings.openai_api_key, settings.elevenlabs_api_key,
+        )
+        if value is not None
+    )
+
+
 def build_app(settings: Settings, providers: Providers | None = None) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    _register_secrets(settings)
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[_body_deadline(settings.http_body_timeout_s)]
+    )
     app[STATE] = AppState(settings=settings, providers=providers)
     app.cleanup_ctx.append(_lifecycle)
     app.on_response_prepare.append(_node_header)
@@ -398,7 +555,11 @@ async def start_server(
     Raises UnsafeBindError for a non-loopback host without an API key."""
     settings.check_bind()
     app = build_app(settings, providers)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+    # aiohttp has no separate header timeout: its keep-alive timer starts when a connection
+    # opens and closes it if no whole request has arrived by then, so it is one
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=5, keepalive_timeout=settings.http_header_timeout_s
+    )
     await runner.setup()
     site = web.TCPSite(
         runner, settings.host, settings.port if port is None else port, reuse_port=reuse_port or None
