@@ -128,6 +128,8 @@ def test_parse_datetime(text: str, expected: dt.datetime | None) -> None:
         ("'84", 1984),
         ("1900-88", 1988),  # faster-whisper tiny.en hearing Piper say "1988."
         ("1900, 88.", 1988),
+        ("19 hundred eighty eight", 1988),
+        ("19 hundred and 5", 1905),
         ("My birthday is March 3rd, 1990", 1990),
         ("2031", None),  # in the future
         ("I'd rather not say", None),

@@ -220,8 +220,9 @@ def parse_year(text: str, today: dt.date | None = None) -> int | None:
     if re.fullmatch(r"\d{4}", digits_only):
         year = int(digits_only)
         return year if 1900 <= year <= today.year else None
-    # a recogniser's "1900-88" or "1900, 88" for "nineteen eighty-eight"
-    m = re.search(r"\b(19|20)00 ?[-,.] ?(\d{2})\b", t)
+    # a recogniser's "1900-88", "1900, 88" or "19 hundred 88" for "nineteen eighty-eight"
+    m = re.search(r"\b(19|20)00 ?[-,.] ?(\d{2})\b", t) or re.search(
+        r"\b(1[89]|20) hundred (?:and )?(\d{1,2})\b", t)
     if m and m.group(2) != "00":
         year = int(m.group(1)) * 100 + int(m.group(2))
         if 1900 <= year <= today.year:
