@@ -436,14 +436,7 @@ class CallSession:
             except Exception as exc:
                 self.log.warning("apology_unavailable", error=type(exc).__name__)
         # the engine's own tasks (if it got that far) must not speak over the apology
-        if self.player is not None:
-            self.player.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        await self._stop_tasks()
         if line and not self.ws.closed:
             player = self.player = OutboundPlayer(
                 self._send, self.protocol, self.start.stream_id, self.fmt, self.cfg.lead_frames
@@ -662,19 +655,24 @@ class CallSession:
         if self._abort and abort is not None:
             abort()
 
+    async def _stop_tasks(self) -> None:
+        """Stop the player and every task of the call, and wait until they have stopped."""
+        if self.player is not None:
+            self.player.close()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def _shutdown(self, status: str, reason: str, code: int) -> None:
         if self.engine is not None:
             for c in self.engine.finish(self.loop.time()):
                 if isinstance(c, cmd.RecordTurn | cmd.RecordAction | cmd.RecordEvent):
                     self.recording.record(c)
         self._cancel_reply()
-        if self.player is not None:
-            self.player.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._stop_tasks()
         if self.stt_stream is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.stt_stream.close(), 5)
