@@ -294,3 +294,13 @@ async def test_stop_mid_reply_keeps_what_was_heard(playbook: Playbook) -> None:
     assert isinstance(turn, cmd.RecordTurn) and turn.interrupted
     assert turn.text == "Hello, this is Alex —"
 
+
+
+async def test_a_new_turn_clears_audio_queued_before_it_reached_the_playhead(
+    playbook: Playbook,
+) -> None:
+    call = Call(playbook)
+    await call.feed(ev.Started(0.0))  # the greeting's sentences went to the TTS, none heard yet
+    out = await call.feed(ev.Final(0.5, "Wrong number.", speech_end_t=0.3))
+    assert kinds(out)[:3] == ["RecordTurn", "Clear", "StartReply"]
+    assert call.turns("agent") == []  # nothing of the greeting was heard, so no agent turn

@@ -50,6 +50,12 @@ class _Reply:
     transfer_to: str | None = None
 
     @property
+    def pending(self) -> bool:
+        """Some of its sentences were handed to the driver and not all were played: audio
+        may be queued even when none has reached the playhead yet."""
+        return not self.closed and not all(s.played for s in self.sentences)
+
+    @property
     def audible(self) -> bool:
         """Some of its audio is queued or playing and not all of it was confirmed played."""
         return not self.closed and any(s.started_t is not None for s in self.sentences) and not all(
@@ -328,11 +334,12 @@ class Conversation:
             return
         self._event("dtmf", digit=e.digit)
         self._dtmf_last_t = e.t
-        if self.agent_audible or self._paused is not None:
+        reply = self._reply
+        if (reply is not None and reply.pending) or self._paused is not None:
             self._paused = None
             self._out.append(cmd.Clear())
-            if self._reply is not None:
-                self._close(self._reply, complete=False)
+            if reply is not None:
+                self._close(reply, complete=False)
         if e.digit == "#":
             self._flush_dtmf("#")
             return
@@ -403,7 +410,7 @@ class Conversation:
             return
         previous = self._reply
         if previous is not None and not previous.closed:
-            if previous.audible or self._paused is not None:
+            if previous.pending or self._paused is not None:
                 self._paused = None
                 self._out.append(cmd.Clear())
             self._close(previous, complete=False)
