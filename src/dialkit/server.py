@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,11 +20,15 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ai.context import ContextError, resolve_context
 from ai.playbook import UnknownPlaybook
-from dialkit import carrier_hooks, db
+from dialkit import __version__, carrier_hooks, db
+from dialkit.bodies import BodyError, check_storable, parse_json_body
 from dialkit.config import Settings
-from dialkit.live import MemoryRegistry, RedisRegistry, Registry
+from dialkit.live import RedisRegistry
 from dialkit.logs import register_secrets
+from dialkit.openapi import API_CONFIG, ROUTE_ATTR, ApiConfig, send_and_close
 from dialkit.providers import Providers, build_providers
+from dialkit.scopes import Denied, Scope
+from dialkit.state import STATE, AppState
 from dialkit.store import CallStore
 from media.admission import StartGate
 from media.auth import TokenError, issue_token, verify_token
@@ -44,21 +45,6 @@ from media.twilio import TwilioProtocol
 log = structlog.get_logger("dialkit.server")
 
 
-@dataclass
-class AppState:
-    settings: Settings
-    pool: asyncpg.Pool | None = None
-    store: CallStore | None = None
-    registry: Registry = field(default_factory=MemoryRegistry)
-    providers: Providers | None = None
-    sessions: set[CallSession] = field(default_factory=set)
-    database_url: str | None = None
-    start_gate: StartGate | None = None
-    #: webhook deliveries that have acted (see carrier_hooks.ReplayGuard)
-    replays: Any = None
-
-
-STATE = web.AppKey("state", AppState)
 
 
 class CreateCall(BaseModel):
@@ -93,86 +79,6 @@ class CreateCall(BaseModel):
 
 def _error(status: int, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status)
-
-
-#: what a stored call body may hold: PostgreSQL's jsonb takes no NUL character and only
-#: valid Unicode, the JSON codec only 64-bit integers and a bounded nesting
-MAX_BODY_DEPTH = 32
-MAX_BODY_STRING = 10_000
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-class BodyError(ValueError):
-    """A request body that is not JSON the server can store; the message says where and
-    why, `field` is the path of the value refused (None for the body as a whole)."""
-
-    def __init__(self, reason: str, field: str | None = None) -> None:
-        self.reason = reason
-        self.field = field[:120] if field else None
-        super().__init__(f"{self.field}: {reason}" if self.field else reason)
-
-
-def _constant(name: str) -> float:
-    # kept until the walk below can name where it was; Python's json reads NaN / Infinity
-    return float(name)
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """The body as JSON (UTF-8), or BodyError with the reason. Whether the store can keep
-    every value is `check_storable`'s to say, after the fields' own validation."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BodyError(f"body is not UTF-8 (byte {exc.start})") from None
-    try:
-        value = json.loads(text, parse_constant=_constant)
-    except RecursionError:
-        raise BodyError(f"body is nested deeper than {MAX_BODY_DEPTH} levels") from None
-    except ValueError as exc:
-        raise BodyError(f"body is not valid JSON: {str(exc)[:120]}") from None
-    return value
-
-
-def _text_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "must not contain NUL characters"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains an unpaired surrogate (not valid Unicode)"
-    if len(text) > MAX_BODY_STRING:
-        return f"is longer than {MAX_BODY_STRING} characters"
-    return None
-
-
-def check_storable(value: Any) -> None:
-    """Raise BodyError naming the first value (by its path) the store could not keep:
-    finite numbers only (no NaN, Infinity, or 1e400), 64-bit integers, text without NUL and
-    with no unpaired surrogate, at most MAX_BODY_STRING characters, nesting at most
-    MAX_BODY_DEPTH."""
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_BODY_DEPTH:
-            raise BodyError(f"nested deeper than {MAX_BODY_DEPTH} levels", path)
-        if isinstance(item, str):
-            if (problem := _text_problem(item)) is not None:
-                raise BodyError(f"text {problem}", path)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise BodyError(f"must be a finite number, got {item}", path)
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int):
-            if not _INT64[0] <= item <= _INT64[1]:
-                raise BodyError("integer out of range (at most 64 bits)", path)
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if (problem := _text_problem(key)) is not None:
-                    raise BodyError(f"a key {problem}", path or None)
-                stack.append((child, f"{path}.{key}" if path else key, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
 
 
 def _body_error(exc: BodyError) -> web.Response:
@@ -213,6 +119,17 @@ def _check_api_key(request: web.Request) -> web.Response | None:
     if scheme.lower() != "bearer" or not same:
         return _error(401, "missing or wrong API key (Authorization: Bearer …)")
     return None
+
+
+async def _authenticate(request: web.Request, scope: Scope | None) -> str:
+    """The registry's authentication (see dialkit.openapi)."""
+    if scope is None:
+        return "anonymous"
+    if request.app[STATE].settings.api_key is None:
+        return "local"
+    if _check_api_key(request) is not None:
+        raise Denied(401, "missing or wrong API key (Authorization: Bearer …)")
+    return "bootstrap"
 
 
 # ---- HTTP handlers ---------------------------------------------------------------------
@@ -499,13 +416,14 @@ def _body_deadline(timeout_s: float) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.body_exists and request.method not in ("GET", "HEAD", "OPTIONS"):
+        # the registry's routes read (or stream) their bodies under the same bound themselves
+        registered = hasattr(request.match_info.handler, ROUTE_ATTR)
+        if request.body_exists and request.method not in ("GET", "HEAD", "OPTIONS") and not registered:
             try:
                 await asyncio.wait_for(request.read(), timeout_s)
             except TimeoutError:
                 response = _error(408, f"request body not received within {timeout_s:g} s")
-                response.force_close()
-                return response
+                return await send_and_close(request, response)
         return await handler(request)
 
     return middleware
@@ -530,6 +448,9 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
         client_max_size=1024 * 1024, middlewares=[_body_deadline(settings.http_body_timeout_s)]
     )
     app[STATE] = AppState(settings=settings, providers=providers)
+    app[API_CONFIG] = ApiConfig(
+        authenticate=_authenticate, body_timeout_s=settings.http_body_timeout_s, version=__version__
+    )
     app.cleanup_ctx.append(_lifecycle)
     app.on_response_prepare.append(_node_header)
     app.router.add_get("/health", health)
