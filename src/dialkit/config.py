@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     media_send_backlog_s: float = Field(default=5.0, gt=0)
     whisper_threads: int = 2
 
+    # --- audit log (H-outbox) ---
+    #: audit rows older than this are deleted by the daily purge (campaigns.audit.purge)
+    audit_retention_days: int = Field(default=1095, gt=0)
+
     @field_validator("api_key", "exotel_webhook_secret", mode="before")
     @classmethod
     def _blank_key_is_unset(cls, value: object) -> object:
