@@ -257,3 +257,22 @@ def test_default_scopes_follow_the_method() -> None:
     r.get("/open", scope="public")(list_things)
     assert [route.scope for route in r.routes] == ["read", "write", "write", "write", "write", None]
     assert json.dumps([route.path for route in r.routes])
+
+
+# ---- the server's own document ------------------------------------------------------------
+
+
+async def test_the_servers_document_describes_the_call_api(light_server: Any) -> None:
+    doc = await _document(light_server.http)
+    schemathesis.openapi.from_dict(doc).validate()
+    schemathesis.openapi.from_dict(await _document(light_server.http, "/docs/openapi-3.0.json")).validate()
+    paths = doc["paths"]
+    assert {"/api/calls", "/api/calls/live", "/api/calls/{call_id}", "/api/calls/{call_id}/transcript"} <= set(paths)
+    create = paths["/api/calls"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CreateCall"}
+    assert create["x-scope"] == "write" and paths["/api/calls/live"]["get"]["x-scope"] == "read"
+    carrier = doc["components"]["schemas"]["CreateCall"]["properties"]["carrier"]
+    assert carrier["enum"] == ["twilio", "exotel"]
+    transcript = paths["/api/calls/{call_id}/transcript"]["get"]
+    assert set(transcript["responses"]["200"]["content"]) == {"application/json", "text/plain", "text/csv"}
+    assert not any(p.startswith(("/media", "/carriers", "/webhooks", "/health")) for p in paths)

@@ -319,8 +319,11 @@ def _answer(route: Route, result: Any) -> web.StreamResponse:
         return result
     if result is None or route.status == 204:
         return web.Response(status=route.status if route.status != 200 else 204)
-    if route.response is not None:
-        data = _adapter(route.response).dump_json(result)
+    kind = route.response
+    if isinstance(kind, type) and issubclass(kind, BaseModel) and not isinstance(result, kind):
+        result = kind.model_validate(result)  # a handler may answer the model's fields as a dict
+    if kind is not None:
+        data = _adapter(kind).dump_json(result)
     elif isinstance(result, BaseModel):
         data = result.model_dump_json().encode()
     else:

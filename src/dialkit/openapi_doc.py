@@ -54,6 +54,10 @@ def build_document(routes: Sequence[Route], title: str, version: str) -> dict[st
         for code, spec in route.responses.items():
             if _is_type(spec):
                 wanted.append(((i, code), "serialization", TypeAdapter(spec)))
+            elif isinstance(spec, dict):
+                for media, entry in spec.get("content", {}).items():
+                    if _is_type(entry.get("schema")):
+                        wanted.append(((i, code, media), "serialization", TypeAdapter(entry["schema"])))
     found, top = TypeAdapter.json_schemas(wanted, ref_template=REF)
     components: dict[str, Any] = dict(top.get("$defs", {}))
     schema = {key: value for (key, _mode), value in found.items()}
@@ -100,7 +104,7 @@ def build_document(routes: Sequence[Route], title: str, version: str) -> dict[st
             responses[str(code)] = _error_response(_REASONS[code], error_ref)
         for code, spec in route.responses.items():
             if isinstance(spec, dict):
-                responses[str(code)] = spec
+                responses[str(code)] = _typed(spec, lambda media, i=i, code=code: schema[(i, code, media)])
             elif isinstance(spec, str):
                 responses[str(code)] = _error_response(spec, error_ref) if code >= 400 else {"description": spec}
             else:
@@ -124,6 +128,15 @@ def build_document(routes: Sequence[Route], title: str, version: str) -> dict[st
             }},
         },
     }
+
+
+def _typed(spec: dict[str, Any], schema_of: Any) -> dict[str, Any]:
+    """An OpenAPI response object whose content schemas may be pydantic types."""
+    content = {
+        media: {**entry, "schema": schema_of(media)} if _is_type(entry.get("schema")) else entry
+        for media, entry in spec.get("content", {}).items()
+    }
+    return {**spec, "content": content} if content else dict(spec)
 
 
 def _error_response(description: str, error_ref: dict[str, Any]) -> dict[str, Any]:

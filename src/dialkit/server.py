@@ -1,27 +1,18 @@
-"""The aiohttp application: health, metrics, the call API (including the live calls of
-every node) and the media WebSockets."""
+"""The aiohttp application: health, metrics, authentication and the body deadline, the
+API routes (dialkit.api_calls and the other route groups) and the media WebSockets."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import re
-import uuid
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-import asyncpg
-import phonenumbers
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ai.context import ContextError, resolve_context
-from ai.playbook import UnknownPlaybook
-from dialkit import __version__, carrier_hooks, db
-from dialkit.bodies import BodyError, check_storable, parse_json_body
+from dialkit import __version__, api_calls, carrier_hooks, db
 from dialkit.config import Settings
 from dialkit.live import RedisRegistry
 from dialkit.logs import register_secrets
@@ -31,7 +22,7 @@ from dialkit.scopes import Denied, Scope
 from dialkit.state import STATE, AppState
 from dialkit.store import CallStore
 from media.admission import StartGate
-from media.auth import TokenError, issue_token, verify_token
+from media.auth import TokenError, verify_token
 from media.call_control import ExotelCallControl
 from media.detect import DetectingProtocol
 from media.events import CLOSE_POLICY, CLOSE_TRY_AGAIN, ProtocolError
@@ -47,63 +38,8 @@ log = structlog.get_logger("dialkit.server")
 
 
 
-class CreateCall(BaseModel):
-    carrier: Literal["twilio", "exotel"] = "twilio"
-    to: str | None = Field(default=None, description="E.164 number of the person called")
-    playbook: str | None = Field(
-        default=None, max_length=200,
-        description="name@version, or a name (its highest version); the server default if absent",
-    )
-    context: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("playbook")
-    @classmethod
-    def _playbook_ref(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in value)):
-            raise ValueError("must be a playbook name (name or name@version), without control characters")
-        return value
-
-    @field_validator("to")
-    @classmethod
-    def e164(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            parsed = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException as exc:
-            raise ValueError(f"not a phone number in E.164 form: {exc}") from None
-        if not phonenumbers.is_valid_number(parsed):
-            raise ValueError("not a valid phone number")
-        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _error(status: int, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status)
-
-
-def _body_error(exc: BodyError) -> web.Response:
-    """A 400 naming the value refused; a context field is also named in `fields`, as the
-    context's own validation names it."""
-    extra: dict[str, Any] = {}
-    if exc.field:
-        extra["field"] = exc.field
-        top, _, rest = exc.field.partition(".")
-        if top == "context" and rest:
-            name = re.split(r"[.\[]", rest, maxsplit=1)[0]
-            extra["fields"] = {name: exc.reason}
-    return _error(400, f"invalid call request: {exc}", **extra)
-
-
-def _providers_problem(context: Mapping[str, Any]) -> str | None:
-    wanted = context.get("providers")
-    if wanted is None:
-        return None
-    if not isinstance(wanted, Mapping):
-        return 'context.providers must be an object like {"tts": "piper"}'
-    for role, name in wanted.items():
-        if not isinstance(name, str):
-            return f"context.providers.{role} must be a provider name (a string), got {type(name).__name__}"
-    return None
 
 
 def _check_api_key(request: web.Request) -> web.Response | None:
@@ -159,94 +95,6 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def create_call(request: web.Request) -> web.Response:
-    if (denied := _check_api_key(request)) is not None:
-        return denied
-    state = request.app[STATE]
-    try:
-        raw = parse_json_body(await request.read())
-        body = CreateCall.model_validate(raw)
-    except ValidationError as exc:
-        return _error(400, "invalid call request", details=exc.errors(include_url=False, include_context=False))
-    except BodyError as exc:
-        return _body_error(exc)
-    assert state.store is not None and state.providers is not None
-    if (problem := _providers_problem(body.context)) is not None:
-        return _error(400, f"invalid call request: {problem}", field="context.providers")
-    try:
-        playbook = state.providers.registry.get(body.playbook)
-    except UnknownPlaybook as exc:
-        return _error(400, str(exc), field="playbook", available=state.providers.registry.refs())
-    try:
-        state.providers.check_context(body.context)
-    except ValueError as exc:
-        return _error(400, f"invalid call request: {exc}")
-    try:
-        resolved = resolve_context(body.context, playbook, phone=body.to)
-    except ContextError as exc:
-        return _error(
-            400, f"invalid call context for playbook {playbook.ref}: {exc}",
-            fields=exc.problems,
-        )
-    try:
-        check_storable(raw)
-    except BodyError as exc:
-        return _body_error(exc)
-    try:
-        call_id = await state.store.create_call(
-            body.carrier, resolved.stored(body.context), body.to, (playbook.name, playbook.version)
-        )
-    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
-        log.warning("call_not_stored", error=type(exc).__name__)
-        return _error(503, f"database unavailable: {type(exc).__name__}")
-    secret = state.settings.resolved_media_secret()
-    token = issue_token(secret, call_id, state.settings.media_token_ttl_s)
-    base = state.settings.public_url or f"http://{request.host}"
-    ws_base = base.replace("https://", "wss://").replace("http://", "ws://").rstrip("/")
-    return web.json_response(
-        {
-            "call_id": call_id,
-            "token": token,
-            "media_url": f"{ws_base}/media/{body.carrier}",
-            "custom_parameters": {"call_id": call_id, "token": token},
-            "playbook": playbook.ref,
-        },
-        status=201,
-    )
-
-
-async def live_calls(request: web.Request) -> web.Response:
-    """The live calls of every node (of this one without Redis), oldest first."""
-    if (denied := _check_api_key(request)) is not None:
-        return denied
-    state = request.app[STATE]
-    try:
-        calls = await state.registry.live()
-    except Exception as exc:
-        log.warning("live_calls_unavailable", error=type(exc).__name__)
-        return _error(503, f"live-call registry unavailable: {type(exc).__name__}")
-    for entry in calls:
-        started = entry.get("started")
-        if isinstance(started, int | float):
-            entry["started_at"] = datetime.fromtimestamp(started, UTC).isoformat()
-    return web.json_response(calls)
-
-
-async def get_call(request: web.Request) -> web.Response:
-    if (denied := _check_api_key(request)) is not None:
-        return denied
-    state = request.app[STATE]
-    try:
-        uuid.UUID(request.match_info["call_id"])
-    except ValueError:
-        return _error(400, "call id is not a UUID")
-    assert state.store is not None
-    detail = await state.store.call_detail(request.match_info["call_id"])
-    if detail is None:
-        return _error(404, "no such call")
-    return web.json_response(detail)
 
 
 # ---- media WebSockets ------------------------------------------------------------------
@@ -455,9 +303,7 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     app.on_response_prepare.append(_node_header)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_post("/api/calls", create_call)
-    app.router.add_get("/api/calls/live", live_calls)  # before {call_id}, which would match it
-    app.router.add_get("/api/calls/{call_id}", get_call)
+    api_calls.routes.install(app)
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
