@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from dialkit import server as server_module
+from dialkit import apikeys
 from dialkit.config import Settings
 from dialkit.providers import Providers
 from dialkit.server import start_server
@@ -91,7 +91,7 @@ async def test_key_is_compared_with_compare_digest_on_bytes(
         seen.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(server_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(apikeys.hmac, "compare_digest", spy)
     async with httpx.AsyncClient(base_url=keyed_server.http) as client:
         await client.get(f"/api/calls/{uuid.uuid4()}", headers={"Authorization": "Bearer guess"})
     assert seen == [(b"guess", KEY.encode())]

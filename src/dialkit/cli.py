@@ -1,4 +1,4 @@
-"""The `dialkit` command line: serve, migrate, and simulated calls."""
+"""The `dialkit` command line: serve, migrate, simulated calls, and API keys (`apikey`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dialkit.cli_apikey import apikey_app
 from dialkit.config import Settings, UnsafeBindError
 from dialkit.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dialkit voice-agent server")
+app.add_typer(apikey_app, name="apikey")
 console = Console(stderr=True)
 GC_GEN0_THRESHOLD = 2_000  # allocations between young collections (CPython default: 700)
 

@@ -1,8 +1,8 @@
 """Logging set-up. One masking processor runs on every line, from structlog and from the
 standard-library loggers alike (aiohttp, asyncpg, anything else that logs through the root
 logger), and on tracebacks: phone numbers are cut to a prefix and the last two digits;
-secrets (values under secret-sounding keys, `Bearer …`, `token=…`, media tokens, and the
-configured keys themselves) become `***`."""
+secrets (values under secret-sounding keys, `Bearer …`, `token=…`, media tokens, API keys
+`dk_…`, and the configured keys themselves) become `***`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ SECRET_KEYS = ("key", "token", "secret", "password", "authorization", "signature
 
 # a media token (b64url payload "." b64url HMAC-SHA256) or any token of that shape
 _TOKEN_RE = re.compile(r"(?<![\w-])[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}(?:\.[A-Za-z0-9_-]{10,})?")
+# an API key (dialkit.apikeys): its public prefix stays, to tell keys apart
+_API_KEY_RE = re.compile(r"\bdk_([0-9a-f]{8})_[A-Za-z0-9_-]+")
 _BEARER_RE = re.compile(r"(?i)\b(bearer|basic)\s+[^\s'\",;]+")
 # key=value (query strings, reprs) and "key": "value" (JSON, dict reprs)
 _KEYED_RE = re.compile(
@@ -49,6 +51,7 @@ def scrub_text(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")
+    text = _API_KEY_RE.sub(lambda m: f"dk_{m.group(1)}_***", text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)} ***", text)
     text = _KEYED_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
     text = _TOKEN_RE.sub("***", text)

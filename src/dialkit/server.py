@@ -4,7 +4,6 @@ API routes (dialkit.api_calls and the other route groups) and the media WebSocke
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -12,13 +11,13 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dialkit import __version__, api_calls, carrier_hooks, db
+from dialkit import __version__, api_calls, apikeys, carrier_hooks, db
 from dialkit.config import Settings
 from dialkit.live import RedisRegistry
 from dialkit.logs import register_secrets
 from dialkit.openapi import API_CONFIG, ROUTE_ATTR, ApiConfig, send_and_close
 from dialkit.providers import Providers, build_providers
-from dialkit.scopes import Denied, Scope
+from dialkit.scopes import Scope
 from dialkit.state import STATE, AppState
 from dialkit.store import CallStore
 from media.admission import StartGate
@@ -42,30 +41,16 @@ def _error(status: int, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status)
 
 
-def _check_api_key(request: web.Request) -> web.Response | None:
-    key = request.app[STATE].settings.api_key
-    if key is None:
-        return None
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # constant time, so response timing does not reveal how much of a guess was right
-    same = hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogatepass"),
-        key.get_secret_value().encode("utf-8", "surrogatepass"),
-    )
-    if scheme.lower() != "bearer" or not same:
-        return _error(401, "missing or wrong API key (Authorization: Bearer …)")
-    return None
-
-
 async def _authenticate(request: web.Request, scope: Scope | None) -> str:
-    """The registry's authentication (see dialkit.openapi)."""
+    """The registry's authentication: dialkit.apikeys says who may call what."""
     if scope is None:
         return "anonymous"
-    if request.app[STATE].settings.api_key is None:
-        return "local"
-    if _check_api_key(request) is not None:
-        raise Denied(401, "missing or wrong API key (Authorization: Bearer …)")
-    return "bootstrap"
+    state = request.app[STATE]
+    bootstrap = state.settings.api_key
+    return await apikeys.authenticate(
+        request.headers.get("Authorization"), scope,
+        bootstrap.get_secret_value() if bootstrap is not None else None, state.pool,
+    )
 
 
 # ---- HTTP handlers ---------------------------------------------------------------------
