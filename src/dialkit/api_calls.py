@@ -193,8 +193,8 @@ class TranscriptTurn(BaseModel):
     seq: int
     speaker: str
     text: str
-    start_ms: int | None
-    end_ms: int | None
+    start_ms: int = Field(description="from the start of the call")
+    end_ms: int
     interrupted: bool
 
 
@@ -204,9 +204,7 @@ class Transcript(BaseModel):
 
 
 TRANSCRIPT_COLUMNS = ("seq", "start_ms", "end_ms", "speaker", "text", "interrupted")
-def _clock(ms: int | None) -> str:
-    if ms is None:
-        return "--:--.-"
+def _clock(ms: int) -> str:
     minutes, rest = divmod(max(ms, 0), 60_000)
     return f"{minutes:02d}:{rest / 1000:04.1f}"
 
@@ -229,7 +227,7 @@ def transcript_csv(turns: list[TranscriptTurn]) -> str:
     writer.writerow(TRANSCRIPT_COLUMNS)
     for turn in turns:
         writer.writerow([
-            turn.seq, "" if turn.start_ms is None else turn.start_ms, "" if turn.end_ms is None else turn.end_ms,
+            turn.seq, turn.start_ms, turn.end_ms,
             neutralise_cell(turn.speaker), neutralise_cell(turn.text), "true" if turn.interrupted else "false",
         ])
     return out.getvalue()
