@@ -13,7 +13,7 @@ Delivery (`deliver_due`):
   answer (3xx: redirects are not followed, 4xx: often a receiver's deploy or secret
   rotation that gets fixed, 5xx), a timeout or a connection error: retried after
   `backoff_delay(attempt, base_delay_s, max_delay_s)`, until `max_attempts` sends (12 by
-  default, over about 15-20 hours), then given up; `last_error` and `last_status` stay.
+  default, over 10 to 20 hours), then given up; `last_error` and `last_status` stay.
 - a result is written only by the lease holder (fenced on the attempt count); a success
   is always kept.
 """
