@@ -256,7 +256,6 @@ _CRASHING_DELIVERER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 async def test_a_deliverer_killed_mid_request_leaves_the_row_to_be_redelivered(
     database_url: str, pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
