@@ -346,3 +346,24 @@ async def test_an_event_built_from_stored_rows(pool: asyncpg.Pool) -> None:
     with pytest.raises(ValueError, match="event"):
         outcome_event(event="voicemail", campaign_id=uuid.uuid4(), lead_id=1, account_ref="A-1",
                       phone="+14155550123", call_id=call_id, outcome=row, occurred_at=row["updated_at"])
+
+
+async def test_a_deliverer_whose_lease_ran_out_does_not_overwrite_the_next_ones_result(
+    pool: asyncpg.Pool, client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """A stalled deliverer (its lease over by the second one's clock) answers last with a
+    failure: the row keeps the second deliverer's success."""
+    receiver.script = [503, 200]
+    receiver.delay = lambda n: 0.5 if n == 0 else 0.0
+    _, [event] = await _queue(pool, receiver.url)
+    t0 = _later(1)
+    stalled = asyncio.create_task(outbox.deliver_due(pool, client, now=t0, policy=FAST))
+    while not receiver.received:
+        await asyncio.sleep(0.01)
+    second = await outbox.deliver_due(pool, client, now=t0 + dt.timedelta(seconds=FAST.lease_s + 1),
+                                      policy=FAST)
+    first = await stalled
+    row = await _row(pool, event.id)
+    assert second.delivered == [row["id"]] and first.claimed == 0
+    assert row["delivered_at"] is not None
+    assert (row["attempts"], row["last_status"], row["last_error"]) == (2, 200, None)
