@@ -187,3 +187,33 @@ async def test_the_lists_commit_with_the_outcome_or_not_at_all(
                 assert len(await conn.fetch("SELECT 1 FROM dnc WHERE phone = $1", phone)) == 1
                 raise RuntimeError("the outcome write failed")
     assert await _dnc(pool, phone) == []
+
+
+@pytest.mark.slow
+async def test_a_caller_who_says_stop_calling_me_is_never_dialled_again(
+    speech_server: tuple[str, Any], pool: asyncpg.Pool
+) -> None:
+    """The real call path: a simulated debtor speaks over the media WebSocket (speech
+    recognition, the scripted playbook, synthesis) and tells the agent to stop calling."""
+    from evaluation.audio_call import run_simulated_call
+    from evaluation.personas import load_persona
+
+    url, providers = speech_server
+    phone = load_persona("hostile").phone
+    campaign = await insert_campaign(pool, webhook_url=None, secret="s")
+    waiting = await _lead(pool, campaign, phone, state="pending")
+    started = await pool.fetchval("SELECT now()")
+    try:
+        result = await run_simulated_call(url, "hostile", providers.stt, providers.tts, max_seconds=150)
+        assert result.status == "completed", result.failure_reason
+        assert result.outcome == "opt_out" and result.opt_out
+        listed = await _dnc(pool, phone)
+        assert {"campaign_id": None, "reason": "stop_request", "source": "opt_out",
+                "created_by": "call"} in listed
+        assert await _state(pool, waiting) == "dnc"
+        [row] = await _audit(pool, "call", result.call_id)
+        assert row["data"]["global_list"] and row["data"]["leads_marked"] == 1
+    finally:
+        # the persona's number is shared with other tests of the session
+        await pool.execute("DELETE FROM dnc WHERE phone = $1 AND source = 'opt_out' AND created_at >= $2",
+                           phone, started)

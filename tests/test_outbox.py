@@ -256,7 +256,6 @@ _CRASHING_DELIVERER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 async def test_a_deliverer_killed_mid_request_leaves_the_row_to_be_redelivered(
     database_url: str, pool: asyncpg.Pool, receiver: Receiver
 ) -> None:
@@ -326,3 +325,45 @@ async def test_concurrent_deliverers_never_send_one_row_twice_at_once(
     # every send was an attempt counted on its row: no row was sent by two deliverers
     assert len(ours) == sum(r["attempts"] for r in delivered)
     assert all(json.loads(r.body)["id"] == r.key for r in ours)
+
+
+async def test_an_event_built_from_stored_rows(pool: asyncpg.Pool) -> None:
+    """The payload schema takes a `call_outcomes` row as asyncpg returns it."""
+    from dialkit.store import CallStore
+
+    store = CallStore(pool)
+    call_id = await store.create_call("twilio", {}, to_number="+14155550123")
+    await store.set_outcome(call_id, {"outcome": "promise_to_pay", "right_party": True, "ptp_amount": 99.5,
+                                      "ptp_date": "2026-12-20", "ptp_plan": "instalment", "ptp_instalments": 3})
+    row = dict(await pool.fetchrow("SELECT * FROM call_outcomes WHERE call_id = $1", uuid.UUID(call_id)))
+    event = outcome_event(event="promise_to_pay", campaign_id=uuid.uuid4(), lead_id=1, account_ref="A-1",
+                          phone="+14155550123", call_id=call_id, outcome=row, occurred_at=row["updated_at"])
+    body = event.model_dump(mode="json")
+    assert body["outcome"]["ptp_amount"] == "99.50" and body["outcome"]["ptp_date"] == "2026-12-20"
+    assert body["outcome"]["ptp_instalments"] == 3 and body["outcome"]["hardship"] is False
+    assert body["lead"] == {"id": 1, "account_ref": "A-1", "phone_masked": "+1******0123"}
+    assert body["id"] == f"{call_id}:promise_to_pay"
+    with pytest.raises(ValueError, match="event"):
+        outcome_event(event="voicemail", campaign_id=uuid.uuid4(), lead_id=1, account_ref="A-1",
+                      phone="+14155550123", call_id=call_id, outcome=row, occurred_at=row["updated_at"])
+
+
+async def test_a_deliverer_whose_lease_ran_out_does_not_overwrite_the_next_ones_result(
+    pool: asyncpg.Pool, client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """A stalled deliverer (its lease over by the second one's clock) answers last with a
+    failure: the row keeps the second deliverer's success."""
+    receiver.script = [503, 200]
+    receiver.delay = lambda n: 0.5 if n == 0 else 0.0
+    _, [event] = await _queue(pool, receiver.url)
+    t0 = _later(1)
+    stalled = asyncio.create_task(outbox.deliver_due(pool, client, now=t0, policy=FAST))
+    while not receiver.received:
+        await asyncio.sleep(0.01)
+    second = await outbox.deliver_due(pool, client, now=t0 + dt.timedelta(seconds=FAST.lease_s + 1),
+                                      policy=FAST)
+    first = await stalled
+    row = await _row(pool, event.id)
+    assert second.delivered == [row["id"]] and first.claimed == 0
+    assert row["delivered_at"] is not None
+    assert (row["attempts"], row["last_status"], row["last_error"]) == (2, 200, None)

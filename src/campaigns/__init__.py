@@ -9,4 +9,8 @@ webhooks out, analytics and the audit log.
   call; one `decide` that says whether a call may be placed now, and if not, from when.
 - `leads`: lead CSVs read as a stream, rows normalised or rejected with their line number.
 - `attempts`: a dial attempt's state from carrier status callbacks, in any order.
+- `audit`: the append-only audit log (who did what, when), its action vocabulary and the
+  retention purge.
+- `outbox`: outcome webhooks queued in the outcome's transaction and delivered at least
+  once, signed (`signing`), with back-off; `outcome_events`: their body.
 """

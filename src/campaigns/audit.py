@@ -11,11 +11,16 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 import asyncpg
 
 # ---- the vocabulary of actions ---------------------------------------------------------
+
+Action = Literal[
+    "dial", "status_change", "outcome", "dnc_add", "dnc_remove", "api_write", "campaign_state",
+    "lead_state", "webhook_given_up", "api_key",
+]
 
 #: a dial was placed (or refused) for an attempt
 DIAL = "dial"
@@ -50,6 +55,7 @@ ACTIONS: dict[str, str] = {
     WEBHOOK_GIVEN_UP: "an outcome webhook was given up after its last attempt",
     API_KEY: "an API key was created or revoked",
 }
+assert set(ACTIONS) == set(get_args(Action)), "one vocabulary of audit actions"
 
 #: an asyncpg connection (inside the caller's transaction) or a pool
 Executor: TypeAlias = "asyncpg.Connection | asyncpg.Pool"

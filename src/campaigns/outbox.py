@@ -13,7 +13,7 @@ Delivery (`deliver_due`):
   answer (3xx: redirects are not followed, 4xx: often a receiver's deploy or secret
   rotation that gets fixed, 5xx), a timeout or a connection error: retried after
   `backoff_delay(attempt, base_delay_s, max_delay_s)`, until `max_attempts` sends (12 by
-  default, over about 15-20 hours), then given up; `last_error` and `last_status` stay.
+  default, over 10 to 20 hours), then given up; `last_error` and `last_status` stay.
 - a result is written only by the lease holder (fenced on the attempt count); a success
   is always kept.
 """
@@ -205,14 +205,19 @@ async def _deliver(
     if status == 410 or attempt >= policy.max_attempts:
         if await _give_up(pool, row, now, status, error):
             report.given_up.append(row_id)
-        log.warning("webhook_given_up", id=row_id, host=host, status=status, attempt=attempt, error=error)
+            log.warning("webhook_given_up", id=row_id, host=host, status=status, attempt=attempt, error=error)
+        else:
+            log.warning("webhook_lease_lost", id=row_id, host=host, status=status, attempt=attempt)
         return
     delay = backoff_delay(attempt - 1, policy.base_delay_s, policy.max_delay_s)
-    await pool.execute(
+    kept = await pool.fetchval(
         "UPDATE outbox SET next_at = $3, last_error = $4, last_status = $5"
-        " WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL",
+        " WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL RETURNING id",
         row_id, attempt, now + dt.timedelta(seconds=delay), error, status,
     )
+    if kept is None:  # our lease ran out and another deliverer has the row now
+        log.warning("webhook_lease_lost", id=row_id, host=host, status=status, attempt=attempt)
+        return
     report.retrying.append(row_id)
     log.info("webhook_retry", id=row_id, host=host, status=status, attempt=attempt, delay_s=round(delay, 1))
 
