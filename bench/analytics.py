@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from campaigns.analytics import campaign_analytics  # noqa: E402
 from common import local_postgres_url, machine, percentile, scratch_database  # noqa: E402
 from dialkit.db import create_pool, embedded_database_url, migrate  # noqa: E402
+from dialkit.logs import setup_logging  # noqa: E402
 
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 CAMPAIGN = "00000000-0000-4000-8000-00000000c001"
@@ -221,6 +222,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    setup_logging("WARNING", stream=sys.stderr)
     admin = local_postgres_url()
     if admin is None:
         import tempfile

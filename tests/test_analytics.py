@@ -17,8 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from ai.conversation.commands import RecordTurn
 from ai.types import Action
@@ -32,7 +34,12 @@ from campaigns.analytics import (
     overview,
 )
 from campaigns.attempts import TERMINAL, AttemptState, advance
+from dialkit import api_analytics
+from dialkit.config import Settings
 from dialkit.db import create_pool, migrate
+from dialkit.openapi import INSTALLED
+from dialkit.providers import Providers
+from dialkit.server import build_app
 from dialkit.store import CallStore
 
 UTC = dt.UTC
@@ -44,21 +51,41 @@ def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(admin_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+async def db_url(admin_database_url: str) -> AsyncIterator[str]:
     """A database of this module's own: the overview sums every campaign in it."""
     name = f"dialkit_analytics_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(admin_database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     parts = urlsplit(admin_database_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    pool = await create_pool(url, max_size=4)
-    await migrate(pool)
-    yield pool
-    await pool.close()
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
     admin = await asyncpg.connect(admin_database_url)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(db_url, max_size=4)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(db_url: str, base_settings: Settings, light_providers: Providers) -> AsyncIterator[str]:
+    """The server's app on this module's database, with the analytics routes."""
+    app = build_app(base_settings.model_copy(update={"database_url": db_url}), light_providers)
+    installed = app[INSTALLED].routes if INSTALLED in app else []
+    if not any(r.path == "/api/analytics/overview" for r in installed):
+        api_analytics.routes.install(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
 
 
 # ---- writing as the system does -------------------------------------------------------
@@ -321,6 +348,41 @@ async def test_unknown_and_deleted_campaigns(pool: asyncpg.Pool, world: dict[str
     assert r is not None and r.metrics.attempts == 0 and r.metrics.connect_rate is None
     assert r.metrics.voice_to_voice.p50_ms is None and r.by_local_hour == []
     await pool.execute("DELETE FROM campaigns WHERE id = $1", uuid.UUID(empty))
+
+
+async def test_http_reports(api: str, pool: asyncpg.Pool, world: dict[str, Any]) -> None:
+    a = world["a"]
+    async with httpx.AsyncClient(base_url=api) as http:
+        r = await http.get(f"/api/campaigns/{a}/analytics")
+        assert r.status_code == 200
+        expected = await campaign_analytics(pool, a)
+        assert expected is not None and r.json() == expected.model_dump(mode="json")
+        # a date alone is its whole UTC day, at both ends
+        r = await http.get(f"/api/campaigns/{a}/analytics", params={"from": "2026-11-30", "to": "2026-11-30"})
+        assert r.status_code == 200
+        body = r.json()
+        assert (body["since"], body["until"]) == ("2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z")
+        assert body["metrics"]["attempts"] == 8
+        r = await http.get(f"/api/campaigns/{a}/analytics",
+                           params={"from": "2026-11-30T20:45:00+05:30", "to": "2026-11-30T15:50:00Z"})
+        assert r.status_code == 200 and r.json()["since"] == "2026-11-30T15:00:00Z"
+        assert r.json()["metrics"]["attempts"] == 2
+        r = await http.get("/api/analytics/overview", params={"from": "2026-11-29"})
+        assert r.status_code == 200
+        assert r.json() == (await overview(pool, at(29, 0))).model_dump(mode="json")
+
+
+async def test_http_refusals(api: str, world: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=api) as http:
+        for unknown in (str(uuid.uuid4()), world["c"], "not-a-campaign"):
+            r = await http.get(f"/api/campaigns/{unknown}/analytics")
+            assert r.status_code == 404 and r.json()["field"] == "campaign_id"
+        for path in (f"/api/campaigns/{world['a']}/analytics", "/api/analytics/overview"):
+            r = await http.get(path, params={"from": "2026-12-02", "to": "2026-12-01"})
+            assert r.status_code == 422
+            assert r.json()["field"] == "from" and "after" in r.json()["error"]
+            r = await http.get(path, params={"from": "last tuesday"})
+            assert r.status_code == 400 and r.json()["field"] == "from"
 
 
 # ---- the rollups stay right ------------------------------------------------------------
