@@ -16,7 +16,10 @@ Check: the rollups are compared with an aggregate computed straight from the raw
 the number of latency samples must be equal.
 
 Timing: --runs reports (200 by default) alternating between the whole campaign and a 7-day
-window that starts and ends mid-day (so both the daily and the hourly histograms are read).
+window that starts and ends mid-day (so both the daily and the hourly histograms are read),
+first through the function, then (`http_*` figures) as GET /api/campaigns/{id}/analytics
+over HTTP from the server's app (build_app with the analytics routes, API open on
+loopback), with one keep-alive httpx client.
 
     python bench/analytics.py --attempts 1000000 --json
 """
@@ -28,9 +31,13 @@ import asyncio
 import datetime as dt
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import httpx
+from aiohttp import web
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
@@ -38,8 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from campaigns.analytics import campaign_analytics  # noqa: E402
 from common import local_postgres_url, machine, percentile, scratch_database  # noqa: E402
+from dialkit import api_analytics  # noqa: E402
+from dialkit.config import Settings  # noqa: E402
 from dialkit.db import create_pool, embedded_database_url, migrate  # noqa: E402
 from dialkit.logs import setup_logging  # noqa: E402
+from dialkit.openapi import INSTALLED  # noqa: E402
+from dialkit.providers import build_providers  # noqa: E402
+from dialkit.server import build_app  # noqa: E402
 
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 CAMPAIGN = "00000000-0000-4000-8000-00000000c001"
@@ -168,6 +180,36 @@ async def _verify(pool: Any, day: dt.datetime) -> dict[str, Any]:
             "mismatched": mismatched}
 
 
+async def _time_http(url: str, windows: list[tuple[Any, Any]], runs: int) -> list[float]:
+    """The same reports as GET requests to the server's app."""
+    settings = Settings(database_url=url, media_secret="bench-media-secret",  # type: ignore[arg-type]
+                        stt="null", tts="tone", data_dir=Path(tempfile.mkdtemp(prefix="dialkit-bench-")))
+    app = build_app(settings, await build_providers(settings, warmup=False))
+    if not any(r.path == "/api/analytics/overview" for r in (app[INSTALLED].routes if INSTALLED in app else [])):
+        api_analytics.routes.install(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    path = f"/api/campaigns/{CAMPAIGN}/analytics"
+    params = [{} if since is None else {"from": since.isoformat(), "to": until.isoformat()}
+              for since, until in windows]
+    times: list[float] = []
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}") as http:
+            for i in range(10):
+                (await http.get(path, params=params[i % 2])).raise_for_status()
+            for i in range(runs):
+                t = time.perf_counter()
+                r = await http.get(path, params=params[i % 2])
+                r.json()
+                times.append((time.perf_counter() - t) * 1000)
+                r.raise_for_status()
+    finally:
+        await runner.cleanup()
+    return times
+
+
 async def run(url: str, attempts: int, days: int, runs: int, progress: bool) -> dict[str, Any]:
     pool = await create_pool(url, max_size=4)
     try:
@@ -198,13 +240,17 @@ async def run(url: str, attempts: int, days: int, runs: int, progress: bool) -> 
                 " + (SELECT count(*) FROM analytics_latency WHERE campaign_id = $1)"
                 " + (SELECT count(*) FROM analytics_daily_latency WHERE campaign_id = $1)", CAMPAIGN)
         assert whole is not None
+        http_times = await _time_http(url, windows, runs)
         return {
             "attempts": whole.metrics.attempts,
             "p50_ms": round(percentile(times, 50), 2),
             "p95_ms": round(percentile(times, 95), 2),
             "max_ms": round(max(times), 2),
             "runs": runs,
-            "timed": "campaigns.analytics.campaign_analytics over one asyncpg connection (no HTTP)",
+            "timed": "campaigns.analytics.campaign_analytics over one asyncpg connection",
+            "http_p50_ms": round(percentile(http_times, 50), 2),
+            "http_p95_ms": round(percentile(http_times, 95), 2),
+            "http_timed": "GET /api/campaigns/{id}/analytics, one keep-alive client",
             "days": days,
             "setup_s": round(setup_s, 1),
             "rollup_rows": rollup_rows,
