@@ -231,8 +231,10 @@ class ExotelCallPlayer:
                 call_sid=call.sid, custom_parameters=params, account_sid=call.account_sid,
                 from_=call.from_, to=call.caller_id,
             )
-            call.ended_by = await run_media(
+            ended_by = await run_media(
                 phone, line, call.hangup, fate.max_call_s, call.stream_open.set)
+            # Exotel has no REST hang-up: the only outside end is the customer's
+            call.ended_by = "callee" if ended_by == "carrier" else ended_by
             if call.ended_by == "server":
                 await ask_connect_applet(self.session(), call, flow)
             if call.transferred_to:
