@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from emulators import serve
 from emulators.carrier_line import PersonaLine, QuietLine
 from emulators.carriers import running_carriers
-from emulators.exotel_api import ExotelApi, running_exotel_api
+from emulators.exotel_api import ExotelApi, ExotelFlow, running_exotel_api
 from emulators.fates import Fate, Quirks, SeededFates
 from emulators.twilio_api import TwilioApi, running_twilio_api
 from evaluation.personas import load_persona
@@ -59,6 +59,7 @@ class Receiver:
     got: list[Got] = field(default_factory=list)
     twiml: str = "<Response/>"
     fail_first: int = 0  # answer this many deliveries with a 500
+    answers: dict[str, Any] = field(default_factory=dict)  # JSON to answer, by path
 
     async def handle(self, request: web.Request) -> web.Response:
         body: Any = None
@@ -72,6 +73,8 @@ class Receiver:
         if self.fail_first > 0:
             self.fail_first -= 1
             return web.Response(status=500)
+        if request.path in self.answers:
+            return web.json_response(self.answers[request.path])
         if request.path == "/twiml":
             return web.Response(text=self.twiml, content_type="application/xml")
         return web.Response(text="ok")
@@ -430,6 +433,32 @@ async def test_exotel_multipart_callbacks_duplicated_and_reordered(light_server)
         assert call.phone is not None and call.phone.fmt.rate == 16000
         detail = await call_detail(light_server.http, created["call_id"])
         assert [e["data"]["digit"] for e in detail["events"] if e["kind"] == "dtmf"] == ["7"]
+
+
+async def test_exotel_flow_call_goes_to_the_voicebot_then_the_connect_applet(
+    base_settings,
+) -> None:
+    flow_url = "http://my.exotel.com/dialkit1/exoml/start_voice/4242"
+    async with receiver() as rec, running_exotel_api(
+        fates={INDIAN_DEBTOR: Fate.answered()}
+    ) as api, dialkit_server(
+        base_settings, policy_factory=goodbye_factory, **exotel_settings(api)
+    ) as server:
+        created = await create_call(server.http, carrier="exotel")
+        voicebot = f"{server.ws}/media/exotel?" + urlencode(created["custom_parameters"])
+        api.flows[flow_url] = ExotelFlow(voicebot, rec.base + "/connect")
+        rec.answers["/connect"] = {"destination": {"numbers": ["+919800000000"]}}
+        sid = await exotel_connect(api, Url=flow_url, CustomField="lead=42",
+                                   StatusCallback=rec.base + "/status",
+                                   **{"StatusCallbackEvents[]": "terminal"})
+        call = await api.finished(sid, 30)
+        assert call.ended_by == "server" and call.transferred_to == "+919800000000"
+        assert rec.at("/connect")[0].url.split("?", 1)[1].count("CallSid=" + sid) == 1
+        terminal = rec.at("/status")
+        assert [g.param("Status") for g in terminal] == ["completed"]
+        assert terminal[0].param("CustomField") == "lead=42"
+        detail = await call_detail(server.http, created["call_id"])
+        assert detail["call"]["status"] == "completed"
 
 
 async def test_exotel_customer_hangup_ends_a_played_call(light_server) -> None:

@@ -178,12 +178,24 @@ async def run_media(
     sends `stop` before closing whenever the other side did not close first. `on_open` runs
     once the stream is open (`start` sent)."""
     try:
+        return await _play_stream(phone, line, carrier_ended, max_s, on_open)
+    finally:  # also when the emulator shuts down mid-call
+        await line.detach()
+        await phone.close()
+
+
+async def _play_stream(
+    phone: SimulatedPhone,
+    line: Line,
+    carrier_ended: asyncio.Event,
+    max_s: float,
+    on_open: Callable[[], None] | None,
+) -> Ender:
+    try:
         await line.attach(phone)
         await phone.connect()
     except (OSError, TimeoutError, websockets.WebSocketException) as exc:
         log.info("media stream of %s not opened: %s", phone.call_sid[-6:], type(exc).__name__)
-        await line.detach()
-        await phone.close()
         return "unreachable"
     if on_open is not None:
         on_open()
@@ -192,23 +204,23 @@ async def run_media(
         "server": asyncio.ensure_future(phone.closed.wait()),
         "carrier": asyncio.ensure_future(carrier_ended.wait()),
     }
-    done, _ = await asyncio.wait(
-        tasks.values(), timeout=max_s, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        done, _ = await asyncio.wait(
+            tasks.values(), timeout=max_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks.values():
+            task.cancel()
     ender: Ender = "timeout"
     for name in ("server", "carrier", "callee"):
         if tasks[name] in done:
             ender = name  # type: ignore[assignment]
             break
-    player = tasks["callee"]
-    if player in done and not player.cancelled() and player.exception() is not None:
-        log.warning("line of %s failed: %r", phone.call_sid[-6:], player.exception())
-    for task in tasks.values():
-        task.cancel()
     for task in tasks.values():
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    player = tasks["callee"]
+    if player in done and not player.cancelled() and player.exception() is not None:
+        log.warning("line of %s failed: %r", phone.call_sid[-6:], player.exception())
     if ender != "server":
         await phone.hangup()
-    await line.detach()
-    await phone.close()
     return ender
