@@ -10,6 +10,11 @@ it opens a WebSocket to `StreamUrl` (or to the Voicebot URL of a registered flow
 `?sample-rate=`) and 100 ms `media` chunks of silence, and records what the bot sends. When
 the bot closes the socket the call completes, or, for a flow with a Connect applet, Exotel's
 GET to the applet's dynamic URL decides whether it is transferred.
+
+With `fates` set, every created call plays out in the background as the real one would:
+ringing, answered or not, status callbacks to `StatusCallback` with Exotel's documented
+fields, and the stream with a callee on the line (`emulators.exotel_calls`, which names the
+documents followed). `From` is the number dialled, so fates are looked up by it.
 """
 
 from __future__ import annotations
@@ -20,89 +25,60 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import orjson
 from aiohttp import web
 
 from emulators import Faults, RecordedRequest, apply_faults, basic_auth_user, record, serve
+from emulators.carrier_line import Line, LineChoice, Speech, make_line
+from emulators.exotel_calls import (
+    TERMINAL,
+    ExotelCall,
+    ExotelCallPlayer,
+    ExotelFlow,
+    ask_connect_applet,
+    stream_format,
+)
+from emulators.fates import CallbackRecord, FateBook, FateSource
 
-TERMINAL = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})
+__all__ = ["TERMINAL", "ExotelApi", "ExotelCall", "ExotelFlow", "running_exotel_api"]
 
-
-@dataclass
-class ExotelFlow:
-    """An App Bazaar flow: Voicebot(voicebot_url) -> [Connect(dynamic connect_url)] -> Hangup."""
-
-    voicebot_url: str
-    connect_url: str | None = None
-
-
-@dataclass
-class ExotelCall:
-    sid: str
-    account_sid: str
-    to: str | None
-    from_: str
-    caller_id: str
-    status: str = "in-progress"
-    stream_url: str | None = None
-    flow_url: str | None = None
-    custom_field: str | None = None
-    status_callback: str | None = None
-    received: list[dict[str, Any]] = field(default_factory=list)
-    transferred_to: str | None = None
-    connect_requests: list[dict[str, str]] = field(default_factory=list)
-    stream_open: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    date_created: str = field(default_factory=lambda: _now())
-
-    def resource(self) -> dict[str, Any]:
-        return {
-            "Call": {
-                "Sid": self.sid,
-                "ParentCallSid": None,
-                "DateCreated": self.date_created,
-                "DateUpdated": _now(),
-                "AccountSid": self.account_sid,
-                "To": self.to or self.from_,
-                "From": self.from_,
-                "PhoneNumberSid": self.caller_id,
-                "Status": self.status,
-                "StartTime": self.date_created,
-                "EndTime": None,
-                "Duration": None,
-                "Price": None,
-                "Direction": "outbound-api",
-                "AnsweredBy": None,
-                "ForwardedFrom": None,
-                "CallerName": None,
-                "Uri": f"/v1/Accounts/{self.account_sid}/Calls/{self.sid}.json",
-                "RecordingUrl": None,
-            }
-        }
+_CONTENT_TYPES = ("multipart/form-data", "application/json", "application/x-www-form-urlencoded")
 
 
 class ExotelApi:
+    """State and handlers. Without `fates` a created call is in-progress at once and its
+    stream opens straight away with silence (`send_audio`). With `fates` (a FateBook, a dict
+    From -> Fate or a callable), each call plays out in the background with status callbacks;
+    `speech` (STT, TTS) voices persona lines; `callbacks` records every delivery."""
+
     def __init__(
-        self, account_sid: str, api_key: str, api_token: str, send_audio: bool = True
+        self,
+        account_sid: str,
+        api_key: str,
+        api_token: str,
+        send_audio: bool = True,
+        fates: FateBook | FateSource | None = None,
+        speech: Speech | None = None,
     ) -> None:
         self.account_sid = account_sid
         self.api_key = api_key
         self.api_token = api_token
         self.send_audio = send_audio
+        self.fates = fates if fates is None or isinstance(fates, FateBook) else FateBook(fates)
+        self.speech = speech
         self.requests: list[RecordedRequest] = []
         self.calls: dict[str, ExotelCall] = {}
         self.flows: dict[str, ExotelFlow] = {}
+        self.callbacks: list[CallbackRecord] = []
         self.faults = Faults()
         self.base_url = ""
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._player = ExotelCallPlayer(self.callbacks, self._http, self._line, self.flows)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -115,9 +91,22 @@ class ExotelApi:
         self.calls[call.sid] = call
         return call
 
+    def callbacks_of(self, call_sid: str) -> list[CallbackRecord]:
+        """The callbacks of one call, in delivery order (dropped ones included, flagged)."""
+        return [c for c in self.callbacks if c.call_sid == call_sid]
+
+    async def finished(self, call_sid: str, timeout_s: float = 60.0) -> ExotelCall:
+        """Wait until a played call has ended and its last callback was delivered."""
+        call = self.calls[call_sid]
+        await asyncio.wait_for(call.done.wait(), timeout_s)
+        return call
+
     async def customer_hangup(self, call_sid: str) -> None:
         """The callee hangs up: Exotel sends `stop` and closes the stream."""
         call = self.calls[call_sid]
+        if call.fate is not None:
+            call.hangup.set()
+            return
         ws = self._sockets.get(call_sid)
         call.status = "completed"
         if ws is not None and not ws.closed:
@@ -135,6 +124,14 @@ class ExotelApi:
                 await task
         if self._session is not None:
             await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _line(self, choice: LineChoice) -> Line:
+        return make_line(choice, self.speech)
 
     async def _gate(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
         user = basic_auth_user(request, {self.api_key: self.api_token})
@@ -170,16 +167,31 @@ class ExotelApi:
         custom = entry.field("CustomField")
         if custom is not None and len(custom) > 128:
             return _error(400, "CustomField longer than 128 characters")
+        content_type = entry.field("StatusCallbackContentType") or _CONTENT_TYPES[-1]
+        if content_type not in _CONTENT_TYPES:
+            return _error(400, f"StatusCallbackContentType must be one of {_CONTENT_TYPES[:2]}")
         call = ExotelCall(_sid(), self.account_sid, to, from_, caller_id, "in-progress")
         call.stream_url, call.flow_url, call.custom_field = stream_url, url, custom
         call.status_callback = entry.field("StatusCallback")
+        # StatusCallbackEvents[] or StatusCallbackEvents[0], [1]...
+        call.status_callback_events = [
+            v for k, v in entry.form if k.startswith("StatusCallbackEvents")]
+        call.callback_content_type = content_type
         self.calls[call.sid] = call
-        target = stream_url or (self.flows[url].voicebot_url if url in self.flows else None)
-        if target:
-            task = asyncio.create_task(self._run_stream(call, target))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self.fates is not None:
+            call.status = "queued"
+            call.fate = self.fates(from_)
+            self._spawn(self._player.play(call))
+        else:
+            target = stream_url or (self.flows[url].voicebot_url if url in self.flows else None)
+            if target:
+                self._spawn(self._run_stream(call, target))
         return web.json_response(call.resource())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _fetch(self, request: web.Request) -> web.Response:
         _, refused = await self._gate(request)
@@ -191,12 +203,11 @@ class ExotelApi:
         return web.json_response(call.resource())
 
     async def _run_stream(self, call: ExotelCall, url: str) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        query = dict(parse_qsl(urlsplit(url).query))
-        rate = int(query.pop("sample-rate", "8000"))
+        """The stream of a call without a fate: silence in, whatever the bot sends recorded."""
+        fmt, query = stream_format(url)
+        rate = fmt.rate
         try:
-            ws = await self._session.ws_connect(url)
+            ws = await self._http().ws_connect(url)
         except (aiohttp.ClientError, OSError):
             call.status = "failed"
             call.ended.set()
@@ -241,33 +252,9 @@ class ExotelApi:
                     await sender
             self._sockets.pop(call.sid, None)
         if call.status not in TERMINAL:
-            await self._after_stream(call)
+            await ask_connect_applet(self._http(), call, self.flows.get(call.flow_url or ""))
+            call.status = "completed"
         call.ended.set()
-
-    async def _after_stream(self, call: ExotelCall) -> None:
-        flow = self.flows.get(call.flow_url or "")
-        if flow is not None and flow.connect_url and self._session is not None:
-            params = {
-                "CallSid": call.sid,
-                "CallFrom": call.from_,
-                "CallTo": call.caller_id,
-                "Direction": "outbound-dial",
-                "CustomField": call.custom_field or "",
-            }
-            call.connect_requests.append(params)
-            try:
-                async with self._session.get(
-                    flow.connect_url, params=params, headers={"Exotel-Version": "1.0"}
-                ) as response:
-                    body = await response.json(content_type=None) if response.status == 200 else {}
-            except (aiohttp.ClientError, ValueError):
-                body = {}
-            numbers = (
-                (body.get("destination") or {}).get("numbers") if isinstance(body, dict) else None
-            )
-            if numbers:
-                call.transferred_to = str(numbers[0])
-        call.status = "completed"
 
     async def _send_silence(
         self, ws: aiohttp.ClientWebSocketResponse, stream_sid: str, rate: int
@@ -297,10 +284,6 @@ def _stream_sid(call: ExotelCall) -> str:
     return "MZ" + call.sid[:24]
 
 
-def _now() -> str:
-    return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     body = {"RestException": {"Status": status, "Message": message, "Code": status}}
     return web.json_response(body, status=status, headers=headers)
@@ -312,10 +295,12 @@ async def running_exotel_api(
     api_key: str = "test-api-key",
     api_token: str = "test-api-token",
     send_audio: bool = True,
+    fates: FateBook | FateSource | None = None,
+    speech: Speech | None = None,
 ) -> AsyncIterator[ExotelApi]:
     """Start the emulator on 127.0.0.1:0; yields it with `.base_url`, `.requests`, `.calls`,
-    `.faults`, `.flows`."""
-    api = ExotelApi(account_sid, api_key, api_token, send_audio)
+    `.callbacks`, `.faults`, `.flows`."""
+    api = ExotelApi(account_sid, api_key, api_token, send_audio, fates, speech)
     async with serve(api.app()) as base_url:
         api.base_url = base_url
         try:

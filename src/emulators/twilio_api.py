@@ -1,88 +1,84 @@
-"""Twilio REST API emulator: the Calls resource of `/2010-04-01`.
+"""Twilio REST API emulator: the Calls resource of `/2010-04-01`, and what follows a create.
 
 Speaks Twilio's wire format: form-encoded POSTs, HTTP Basic (account SID : auth token),
 JSON call resources with Twilio's field names, and Twilio's error bodies
 (`{"code", "message", "more_info", "status"}`; 20003 unauthenticated, 20404 not found,
 20429 too many requests, 21201/21213/21205 missing To/From/Url, 12100 TwiML parse failure).
 Modifying a call that ended or never existed gives 404 / 20404, as the real API does.
+
+With `fates` set, every created call plays out in the background as the real one would
+(see `emulators.twilio_calls`), after these documents:
+- https://www.twilio.com/docs/voice/api/call-resource: create parameters (To, From, Twiml or
+  Url, StatusCallback, StatusCallbackMethod, StatusCallbackEvent initiated / ringing /
+  answered / completed, MachineDetection, AsyncAmd, AsyncAmdStatusCallback), the status
+  values (queued, ringing, in-progress, completed, busy, no-answer, canceled, failed) and
+  the status-callback parameters (CallSid, AccountSid, From, To, CallStatus, Direction,
+  ApiVersion, CallbackSource=call-progress-events, SequenceNumber, Timestamp; CallDuration
+  and Duration once completed). The "answered" event reports CallStatus in-progress; the
+  completed callback is sent whether asked for or not.
+- https://www.twilio.com/docs/voice/twiml/stream: `<Connect><Stream url>` opens a
+  bidirectional media WebSocket, its `<Parameter>`s arrive as `customParameters` in `start`.
+- https://www.twilio.com/docs/usage/webhooks/webhooks-security: every callback carries
+  X-Twilio-Signature (media.twilio_signature).
+- https://www.twilio.com/docs/voice/answering-machine-detection: the asynchronous result
+  (CallSid, AccountSid, AnsweredBy, MachineDetectionDuration) posted to
+  AsyncAmdStatusCallback; AnsweredBy is human, machine_start, machine_end_beep,
+  machine_end_silence, machine_end_other, fax or unknown.
+Without `fates` a created call just stands in-progress (`answer_on_create`), for tests that
+drive the media stream themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from email.utils import formatdate
-from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from emulators import Faults, RecordedRequest, apply_faults, basic_auth_user, record, serve
+from emulators.carrier_line import Line, LineChoice, Speech, make_line
+from emulators.fates import CallbackRecord, FateBook, FateSource
+from emulators.twilio_calls import API, TERMINAL, TwilioCall, TwilioCallPlayer
 
-API = "/2010-04-01"
-TERMINAL = frozenset({"completed", "canceled", "failed", "busy", "no-answer"})
+__all__ = ["API", "TERMINAL", "TwilioApi", "TwilioCall", "running_twilio_api"]
+
 _MESSAGES = {500: "Internal Server Error", 503: "Service Unavailable", 429: "Too Many Requests"}
-
-
-@dataclass
-class TwilioCall:
-    sid: str
-    account_sid: str
-    to: str
-    from_: str
-    status: str = "queued"
-    twiml: list[str] = field(default_factory=list)
-    url: str | None = None
-    status_callback: str | None = None
-    status_callback_events: list[str] = field(default_factory=list)
-    date_created: str = field(default_factory=lambda: formatdate(usegmt=True))
-
-    def resource(self) -> dict[str, Any]:
-        uri = f"{API}/Accounts/{self.account_sid}/Calls/{self.sid}.json"
-        return {
-            "account_sid": self.account_sid,
-            "answered_by": None,
-            "api_version": "2010-04-01",
-            "caller_name": None,
-            "date_created": self.date_created,
-            "date_updated": formatdate(usegmt=True),
-            "direction": "outbound-api",
-            "duration": None,
-            "end_time": None,
-            "forwarded_from": None,
-            "from": self.from_,
-            "from_formatted": self.from_,
-            "parent_call_sid": None,
-            "phone_number_sid": None,
-            "price": None,
-            "price_unit": "USD",
-            "queue_time": "0",
-            "sid": self.sid,
-            "start_time": None,
-            "status": self.status,
-            "to": self.to,
-            "to_formatted": self.to,
-            "uri": uri,
-            "subresource_uris": {
-                "recordings": uri.replace(".json", "/Recordings.json"),
-                "events": uri.replace(".json", "/Events.json"),
-            },
-        }
+_METHODS = ("GET", "POST")
 
 
 class TwilioApi:
-    """State and handlers; `answer_on_create` moves new calls to in-progress at once."""
+    """State and handlers. Without `fates`, `answer_on_create` moves new calls to
+    in-progress at once and nothing else happens. With `fates` (a FateBook, a dict To ->
+    Fate or a callable), each call plays out in the background; `speech` (STT, TTS) voices
+    persona lines; `callbacks` records every callback delivered."""
 
-    def __init__(self, account_sid: str, auth_token: str, answer_on_create: bool = True) -> None:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        answer_on_create: bool = True,
+        fates: FateBook | FateSource | None = None,
+        speech: Speech | None = None,
+    ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.answer_on_create = answer_on_create
+        self.fates = fates if fates is None or isinstance(fates, FateBook) else FateBook(fates)
+        self.speech = speech
         self.requests: list[RecordedRequest] = []
         self.calls: dict[str, TwilioCall] = {}
+        self.callbacks: list[CallbackRecord] = []
         self.faults = Faults()
         self.base_url = ""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._player = TwilioCallPlayer(
+            account_sid, auth_token, self.callbacks, self._http, self._line)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -97,6 +93,33 @@ class TwilioApi:
         call = TwilioCall(_sid("CA"), self.account_sid, to, from_, status)
         self.calls[call.sid] = call
         return call
+
+    def callbacks_of(self, call_sid: str) -> list[CallbackRecord]:
+        """The callbacks of one call, in delivery order (dropped ones included, flagged)."""
+        return [c for c in self.callbacks if c.call_sid == call_sid]
+
+    async def finished(self, call_sid: str, timeout_s: float = 60.0) -> TwilioCall:
+        """Wait until a played call has ended and its last callback was delivered."""
+        call = self.calls[call_sid]
+        await asyncio.wait_for(call.done.wait(), timeout_s)
+        return call
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _line(self, choice: LineChoice) -> Line:
+        return make_line(choice, self.speech)
 
     async def _gate(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
         user = basic_auth_user(request, {self.account_sid: self.auth_token})
@@ -129,10 +152,29 @@ class TwilioApi:
             call.twiml.append(twiml)
         call.url = url
         call.status_callback = entry.field("StatusCallback")
-        call.status_callback_events = entry.fields("StatusCallbackEvent")
+        # Twilio takes the events space-separated in one value or as repeated fields
+        call.status_callback_events = [
+            e for v in entry.fields("StatusCallbackEvent") for e in v.split()]
+        for name, attr in (("Method", "url_method"), ("StatusCallbackMethod", "callback_method"),
+                           ("AsyncAmdStatusCallbackMethod", "amd_method")):
+            value = (entry.field(name) or "POST").upper()
+            if value not in _METHODS:
+                return _error(400, 21209, f"Invalid {name}: {value}")
+            setattr(call, attr, value)
+        detection = entry.field("MachineDetection")
+        if detection not in (None, "Enable", "DetectMessageEnd"):
+            return _error(400, 21247, f"Invalid MachineDetection: {detection}")
+        call.machine_detection = detection
+        call.async_amd = (entry.field("AsyncAmd") or "").lower() == "true"
+        call.amd_callback = entry.field("AsyncAmdStatusCallback")
         self.calls[call.sid] = call
         body = call.resource()
-        if self.answer_on_create:
+        if self.fates is not None:
+            call.fate = self.fates(to)
+            task = asyncio.create_task(self._player.play(call))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif self.answer_on_create:
             call.status = "in-progress"
         return web.json_response(body, status=201)
 
@@ -147,13 +189,24 @@ class TwilioApi:
         if status is not None:
             if status not in ("completed", "canceled"):
                 return _error(400, 21218, f"Invalid value for Status: {status}")
-            call.status = status
+            if call.fate is not None:
+                # a call not yet answered is canceled either way; canceled leaves a call
+                # in progress alone, as Twilio's does
+                if call.status in ("queued", "ringing"):
+                    call.status = "canceled"
+                elif status == "completed":
+                    call.status = "completed"
+                call.interrupt.set()
+            else:
+                call.status = status
         elif twiml is not None:
             if not _well_formed(twiml):
                 return _error(400, 12100, "Document parse failure")
             call.twiml.append(twiml)
+            call.interrupt.set()
         elif url is not None:
             call.url = url
+            call.interrupt.set()
         else:
             return _error(400, 20001, "Nothing to update")
         return web.json_response(call.resource())
@@ -201,10 +254,15 @@ async def running_twilio_api(
     account_sid: str = "AC" + "0" * 32,
     auth_token: str = "test-auth-token",
     answer_on_create: bool = True,
+    fates: FateBook | FateSource | None = None,
+    speech: Speech | None = None,
 ) -> AsyncIterator[TwilioApi]:
     """Start the emulator on 127.0.0.1:0; yields it with `.base_url`, `.requests`, `.calls`,
-    `.faults`."""
-    api = TwilioApi(account_sid, auth_token, answer_on_create)
+    `.callbacks`, `.faults`."""
+    api = TwilioApi(account_sid, auth_token, answer_on_create, fates, speech)
     async with serve(api.app()) as base_url:
         api.base_url = base_url
-        yield api
+        try:
+            yield api
+        finally:
+            await api.aclose()

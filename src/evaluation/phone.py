@@ -50,6 +50,12 @@ class SimulatedPhone:
         fmt: AudioFormat,
         on_played: Callable[[np.ndarray, float], None] | None = None,
         record: bool = False,
+        *,
+        call_sid: str | None = None,
+        custom_parameters: dict[str, str] | None = None,
+        account_sid: str | None = None,
+        from_: str = "+10000000000",
+        to: str = "+10000000001",
     ) -> None:
         self.url = url
         self.carrier = carrier
@@ -59,7 +65,13 @@ class SimulatedPhone:
         self.on_played = on_played
         self.record = record
         self.stream_sid = ("MZ" if carrier == "twilio" else "") + uuid.uuid4().hex
-        self.call_sid = ("CA" if carrier == "twilio" else "") + uuid.uuid4().hex
+        # a carrier emulator passes its own call SID, custom parameters and numbers; a bare
+        # simulation makes them up and sends the call id and token
+        self.call_sid = call_sid or ("CA" if carrier == "twilio" else "") + uuid.uuid4().hex
+        self.custom_parameters = custom_parameters
+        self.account_sid = account_sid or ("AC" + "0" * 32 if carrier == "twilio" else "dialkit-sim")
+        self.from_ = from_
+        self.to = to
         self.stats = PhoneStats()
         self._outgoing: deque[bytes] = deque()  # caller speech frames (carrier format)
         self._playback: deque[bytes | str] = deque()  # agent frames and mark names
@@ -107,17 +119,19 @@ class SimulatedPhone:
                            "stream_sid": self.stream_sid, **body})
 
     def _start_msg(self) -> str:
-        params = {"call_id": self.call_id, "token": self.token}
+        params = self.custom_parameters
+        if params is None:
+            params = {"call_id": self.call_id, "token": self.token}
         if self.carrier == "twilio":
             return self._msg("start", start={
-                "accountSid": "AC" + "0" * 32, "streamSid": self.stream_sid, "callSid": self.call_sid,
+                "accountSid": self.account_sid, "streamSid": self.stream_sid, "callSid": self.call_sid,
                 "tracks": ["inbound"], "customParameters": params,
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
             })
         encoding = "audio/x-mulaw" if self.fmt.encoding == "mulaw" else "audio/x-l16"
         return self._msg("start", start={
-            "stream_sid": self.stream_sid, "call_sid": self.call_sid, "account_sid": "dialkit-sim",
-            "from": "+10000000000", "to": "+10000000001", "custom_parameters": params,
+            "stream_sid": self.stream_sid, "call_sid": self.call_sid, "account_sid": self.account_sid,
+            "from": self.from_, "to": self.to, "custom_parameters": params,
             "media_format": {"encoding": encoding, "sample_rate": str(self.fmt.rate),
                              "bit_rate": "128kbps"},
         })
@@ -158,7 +172,9 @@ class SimulatedPhone:
     async def hangup(self) -> None:
         """The caller hangs up: a stop event, then the socket closes."""
         with contextlib.suppress(Exception):
-            await self._ws.send(self._msg("stop", stop={"accountSid": "AC", "callSid": self.call_sid}))
+            await self._ws.send(
+                self._msg("stop", stop={"accountSid": self.account_sid, "callSid": self.call_sid})
+            )
         await self.close()
 
     async def close(self) -> None:
