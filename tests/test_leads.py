@@ -132,3 +132,40 @@ async def test_read_leads_streams_chunks() -> None:
     leads = [x for x in got if isinstance(x, Lead)]
     assert len(got) == 1000 and len(leads) == sum(1 for x in got if not isinstance(x, Rejected))
     assert leads[0].line == 2 and got[-1].line == 1001
+
+
+@pytest.mark.parametrize("raw", [
+    "+12025550101", "+16135550123", "+12465550123", "+919876543210", "+442079460000",
+    "+447911123456", "+61412345678", "+79161234567", "+77012345678", "+390669812345",
+    "+19005550123", "+18005550123", "+5215512345678", "+80012345678", "12345",
+])
+def test_region_and_type_are_what_phonenumbers_says(raw: str) -> None:
+    import phonenumbers
+
+    from campaigns.leads import _region_and_type
+
+    number = phonenumbers.parse(raw, "US")
+    region, kind = _region_and_type(number)
+    assert kind == phonenumbers.number_type(number)
+    if kind != phonenumbers.PhoneNumberType.UNKNOWN:
+        assert region == phonenumbers.region_code_for_number(number)
+
+
+def test_the_country_comes_from_the_number_and_nul_characters_are_refused() -> None:
+    data = (HEADER + "Ann,+1 613 555 0123,10,CAD,2026-12-01,A1,,\n"
+            + "Bo,+12025550101,10,USD,2026-12-01,B1,,x\x00y\n").encode()
+    ann, bo = parse(data)
+    assert isinstance(ann, Lead) and ann.country == "CA"
+    assert isinstance(bo, Rejected) and bo.line == 3 and "NUL" in bo.reason
+
+
+def test_blocks_checked_elsewhere_give_the_same_result() -> None:
+    import pickle
+
+    data = (HEADER + 'Ann,+12025550101,10,USD,2026-12-01,A1,,"a\nb"\n'
+            + "Bo,nope,10,USD,2026-12-01,B1,,\n").encode()
+    p = LeadParser("US")
+    blocks = p.split(data) + p.split_close()
+    checker = pickle.loads(pickle.dumps(p.checker))
+    got = [item for block in blocks for item in checker.check(pickle.loads(pickle.dumps(block)))]
+    assert got == parse(data)

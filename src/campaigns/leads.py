@@ -12,6 +12,10 @@ region spans several zones keeps them all (the calling window must hold in every
 A file that cannot be read as a whole (not UTF-8, no header, a required column missing, a
 field over the size limit) raises `LeadFileError` and the caller stores nothing; a bad
 row is a `Rejected` and the good rows go on.
+
+Most of a row's cost is `phonenumbers` (parse, type, zones: about 30 µs); the parser asks
+each question once, and its costly half (`RowChecker`) holds no state so that an upload
+can spread blocks of records over processes while the body is still arriving.
 """
 
 from __future__ import annotations
@@ -24,18 +28,22 @@ import zoneinfo
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
+from phonenumbers import PhoneMetadata, PhoneNumberType
 from phonenumbers import timezone as number_timezone
+from phonenumbers.phonenumberutil import _number_type_helper
 
 __all__ = [
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
+    "Block",
     "Lead",
     "LeadFileError",
     "LeadParser",
     "Rejected",
+    "RowChecker",
     "neutralise_cell",
     "read_leads",
 ]
@@ -48,6 +56,7 @@ _REFUSED_TYPES = {
     PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
     PhoneNumberType.SHARED_COST: "a shared-cost number",
 }
+_KNOWN_COLUMNS = frozenset(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # a physical line: up to and including its end (\r\n, \n or a lone \r), or a last piece
@@ -70,6 +79,7 @@ class Lead:
     timezones: tuple[str, ...]  # one zone, or every candidate when the number is ambiguous
     timezone_source: str  # "file" or "number"
     custom: dict[str, str] = field(default_factory=dict)
+    country: str = ""  # ISO region of the number ("US", "IN"), "001" for non-geographic codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +98,19 @@ def neutralise_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
+#: complete records of the file, ready to be checked anywhere (another process too): the
+#: line each record starts on, and the physical lines of all of them, in order
+Block = tuple[list[int], list[str]]
+
+
 class LeadParser:
     """Push bytes in as they arrive (`feed`), then `close`; each returns the leads and
-    rejections completed so far, in file order."""
+    rejections completed so far, in file order.
+
+    The work comes in two halves: `split` / `split_close` cut the text into blocks of
+    complete records (cheap, in order, and where every whole-file error but an oversized
+    field is found), and `checker.check(block)` reads and validates one block (the costly
+    half, which may run in other processes)."""
 
     def __init__(self, default_region: str | None = "US") -> None:
         self.default_region = default_region
@@ -100,12 +120,30 @@ class LeadParser:
         self._pending: list[str] = []  # lines of records not yet complete (open quote)
         self._quotes = 0  # quote characters in _pending (odd = inside a quoted field)
         self._line = 0  # physical lines consumed
-        self._header: list[str] | None = None
-        self._keys: list[str] = []
+        self._checker: RowChecker | None = None
 
-    # ---- input -------------------------------------------------------------------------
+    @property
+    def checker(self) -> RowChecker:
+        """Validates blocks; there once the header has been read."""
+        if self._checker is None:
+            raise LeadFileError("the header has not been read yet")
+        return self._checker
+
+    @property
+    def header_read(self) -> bool:
+        return self._checker is not None
+
+    # ---- the whole: bytes in, leads out ------------------------------------------------
 
     def feed(self, data: bytes) -> list[Lead | Rejected]:
+        return [item for block in self.split(data) for item in self.checker.check(block)]
+
+    def close(self) -> list[Lead | Rejected]:
+        return [item for block in self.split_close() for item in self.checker.check(block)]
+
+    # ---- the first half: bytes in, blocks of records out -------------------------------
+
+    def split(self, data: bytes) -> list[Block]:
         try:
             text = self._decoder.decode(data)
         except UnicodeDecodeError as exc:
@@ -117,66 +155,133 @@ class LeadParser:
         # the last piece waits for more: it has no line end yet, or ends in a "\r" that
         # the next chunk may complete as "\r\n"
         self._partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""
-        return self._take(lines)
+        return self._blocks(lines)
 
-    def close(self) -> list[Lead | Rejected]:
+    def split_close(self) -> list[Block]:
         try:
             tail = self._decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise LeadFileError("the file ends inside a UTF-8 character") from None
         lines = [self._partial + tail] if self._partial + tail else []
         self._partial = ""
-        out = self._take(lines)
+        blocks = self._blocks(lines)
         if self._pending:
             raise LeadFileError(
                 f"line {self._line - len(self._pending) + 1}: a quoted field is never closed"
             )
-        if self._header is None:
+        if self._checker is None:
             raise LeadFileError("the file is empty: a header row is needed "
                                 f"({', '.join(REQUIRED_COLUMNS)})")
-        return out
+        return blocks
 
-    def _take(self, lines: list[str]) -> list[Lead | Rejected]:
-        out: list[Lead | Rejected] = []
+    def _blocks(self, lines: list[str]) -> list[Block]:
+        starts: list[int] = []
+        complete: list[str] = []
         for line in lines:
             self._pending.append(line)
             self._quotes += line.count('"')
             if self._quotes % 2:
                 continue  # a quoted field goes on to the next line
-            record_start = self._line + 1
+            if self._checker is None:
+                self._set_header(self._pending)
+            else:
+                starts.append(self._line + 1)
+                complete += self._pending
             self._line += len(self._pending)
-            block, self._pending, self._quotes = self._pending, [], 0
-            try:
-                rows = list(csv.reader(block, strict=True))
-            except csv.Error as exc:
-                out.append(Rejected(record_start, f"not valid CSV: {exc}"))
-                continue
-            for row in rows:
-                if any(len(cell) > MAX_FIELD_CHARS for cell in row):
-                    raise LeadFileError(
-                        f"line {record_start}: a field is longer than {MAX_FIELD_CHARS} characters"
-                    )
-                result = self._row(record_start, row)
-                if result is not None:
-                    out.append(result)
+            self._pending, self._quotes = [], 0
+        return [(starts, complete)] if starts else []
+
+    def _set_header(self, lines: list[str]) -> None:
+        try:
+            rows = list(csv.reader(lines, strict=True))
+        except csv.Error as exc:
+            raise LeadFileError(f"line 1: the header is not valid CSV: {exc}") from None
+        row = rows[0] if rows else []
+        if any(len(cell) > MAX_FIELD_CHARS for cell in row):
+            raise LeadFileError(f"line 1: a field is longer than {MAX_FIELD_CHARS} characters")
+        keys = [_column_key(h) for h in row]
+        missing = [c for c in REQUIRED_COLUMNS if c not in keys]
+        if missing:
+            raise LeadFileError(f"the header lacks the column(s) {', '.join(missing)} "
+                                f"(found: {', '.join(k or '<blank>' for k in keys)})")
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise LeadFileError(f"the header names {', '.join(dupes)} more than once")
+        if any(not k for k in keys):
+            raise LeadFileError("the header has a blank column name")
+        self._checker = RowChecker(tuple(keys), self.default_region)
+
+
+@dataclass(frozen=True, slots=True)
+class RowChecker:
+    """The second half of the parser: reads a block's records as CSV and checks each row
+    against the header's columns. Holds no state, so it can be sent to other processes."""
+
+    keys: tuple[str, ...]
+    default_region: str | None
+
+    def check(self, block: Block) -> list[Lead | Rejected]:
+        out: list[Lead | Rejected] = []
+        for line, row in self._records(block):
+            result = Rejected(line, row) if isinstance(row, str) else self._row(line, row)
+            if result is not None:
+                out.append(result)
         return out
 
-    # ---- rows --------------------------------------------------------------------------
+    def _records(self, block: Block) -> list[tuple[int, list[str] | str]]:
+        """The block's records: the line each starts on and its cells, or why it is not CSV."""
+        starts, lines = block
+        records: list[tuple[int, list[str] | str]] = []
+        # one reader over every record; its line_num says where each row ended, which
+        # maps the row back to the record it came from
+        reader = csv.reader(lines, strict=True)
+        first_line, last = starts[0], len(starts) - 1
+        index = 0
+        try:
+            for cells in reader:
+                end = first_line + reader.line_num - 1
+                while index < last and starts[index + 1] <= end:
+                    index += 1
+                records.append((starts[index], cells))
+        except csv.Error:
+            records = self._records_one_by_one(block)  # rare: say which records are bad
+        for line, row in records:
+            if not isinstance(row, str) and any(len(cell) > MAX_FIELD_CHARS for cell in row):
+                raise LeadFileError(
+                    f"line {line}: a field is longer than {MAX_FIELD_CHARS} characters"
+                )
+        return records
+
+    @staticmethod
+    def _records_one_by_one(block: Block) -> list[tuple[int, list[str] | str]]:
+        starts, lines = block
+        records: list[tuple[int, list[str] | str]] = []
+        bounds = [s - starts[0] for s in starts] + [len(lines)]
+        for start, lo, hi in zip(starts, bounds, bounds[1:], strict=False):
+            try:
+                rows = list(csv.reader(lines[lo:hi], strict=True))
+            except csv.Error as exc:
+                records.append((start, f"not valid CSV: {exc}"))
+                continue
+            records += [(start, row) for row in rows]
+        return records
 
     def _row(self, line: int, row: list[str]) -> Lead | Rejected | None:
-        if self._header is None:
-            self._set_header(row)
+        keys = self.keys
+        if len(row) != len(keys):
+            if not any(cell.strip() for cell in row):
+                return None  # a blank line
+            return Rejected(line, f"{len(row)} fields, the header has {len(keys)}")
+        cells = dict(zip(keys, [c.strip() for c in row], strict=True))
+        if not any(cells.values()):
             return None
-        if not any(cell.strip() for cell in row):
-            return None  # a blank line
-        if len(row) != len(self._keys):
-            return Rejected(line, f"{len(row)} fields, the header has {len(self._keys)}")
-        cells = dict(zip(self._keys, (c.strip() for c in row), strict=True))
         problems: list[str] = []
+        if any("\x00" in c for c in row):
+            return Rejected(line, "a field holds a NUL character")
         name = cells["name"]
         if not name:
             problems.append("name: empty")
-        phone, zones, source = self._phone(cells, problems)
+        phone, country, zones, source = self._phone(cells, problems)
         amount = _amount(cells["amount_due"], problems)
         currency = cells["currency"].upper()
         if not _CURRENCY.fullmatch(currency):
@@ -188,55 +293,83 @@ class LeadParser:
         if problems:
             return Rejected(line, "; ".join(problems))
         assert phone is not None and amount is not None and due is not None
-        custom = {k: v for k, v in cells.items() if k not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
-        return Lead(line, name, phone, amount, currency, due, ref, zones, source, custom)
-
-    def _set_header(self, row: list[str]) -> None:
-        keys = [_column_key(h) for h in row]
-        missing = [c for c in REQUIRED_COLUMNS if c not in keys]
-        if missing:
-            raise LeadFileError(f"the header lacks the column(s) {', '.join(missing)} "
-                                f"(found: {', '.join(k or '<blank>' for k in keys)})")
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
-        if dupes:
-            raise LeadFileError(f"the header names {', '.join(dupes)} more than once")
-        if any(not k for k in keys):
-            raise LeadFileError("the header has a blank column name")
-        self._header, self._keys = row, keys
+        custom = {k: v for k, v in cells.items() if k not in _KNOWN_COLUMNS}
+        return Lead(line, name, phone, amount, currency, due, ref, zones, source, custom, country)
 
     def _phone(
         self, cells: dict[str, str], problems: list[str]
-    ) -> tuple[str | None, tuple[str, ...], str]:
+    ) -> tuple[str | None, str, tuple[str, ...], str]:
         raw = cells["phone"]
         try:
             number = phonenumbers.parse(raw, self.default_region)
         except phonenumbers.NumberParseException:
             problems.append(f"phone: {_show(raw)} is not a phone number")
-            return None, (), ""
-        # number_type is most of the cost of a row: ask once (UNKNOWN = not a valid number,
-        # as is_valid_number decides it)
-        number_type = phonenumbers.number_type(number)
+            return None, "", (), ""
+        country, number_type = _region_and_type(number)
         if number_type == PhoneNumberType.UNKNOWN:
             problems.append(f"phone: {_show(raw)} is not a valid number")
-            return None, (), ""
+            return None, "", (), ""
         kind = _REFUSED_TYPES.get(number_type)
         if kind is not None:
             problems.append(f"phone: {kind} is never dialled")
-            return None, (), ""
+            return None, "", (), ""
         e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         given = cells.get("timezone", "")
         if given:
-            try:
-                zoneinfo.ZoneInfo(given)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            if not _is_zone(given):
                 problems.append(f"timezone: {_show(given)} is not an IANA time zone")
-                return e164, (), ""
-            return e164, (given,), "file"
-        zones = tuple(z for z in number_timezone.time_zones_for_number(number)
-                      if z != "Etc/Unknown")
+                return e164, country, (), ""
+            return e164, country, (given,), "file"
+        zones = _zones(number, number_type)
         if not zones:
             problems.append("timezone: not given, and the number gives none")
-        return e164, zones, "number"
+        return e164, country, zones, "number"
+
+
+def _region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
+    """The region a number belongs to ("US", "IN"; "001" for a non-geographic code) and its
+    type, UNKNOWN when it is not a valid number (as `is_valid_number` decides it).
+
+    `phonenumbers.number_type` is `region_code_for_number` followed by this helper; the
+    parser needs the region too, so it makes the two calls itself rather than looking the
+    region up twice (the lookup is most of a NANPA number's cost)."""
+    region = phonenumbers.region_code_for_number(number)
+    if region is None or number.country_code is None:
+        return "", PhoneNumberType.UNKNOWN
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
+    if metadata is None:
+        return "", PhoneNumberType.UNKNOWN
+    national = phonenumbers.national_significant_number(number)
+    return region, _number_type_helper(national, metadata)
+
+
+@lru_cache(maxsize=1024)
+def _is_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+_COUNTRY_ZONES: dict[int, tuple[str, ...]] = {}
+
+
+def _zones(number: phonenumbers.PhoneNumber, number_type: int) -> tuple[str, ...]:
+    """What `time_zones_for_number` gives for a valid number of this type, without asking
+    for its type again (most of that function's cost): a geographical number's zones come
+    from its prefix; any other number gets its country's, which depend on the country
+    code alone and are kept per code."""
+    code = number.country_code or 0
+    geographical = phonenumbers.is_number_type_geographical(number_type, code)
+    if not geographical and code in _COUNTRY_ZONES:
+        return _COUNTRY_ZONES[code]
+    found = (number_timezone.time_zones_for_geographical_number(number) if geographical
+             else number_timezone.time_zones_for_number(number))
+    zones = tuple(z for z in found if z != number_timezone.UNKNOWN_TIMEZONE)
+    if not geographical:
+        _COUNTRY_ZONES[code] = zones
+    return zones
 
 
 def _amount(raw: str, problems: list[str]) -> Decimal | None:
