@@ -184,6 +184,27 @@ async def test_twilio_voicemail_async_amd_reaches_our_server(base_settings) -> N
         assert (await fetch(api, sid))["answered_by"] == "machine_end_beep"
 
 
+async def test_twilio_ring_timeout_and_time_limit(light_server) -> None:
+    async with receiver() as rec, running_twilio_api(
+        fates={DEBTOR: Fate.answered(ring_s=3)}
+    ) as api:
+        created = await create_call(light_server.http, carrier="twilio")
+        twiml = stream_twiml(f"{light_server.ws}/media/twilio", created["custom_parameters"])
+        late = await twilio_create(api, Twiml=twiml, Timeout="1",
+                                   StatusCallback=rec.base + "/status")
+        assert (await api.finished(late, 5)).status == "no-answer"
+        assert rec.statuses() == ["no-answer"]
+    async with running_twilio_api(fates={DEBTOR: Fate.answered(ring_s=0.05)}) as api:
+        limited = await twilio_create(api, Twiml=twiml, TimeLimit="1")
+        call = await api.finished(limited, 10)
+        assert (call.status, call.ended_by, call.duration) == ("completed", "timeout", 1)
+        async with httpx.AsyncClient(auth=(api.account_sid, api.auth_token)) as client:
+            resp = await client.post(
+                f"{api.base_url}/2010-04-01/Accounts/{api.account_sid}/Calls.json",
+                data={"To": DEBTOR, "From": CALLER_ID, "Twiml": twiml, "Timeout": "soon"})
+        assert resp.status_code == 400 and "Timeout" in resp.json()["message"]
+
+
 async def test_twilio_cancel_while_ringing(light_server) -> None:
     async with receiver() as rec, running_twilio_api(fates={DEBTOR: Fate.answered(ring_s=5)}) as api:
         _, sid = await twilio_dial(api, light_server, rec.base + "/status")

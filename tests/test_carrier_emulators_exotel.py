@@ -194,3 +194,21 @@ async def test_exotel_customer_hangup_ends_a_played_call(light_server) -> None:
         assert detail["call"]["status"] == "completed"
 
 
+
+
+async def test_exotel_ring_timeout_and_bad_limits(light_server) -> None:
+    async with receiver() as rec, running_exotel_api(
+        fates={INDIAN_DEBTOR: Fate.answered(ring_s=3)}
+    ) as api:
+        sid = await exotel_connect(api, StreamUrl=f"{light_server.ws}/media/exotel",
+                                   StreamType="bidirectional", TimeOut="1",
+                                   StatusCallback=rec.base + "/status")
+        assert (await api.finished(sid, 5)).status == "no-answer"
+        assert rec.statuses() == ["no-answer"]
+        async with httpx.AsyncClient(auth=(api.api_key, api.api_token)) as client:
+            resp = await client.post(
+                f"{api.base_url}/v1/Accounts/{api.account_sid}/Calls/connect.json",
+                data={"From": INDIAN_DEBTOR, "CallerId": EXOPHONE, "Url": "x",
+                      "TimeLimit": "99999"})
+        assert resp.status_code == 400
+        assert "TimeLimit" in resp.json()["RestException"]["Message"]

@@ -41,7 +41,7 @@ from emulators.exotel_calls import (
     ask_connect_applet,
     stream_format,
 )
-from emulators.fates import CallbackRecord, FateBook, FateSource
+from emulators.fates import CallbackRecord, FateBook, FateSource, seconds_field
 
 __all__ = ["TERMINAL", "ExotelApi", "ExotelCall", "ExotelFlow", "running_exotel_api"]
 
@@ -170,6 +170,11 @@ class ExotelApi:
         content_type = entry.field("StatusCallbackContentType") or _CONTENT_TYPES[-1]
         if content_type not in _CONTENT_TYPES:
             return _error(400, f"StatusCallbackContentType must be one of {_CONTENT_TYPES[:2]}")
+        try:  # TimeOut: ring time of the call; TimeLimit: its length (at most 4 hours)
+            ring_timeout = seconds_field(entry.field("TimeOut"), "TimeOut", 3600)
+            time_limit = seconds_field(entry.field("TimeLimit"), "TimeLimit", 14400)
+        except ValueError as exc:
+            return _error(400, str(exc))
         call = ExotelCall(_sid(), self.account_sid, to, from_, caller_id, "in-progress")
         call.stream_url, call.flow_url, call.custom_field = stream_url, url, custom
         call.status_callback = entry.field("StatusCallback")
@@ -180,7 +185,7 @@ class ExotelApi:
         self.calls[call.sid] = call
         if self.fates is not None:
             call.status = "queued"
-            call.fate = self.fates(from_)
+            call.fate = self.fates(from_).limited(ring_timeout, time_limit)
             self._spawn(self._player.play(call))
         else:
             target = stream_url or (self.flows[url].voicebot_url if url in self.flows else None)

@@ -5,7 +5,8 @@ After Exotel's documents (developer.exotel.com):
   AgentStream developer guide): `From` is dialled first; it goes into the flow at `Url`, or
   straight to the bot at `StreamUrl` (`StreamType=bidirectional`); `StatusCallback` with
   `StatusCallbackEvents[]` (answered, terminal; ringing where enabled) and
-  `StatusCallbackContentType` (multipart/form-data or application/json).
+  `StatusCallbackContentType` (multipart/form-data or application/json); `TimeOut` (ring
+  seconds) and `TimeLimit` (call seconds, at most 14,400).
 - StatusCallback (docs/voice-v1/api-reference/status-callback, docs/references/webhooks):
   always CallSid, DateUpdated, Status (completed, failed, busy, no-answer), RecordingUrl; for
   a subscribed event also EventType, DateCreated, To, From, PhoneNumberSid, StartTime,
@@ -15,7 +16,8 @@ After Exotel's documents (developer.exotel.com):
 - Voicebot applet / bidirectional stream: the stream URL's query reaches the bot as
   `custom_parameters`; `?sample-rate=` picks 8, 16 or 24 kHz PCM16.
 The call ends when the bot closes the stream (a flow then asks the Connect applet's dynamic
-URL whether to transfer), when the callee hangs up, or at the fate's `max_call_s`.
+URL whether to transfer), when the callee hangs up, or at `TimeLimit` / the fate's
+`max_call_s`.
 """
 
 from __future__ import annotations

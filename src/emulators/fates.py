@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -94,6 +94,18 @@ class Fate:
     ) -> Fate:
         return cls("voicemail", ring_s, line, **kw)
 
+    def limited(self, ring_timeout_s: float | None, time_limit_s: float | None) -> Fate:
+        """This fate under the request's limits: a callee who would answer later than the
+        ring timeout (Twilio `Timeout`, Exotel `TimeOut`) is a no-answer at the timeout; a
+        call lasts at most the time limit (`TimeLimit`)."""
+        fate = self
+        if ring_timeout_s is not None and fate.ring_s > ring_timeout_s:
+            kind: FateKind = "no_answer" if fate.kind in ("answered", "voicemail") else fate.kind
+            fate = replace(fate, kind=kind, ring_s=ring_timeout_s)
+        if time_limit_s is not None and time_limit_s < fate.max_call_s:
+            fate = replace(fate, max_call_s=time_limit_s)
+        return fate
+
     def line_factory(self) -> LineChoice:
         """The line to put on the stream (a quiet callee, or an answering machine)."""
         if self.line is not None:
@@ -163,6 +175,16 @@ class SeededFates:
         kind = rng.choices(kinds, [self.weights[k] for k in kinds])[0]
         line = rng.choice(self.lines) if self.lines and kind == "answered" else None
         return Fate(kind, self.ring_s if kind != "failed" else 0.0, line, quirks=self.quirks)
+
+
+def seconds_field(value: str | None, name: str, most: float) -> float | None:
+    """A request's whole-seconds field (None when absent); ValueError for anything but an
+    integer from 1 to `most`."""
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= most:
+        raise ValueError(f"{name} must be a whole number of seconds from 1 to {int(most)}")
+    return float(value)
 
 
 @dataclass

@@ -10,7 +10,8 @@ With `fates` set, every created call plays out in the background as the real one
 (see `emulators.twilio_calls`), after these documents:
 - https://www.twilio.com/docs/voice/api/call-resource: create parameters (To, From, Twiml or
   Url, StatusCallback, StatusCallbackMethod, StatusCallbackEvent initiated / ringing /
-  answered / completed, MachineDetection, AsyncAmd, AsyncAmdStatusCallback), the status
+  answered / completed, MachineDetection, AsyncAmd, AsyncAmdStatusCallback, Timeout (ring
+  seconds, at most 600), TimeLimit (call seconds)), the status
   values (queued, ringing, in-progress, completed, busy, no-answer, canceled, failed) and
   the status-callback parameters (CallSid, AccountSid, From, To, CallStatus, Direction,
   ApiVersion, CallbackSource=call-progress-events, SequenceNumber, Timestamp; CallDuration
@@ -42,7 +43,7 @@ from aiohttp import web
 
 from emulators import Faults, RecordedRequest, apply_faults, basic_auth_user, record, serve
 from emulators.carrier_line import Line, LineChoice, Speech, make_line
-from emulators.fates import CallbackRecord, FateBook, FateSource
+from emulators.fates import CallbackRecord, FateBook, FateSource, seconds_field
 from emulators.twilio_calls import API, TERMINAL, TwilioCall, TwilioCallPlayer
 
 __all__ = ["API", "TERMINAL", "TwilioApi", "TwilioCall", "running_twilio_api"]
@@ -167,10 +168,15 @@ class TwilioApi:
         call.machine_detection = detection
         call.async_amd = (entry.field("AsyncAmd") or "").lower() == "true"
         call.amd_callback = entry.field("AsyncAmdStatusCallback")
+        try:  # the ring time and the call's length, as Twilio bounds them
+            ring_timeout = seconds_field(entry.field("Timeout"), "Timeout", 600)
+            time_limit = seconds_field(entry.field("TimeLimit"), "TimeLimit", 86400)
+        except ValueError as exc:
+            return _error(400, 20001, str(exc))
         self.calls[call.sid] = call
         body = call.resource()
         if self.fates is not None:
-            call.fate = self.fates(to)
+            call.fate = self.fates(to).limited(ring_timeout, time_limit)
             task = asyncio.create_task(self._player.play(call))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -254,7 +254,8 @@ class TwilioCallPlayer:
         if call.start_time is None:
             call.duration = 0
         else:
-            call.duration = math.ceil((call.end_time - call.start_time).total_seconds())
+            # whole seconds; an answered call lasts at least one
+            call.duration = max(1, round((call.end_time - call.start_time).total_seconds()))
         self._emit(call, queue, "completed", status)
 
     def _base_params(self, call: TwilioCall, status: str) -> list[tuple[str, str]]:
