@@ -5,6 +5,10 @@ Each emulator runs on 127.0.0.1 with an ephemeral port, records every request it
 the state a real service would (calls and their status) and can inject faults (error
 statuses, delays) so retry and failure paths run against real sockets.
 
+The carrier emulators (twilio_api, exotel_api) can also play each created call out as the
+carrier would, by a fate scripted per number (`fates`): status callbacks, and for an answered
+call the media WebSocket with a callee on the line (`carrier_line`); `carriers` starts both.
+
 This module holds what they share: request recording, fault injection, Basic auth, serving.
 """
 
