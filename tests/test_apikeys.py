@@ -168,12 +168,18 @@ async def test_names_are_checked_and_unique_among_live_keys(pool: asyncpg.Pool) 
     assert [k.name for k in await apikeys.list_keys(pool, include_revoked=False)] == ["reporting"]
 
 
-async def test_revoke_by_prefix_or_whole_key(pool: asyncpg.Pool) -> None:
+async def test_revoke_by_prefix_or_whole_key_and_the_audit_log(pool: asyncpg.Pool) -> None:
     _, a = await apikeys.create(pool, "a", "read")
-    key_b, b = await apikeys.create(pool, "b", "read")
+    key_b, b = await apikeys.create(pool, "b", "admin", actor="ops")
     assert (await apikeys.revoke(pool, a.prefix)).id == a.id
     assert (await apikeys.revoke(pool, key_b)).id == b.id
     assert all(k.revoked_at for k in await apikeys.list_keys(pool))
+    rows = await pool.fetch("SELECT actor, action, subject_type, subject_id, data FROM audit_log"
+                            " WHERE subject_id = ANY($1::text[]) ORDER BY id", [str(a.id), str(b.id)])
+    assert [(r["actor"], r["action"], r["subject_type"], r["data"]["event"], r["data"]["name"]) for r in rows] == [
+        ("cli", "api_key", "api_key", "created", "a"), ("ops", "api_key", "api_key", "created", "b"),
+        ("cli", "api_key", "api_key", "revoked", "a"), ("cli", "api_key", "api_key", "revoked", "b")]
+    assert all(key_b.rsplit("_", 1)[1] not in str(dict(r)) for r in rows)
 
 
 # ---- authentication over the server --------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from campaigns import audit
 from dialkit.scopes import SCOPES, Denied, Scope, allows
 
 KEY_RE = re.compile(r"dk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
@@ -85,24 +86,33 @@ def _info(row: asyncpg.Record) -> KeyInfo:
                    row["last_used_at"], row["revoked_at"])
 
 
-async def create(conn: asyncpg.Pool | asyncpg.Connection, name: str, scope: str) -> tuple[str, KeyInfo]:
-    """Store a new key; returns the key (shown once, never stored) and its record."""
+async def create(pool: asyncpg.Pool, name: str, scope: str, actor: str = "cli") -> tuple[str, KeyInfo]:
+    """Store a new key (and its audit row); returns the key (shown once, never stored)
+    and its record."""
     check_name(name)
     if scope not in SCOPES:
         raise ApiKeyError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     for _ in range(5):  # a prefix already taken (1 in 4 billion per key) draws again
         key, prefix = new_key()
         try:
-            row = await conn.fetchrow(
-                "INSERT INTO api_keys (name, prefix, key_sha256, scope) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (prefix) DO NOTHING RETURNING *",
-                name, prefix, digest(key), scope,
-            )
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO api_keys (name, prefix, key_sha256, scope) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (prefix) DO NOTHING RETURNING *",
+                    name, prefix, digest(key), scope,
+                )
+                if row is not None:
+                    info = _info(row)
+                    await _audit(conn, actor, "created", info)
+                    return key, info
         except asyncpg.UniqueViolationError:
             raise ApiKeyError(f"a key named {name!r} exists; revoke it first or choose another name") from None
-        if row is not None:
-            return key, _info(row)
     raise RuntimeError("no free key prefix after 5 draws")
+
+
+async def _audit(conn: asyncpg.Connection, actor: str, event: str, key: KeyInfo) -> None:
+    await audit.record(conn, actor, audit.API_KEY, "api_key", str(key.id),
+                       {"event": event, "name": key.name, "prefix": key.prefix, "scope": key.scope})
 
 
 async def list_keys(conn: asyncpg.Pool | asyncpg.Connection, include_revoked: bool = True) -> list[KeyInfo]:
@@ -112,8 +122,15 @@ async def list_keys(conn: asyncpg.Pool | asyncpg.Connection, include_revoked: bo
     return [_info(r) for r in rows]
 
 
-async def revoke(conn: asyncpg.Pool | asyncpg.Connection, which: str) -> KeyInfo:
+async def revoke(pool: asyncpg.Pool, which: str, actor: str = "cli") -> KeyInfo:
     """Revoke the live key of this name, or with this prefix (or given whole)."""
+    async with pool.acquire() as conn, conn.transaction():
+        key = await _revoke(conn, which)
+        await _audit(conn, actor, "revoked", key)
+    return key
+
+
+async def _revoke(conn: asyncpg.Connection, which: str) -> KeyInfo:
     parsed = KEY_RE.fullmatch(which)
     if parsed is None:
         row = await conn.fetchrow(
