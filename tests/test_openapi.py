@@ -38,6 +38,7 @@ class Listing(BaseModel):
     limit: int = Field(default=10, ge=1, le=100, description="at most this many")
     kind: Literal["big", "small"] | None = None
     tag: list[str] = Field(default_factory=list)
+    state: list[Literal["a", "b"]] | None = None
 
 
 @routes.post("/api/things", body=Thing, response=ThingOut, status=201, scope="write",
@@ -149,12 +150,14 @@ async def test_a_handlers_api_error_keeps_its_status_reason_and_field(things: st
 
 async def test_the_query_string_is_validated(things: str) -> None:
     async with httpx.AsyncClient(base_url=things) as c:
-        ok = await c.get("/api/things", params=[("limit", "5"), ("tag", "a"), ("tag", "b"), ("kind", "big")])
+        ok = await c.get("/api/things", params=[("limit", "5"), ("tag", "a"), ("tag", "b"), ("kind", "big"),
+                                                ("state", "b"), ("state", "a")])
         default = await c.get("/api/things")
         bad = await c.get("/api/things", params={"limit": "500"})
         wrong = await c.get("/api/things", params={"kind": "huge"})
-    assert ok.status_code == 200 and ok.json() == {"limit": 5, "kind": "big", "tag": ["a", "b"]}
-    assert default.json() == {"limit": 10, "kind": None, "tag": []}
+    assert ok.status_code == 200
+    assert ok.json() == {"limit": 5, "kind": "big", "tag": ["a", "b"], "state": ["b", "a"]}
+    assert default.json() == {"limit": 10, "kind": None, "tag": [], "state": None}
     assert bad.status_code == 400 and bad.json()["field"] == "limit"
     assert bad.json()["error"] == "limit: Input should be less than or equal to 100"
     assert wrong.status_code == 400 and wrong.json()["field"] == "kind"

@@ -38,7 +38,8 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_origin
+from types import UnionType
+from typing import Any, Literal, Union, cast, get_args, get_origin
 
 import structlog
 from aiohttp import web
@@ -204,7 +205,8 @@ def _field_path(loc: tuple[int | str, ...]) -> str | None:
 
 
 def _invalid(route: Route, exc: ValidationError) -> ApiError:
-    errors = exc.errors(include_url=False, include_context=False)
+    # without the input: the client has it, and echoing a large body back helps no one
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
     first = errors[0]
     where = _field_path(tuple(first["loc"]))
     reason = f"{where}: {first['msg']}" if where else first["msg"]
@@ -223,9 +225,15 @@ def _query_input(model: type[BaseModel], request: web.Request) -> dict[str, Any]
     for name in dict.fromkeys(request.query.keys()):
         values = request.query.getall(name)
         info = model.model_fields.get(name)
-        many = info is not None and get_origin(info.annotation) in (list, tuple, set, frozenset)
-        found[name] = values if many else values[-1]
+        found[name] = values if info is not None and _many(info.annotation) else values[-1]
     return found
+
+
+def _many(annotation: Any) -> bool:
+    """A list-like type, or an optional one (`list[str] | None`)."""
+    if get_origin(annotation) in (list, tuple, set, frozenset):
+        return True
+    return get_origin(annotation) in (Union, UnionType) and any(_many(a) for a in get_args(annotation))
 
 
 async def _read_body(request: web.Request, timeout_s: float) -> bytes:
