@@ -37,6 +37,8 @@ class ThingOut(BaseModel):
 class Listing(BaseModel):
     limit: int = Field(default=10, ge=1, le=100, description="at most this many")
     kind: Literal["big", "small"] | None = None
+    after: int | None = None
+    name: str | None = None
     tag: list[str] = Field(default_factory=list)
     state: list[Literal["a", "b"]] | None = None
 
@@ -156,11 +158,30 @@ async def test_the_query_string_is_validated(things: str) -> None:
         bad = await c.get("/api/things", params={"limit": "500"})
         wrong = await c.get("/api/things", params={"kind": "huge"})
     assert ok.status_code == 200
-    assert ok.json() == {"limit": 5, "kind": "big", "tag": ["a", "b"], "state": ["b", "a"]}
-    assert default.json() == {"limit": 10, "kind": None, "tag": [], "state": None}
+    assert ok.json() == {"limit": 5, "kind": "big", "tag": ["a", "b"], "state": ["b", "a"], "after": None,
+                         "name": None}
+    assert default.json() == {"limit": 10, "kind": None, "tag": [], "state": None, "after": None, "name": None}
     assert bad.status_code == 400 and bad.json()["field"] == "limit"
     assert bad.json()["error"] == "limit: Input should be less than or equal to 100"
     assert wrong.status_code == 400 and wrong.json()["field"] == "kind"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field", "reason"),
+    [
+        ("/api/things", {"after": str(2**64)}, "after", "integer out of range (at most 64 bits)"),
+        ("/api/things", {"name": "a\x00b"}, "name", "text must not contain NUL characters"),
+        ("/api/things", {"tag": "\x00"}, "tag[0]", "text must not contain NUL characters"),
+        ("/api/things/a%00b", {}, "thing_id", "text must not contain NUL characters"),
+    ],
+)
+async def test_query_and_path_values_the_database_cannot_take_are_a_400(
+    things: str, path: str, params: dict[str, str], field: str, reason: str
+) -> None:
+    async with httpx.AsyncClient(base_url=things) as c:
+        got = await c.get(path, params=params)
+    assert got.status_code == 400, got.text
+    assert got.json() == {"error": f"{field}: {reason}", "field": field}
 
 
 async def test_a_body_over_the_size_limit_is_a_413(things: str) -> None:

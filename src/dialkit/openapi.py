@@ -282,11 +282,19 @@ async def _serve(route: Route, request: web.Request, config: ApiConfig) -> web.S
     else:
         _keep(request, "actor", "local")
     kwargs: dict[str, Any] = {}
+    try:  # a NUL or an unpaired surrogate in a path parameter would reach SQL
+        check_storable(dict(request.match_info))
+    except BodyError as exc:
+        raise ApiError(400, f"{exc.field}: {exc.reason}", field=exc.field) from None
     if route.query is not None:
         try:
-            kwargs["query"] = route.query.model_validate(_query_input(route.query, request))
+            query = kwargs["query"] = route.query.model_validate(_query_input(route.query, request))
         except ValidationError as exc:
             raise _invalid(route, exc) from None
+        try:  # nor may a query value the database cannot take (text with NUL, > 64-bit integers)
+            check_storable(query.model_dump())
+        except BodyError as exc:
+            raise ApiError(400, f"{exc.field}: {exc.reason}", field=exc.field) from None
     if not route.raw_body and request.body_exists:
         raw = await _read_body(request, config.body_timeout_s)
         if route.body is not None:
