@@ -86,8 +86,9 @@ def api_schema(served: str) -> Any:
     return schema
 
 
-#: examples per route and mode: the whole run stays well under a minute at today's routes
-EXAMPLES = 30
+#: examples per route and mode, fewer when there are many routes, so that the run stays
+#: under a minute (about 30 s with the call, campaign, lead and DNC routes)
+EXAMPLES, BUDGET = 30, 800
 
 
 # schemathesis' own pytest plugin does not run under pytest 9: hypothesis drives each route
@@ -97,8 +98,9 @@ def test_every_route_answers_as_documented(
 ) -> None:
     failures: list[str] = []
     tried: list[str] = []
-    for result in api_schema.get_all_operations():
-        operation = result.ok()
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    examples = max(10, min(EXAMPLES, BUDGET // len(operations)))
+    for operation in operations:
         name = f"{operation.method.upper()} {operation.path}"
         tried.append(name)
         # random ids mostly find nothing (404): a second pass reaches a real record
@@ -107,7 +109,7 @@ def test_every_route_answers_as_documented(
             strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed)
 
             @given(case=strategy)
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+            @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck), phases=[Phase.generate])
             def run(case: Any) -> None:
                 case.call_and_validate(base_url=served, headers=AUTH, checks=CHECKS, timeout=30)
