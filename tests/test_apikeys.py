@@ -191,6 +191,7 @@ async def test_open_on_loopback_until_a_key_exists(served: Served, pool: asyncpg
     key, _ = await apikeys.create(pool, "first", "read")
     denied = await served.call("GET", "/api/probe/read")
     assert denied.status_code == 401 and denied.json() == {"error": DENIED}
+    assert denied.headers["WWW-Authenticate"] == 'Bearer realm="dialkit"'
     assert (await served.call("GET", "/api/probe/read", key)).json() == {"actor": "first"}
     await apikeys.revoke(pool, "first")
     # revoking every key does not reopen the API

@@ -374,6 +374,8 @@ def _endpoint(route: Route) -> Handler:
             return await _serve(route, request, config)
         except ApiError as exc:
             response = error_response(exc.status, exc.reason, field=exc.field, **exc.extra)
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="dialkit"'  # RFC 6750
             if exc.status == 408:
                 return await send_and_close(request, response)
             # an unread (or half-read) body cannot be skipped safely: end the connection
