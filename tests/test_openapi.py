@@ -286,6 +286,14 @@ async def test_docs_page_and_its_assets_are_served_locally(things: str) -> None:
         assert (await c.get("/docs/static/..%2F__init__.py")).status_code == 404
 
 
+def test_installing_a_group_twice_adds_nothing() -> None:
+    app = web.Application()
+    routes.install(app)
+    count = len(app.router.routes())
+    routes.install(app)
+    assert len(app.router.routes()) == count
+
+
 def test_a_raw_body_route_cannot_declare_a_body() -> None:
     with pytest.raises(ValueError, match="raw_body"):
         Routes().post("/x", body=Thing, raw_body=True)

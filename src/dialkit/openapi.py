@@ -126,6 +126,8 @@ class Installed:
 
     routes: list[Route] = field(default_factory=list)
     document: dict[str, Any] | None = None
+    #: the groups (Routes) installed, by id: installing one twice adds nothing
+    groups: set[int] = field(default_factory=set)
 
 
 INSTALLED = web.AppKey("dialkit_api_routes", Installed)
@@ -181,7 +183,8 @@ class Routes:
 
     def install(self, app: web.Application) -> None:
         """Add these routes to `app` (in declaration order), and the first time,
-        GET /openapi.json and the Swagger UI under /docs."""
+        GET /openapi.json and the Swagger UI under /docs. Installing a group twice in one
+        application adds nothing the second time."""
         if INSTALLED not in app:
             from dialkit import swagger  # the document and the UI: only when routes exist
 
@@ -189,6 +192,9 @@ class Routes:
             if API_CONFIG not in app:
                 app[API_CONFIG] = ApiConfig()
             swagger.add_routes(app)
+        if id(self) in app[INSTALLED].groups:
+            return
+        app[INSTALLED].groups.add(id(self))
         for route in self.routes:
             app[INSTALLED].routes.append(route)
             app.router.add_route(route.method, route.path, _endpoint(route))

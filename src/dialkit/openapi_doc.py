@@ -4,6 +4,7 @@ reads no 3.1 document."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ def build_document(routes: Sequence[Route], title: str, version: str) -> dict[st
     error_ref = schema["error"]
     paths: dict[str, dict[str, Any]] = {}
     taken: set[str] = set()
+    query_models: set[str] = set()
     for i, route in enumerate(routes):
         template = _PARAM.sub(r"{\1}", route.path)
         op: dict[str, Any] = {"operationId": _operation_id(route, taken)}
@@ -80,6 +82,7 @@ def build_document(routes: Sequence[Route], title: str, version: str) -> dict[st
                   for name in _PARAM.findall(route.path)]
         if route.query is not None:
             params.extend(_query_parameters(schema[(i, "query")], components))
+            query_models.add(schema[(i, "query")]["$ref"].rsplit("/", 1)[-1])
         if params:
             op["parameters"] = params
         if route.body is not None:
@@ -115,6 +118,7 @@ def build_document(routes: Sequence[Route], title: str, version: str) -> dict[st
         if route.scope is not None:
             op["x-scope"] = route.scope
         paths.setdefault(template, {})[route.method.lower()] = op
+    _drop_unreferenced(components, paths, query_models)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
@@ -139,13 +143,22 @@ def _typed(spec: dict[str, Any], schema_of: Any) -> dict[str, Any]:
     return {**spec, "content": content} if content else dict(spec)
 
 
+def _drop_unreferenced(components: dict[str, Any], paths: dict[str, Any], names: set[str]) -> None:
+    """Query models are spelled out as parameters: their schema goes unless something
+    else (a body, a response) refers to it."""
+    for name in sorted(names):
+        rest = {k: v for k, v in components.items() if k != name}
+        if f'"{REF.format(model=name)}"' not in json.dumps([paths, rest]):
+            components.pop(name)
+
+
 def _error_response(description: str, error_ref: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": error_ref}}}
 
 
 def _query_parameters(ref: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
     name = ref["$ref"].rsplit("/", 1)[-1]
-    model = components.pop(name)  # the parameters carry it; it is no body anywhere
+    model = components[name]
     required = set(model.get("required", ()))
     params = []
     for field, prop in model.get("properties", {}).items():

@@ -11,7 +11,16 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dialkit import __version__, api_calls, apikeys, carrier_hooks, db
+from dialkit import (
+    __version__,
+    api_analytics,
+    api_audit,
+    api_calls,
+    api_campaigns,
+    apikeys,
+    carrier_hooks,
+    db,
+)
 from dialkit.config import Settings
 from dialkit.live import RedisRegistry
 from dialkit.logs import register_secrets
@@ -289,6 +298,9 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     api_calls.routes.install(app)
+    api_campaigns.install(app)  # campaigns, leads (and their worker processes), DNC
+    api_analytics.routes.install(app)
+    api_audit.routes.install(app)
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
