@@ -67,9 +67,10 @@ def served(database_url: str, redis_url: str, redis_prefix: str,
         proc.kill()
         pytest.fail(f"dialkit serve did not start: {log.read_text()[-2000:]}")
     yield f"http://127.0.0.1:{port}"
+    served_log = log.read_text(errors="replace")  # what the requests caused (not the shutdown)
     proc.terminate()
     proc.wait(10)
-    assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")[-3000:]
+    assert "Traceback" not in served_log, served_log[-3000:]
 
 
 @pytest.fixture(scope="module")
