@@ -216,3 +216,46 @@ async def test_the_routes_are_in_the_openapi_document(api) -> None:  # type: ign
                          ("/api/campaigns/{id}/dnc", "get")]:
         assert method in paths[path], (path, method)
     assert "text/csv" in paths["/api/campaigns/{id}/leads"]["post"]["requestBody"]["content"]
+
+
+async def test_the_cli_drives_a_campaign(campaign_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import json
+    import os
+    import re
+    import sys
+
+    env = {**os.environ, "DIALKIT_URL": campaign_server.http, "COLUMNS": "200"}
+    env.pop("DIALKIT_API_KEY", None)
+
+    async def cli(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from dialkit.cli import app; app()", "campaign", *args,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await proc.communicate()
+        return proc.returncode or 0, output.decode()
+
+    code, text = await cli("create", "--name", "CLI", "--playbook", "collections-default",
+                           "--caller-id", "+12025550100")
+    assert code == 0, text
+    match = re.search(r"campaign ([0-9a-f-]{36}) created", text)
+    assert match and "webhook secret (shown once): whsec_" in text
+    cid = match.group(1)
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes(lead_csv([lead_row(1), lead_row(2, "nope"), lead_row(3, amount="=1+1")]))
+    code, text = await cli("upload", cid, str(leads))
+    assert code == 0, text
+    assert "3 rows: 1 accepted, 0 updated, 0 duplicate, 2 rejected" in text
+    assert "line 3: phone: 'nope' is not a phone number" in text
+    assert (await cli("start", cid, "--reason", "go"))[1].strip().endswith("running")
+    code, text = await cli("status", cid, "--json")
+    assert json.loads(text)["leads"]["pending"] == 1 and json.loads(text)["status"] == "running"
+    assert (await cli("pause", cid))[1].strip().endswith("paused")
+    code, text = await cli("pause", cid)
+    assert code == 1 and "error 409: cannot pause a paused campaign" in text
+    out = tmp_path / "export.csv"
+    code, text = await cli("report", cid, "--csv", str(out))
+    assert code == 0 and "pending" in text, text
+    assert "ACC-1" in out.read_text()
+    code, text = await cli("upload", cid, str(leads.with_name("missing.csv")))
+    assert code != 0
