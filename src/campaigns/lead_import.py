@@ -17,6 +17,8 @@ campaign's or the global do-not-call list is stored with state `dnc`, never dial
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +26,11 @@ from dataclasses import dataclass, field
 import asyncpg
 import orjson
 
-from campaigns.leads import Lead, Rejected
+from campaigns.leads import Block, Lead, Rejected, RowChecker
 from campaigns.store import CampaignNotFound, TransitionRefused
 
-__all__ = ["MAX_LISTED", "ImportReport", "LeadImport", "Repeat", "import_leads"]
+__all__ = ["MAX_LISTED", "CheckedBlock", "ImportReport", "LeadImport", "Repeat", "check_block",
+           "checked", "import_leads"]
 
 #: rejections (and updates, duplicates) listed one by one in a report; the counts are exact
 MAX_LISTED = 1000
@@ -45,15 +48,19 @@ _CONTENT = "ROW({p}name, {p}phone, {p}country, {p}zones, {p}amount_due, {p}curre
 _UPLOAD_CONTENT = _CONTENT.format(p="", c="custom::jsonb")
 _STORED_CONTENT = _CONTENT.format(p="l.", c="l.custom")
 
-# every row of the file against the row before it with the same account reference (or,
-# for the first, the stored lead); counts per kind and the first rows of each kind
-_CLASSIFY = f"""
+# One statement, so that every part sees the campaign's leads as they were before it: each
+# row of the file against the row before it with the same account reference (the first,
+# against the stored lead); then the last row of each reference written. It answers the
+# count of each kind, the first rows of the updated and duplicate ones, and how many leads
+# were written with state dnc.
+_STORE = f"""
 WITH u AS (
     SELECT line, account_ref, {_UPLOAD_CONTENT} AS content,
-           lag(line) OVER w AS previous_line, lag({_UPLOAD_CONTENT}) OVER w AS previous
+           lag(line) OVER w AS previous_line, lag({_UPLOAD_CONTENT}) OVER w AS previous,
+           lead(line) OVER w IS NULL AS last
     FROM lead_upload WINDOW w AS (PARTITION BY account_ref ORDER BY line)
-), c AS (
-    SELECT u.line, u.account_ref, u.previous_line,
+), c AS MATERIALIZED (
+    SELECT u.line, u.account_ref, u.previous_line, u.last,
            CASE WHEN u.previous_line IS NOT NULL THEN
                     CASE WHEN u.content IS NOT DISTINCT FROM u.previous
                          THEN 'duplicate' ELSE 'updated' END
@@ -61,28 +68,16 @@ WITH u AS (
                 WHEN {_STORED_CONTENT} IS NOT DISTINCT FROM u.content THEN 'duplicate'
                 ELSE 'updated' END AS kind
     FROM u LEFT JOIN leads l ON l.campaign_id = $1 AND l.account_ref = u.account_ref
-), n AS (
-    SELECT c.*, count(*) OVER (PARTITION BY kind) AS total,
-           row_number() OVER (PARTITION BY kind ORDER BY line) AS rank
-    FROM c
-)
-SELECT kind, line, account_ref, previous_line, total FROM n
-WHERE rank = 1 OR (kind <> 'accepted' AND rank <= $2)
-ORDER BY kind, line
-"""
-
-_WRITE = f"""
-WITH latest AS (
-    SELECT DISTINCT ON (account_ref) * FROM lead_upload ORDER BY account_ref, line DESC
 ), written AS (
     INSERT INTO leads AS l (campaign_id, account_ref, name, phone, country, zones, amount_due,
                             currency, due_date, custom, line, state)
-    SELECT $1, account_ref, name, phone, country, zones, amount_due, currency, due_date,
-           custom::jsonb, line,
-           CASE WHEN EXISTS (SELECT 1 FROM dnc d WHERE d.phone = latest.phone
-                             AND (d.campaign_id = $1 OR d.campaign_id IS NULL))
+    SELECT $1, up.account_ref, up.name, up.phone, up.country, up.zones, up.amount_due,
+           up.currency, up.due_date, up.custom::jsonb, up.line,
+           CASE WHEN up.phone IN (SELECT phone FROM dnc
+                                  WHERE campaign_id = $1 OR campaign_id IS NULL)
                 THEN 'dnc' ELSE 'pending' END
-    FROM latest
+    FROM lead_upload up
+    WHERE up.line IN (SELECT line FROM c WHERE last)
     ON CONFLICT (campaign_id, account_ref) DO UPDATE SET
         name = EXCLUDED.name, phone = EXCLUDED.phone, country = EXCLUDED.country,
         zones = EXCLUDED.zones, amount_due = EXCLUDED.amount_due, currency = EXCLUDED.currency,
@@ -95,8 +90,59 @@ WITH latest AS (
               EXCLUDED.amount_due, EXCLUDED.currency, EXCLUDED.due_date, EXCLUDED.custom)
     RETURNING l.state
 )
-SELECT count(*) FILTER (WHERE state = 'dnc') FROM written
+SELECT kind, NULL::integer AS line, NULL AS account_ref, NULL::integer AS previous_line,
+       count(*) AS total FROM c GROUP BY kind
+UNION ALL (SELECT kind, line, account_ref, previous_line, NULL FROM c
+           WHERE kind = 'updated' ORDER BY line LIMIT $2)
+UNION ALL (SELECT kind, line, account_ref, previous_line, NULL FROM c
+           WHERE kind = 'duplicate' ORDER BY line LIMIT $2)
+UNION ALL SELECT 'dnc', NULL, NULL, NULL, count(*) FROM written WHERE state = 'dnc'
 """
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBlock:
+    """A block of parsed rows as the database takes them: the leads as COPY CSV (cheap to
+    send between processes, unlike the Lead objects), and the rejected rows."""
+
+    copy: bytes
+    leads: int
+    rejected: int
+    rejections: list[Rejected]
+
+
+def _array(values: tuple[str, ...]) -> str:
+    # a text[] literal with every element quoted: {"America/New_York","..."}
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
+
+
+def checked(items: Sequence[Lead | Rejected], max_listed: int = MAX_LISTED) -> CheckedBlock:
+    """`items` in the form `LeadImport.add_checked` stores."""
+    out = io.StringIO()
+    # every field quoted: in COPY's CSV an unquoted empty field would be NULL
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    leads = 0
+    rejections: list[Rejected] = []
+    rejected = 0
+    for item in items:
+        if isinstance(item, Rejected):
+            rejected += 1
+            if len(rejections) < max_listed:
+                rejections.append(item)
+            continue
+        leads += 1
+        writer.writerow((
+            item.line, item.account_ref, item.name, item.phone, item.country,
+            _array(item.timezones), item.amount_due, item.currency, item.due_date.isoformat(),
+            orjson.dumps(item.custom).decode(),
+        ))
+    return CheckedBlock(out.getvalue().encode(), leads, rejected, rejections)
+
+
+def check_block(checker: RowChecker, block: Block) -> CheckedBlock:
+    """Parse and check one block of records and make it ready to store (a worker's task)."""
+    return checked(checker.check(block))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,40 +199,37 @@ class LeadImport:
             "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_SALT, str(self.campaign_id)
         )
         await self.conn.execute(_TEMP)
+        # the sorts of a large upload stay in memory (for this transaction only)
+        await self.conn.execute("SET LOCAL work_mem = '64MB'")
 
     async def add(self, items: Sequence[Lead | Rejected]) -> None:
-        records = []
+        await self.add_checked(checked(items))
+
+    async def add_checked(self, block: CheckedBlock) -> None:
+        """Store one checked block (see `checked`, which may run in another process)."""
         report = self.report
-        for item in items:
-            if isinstance(item, Rejected):
-                report.rejected += 1
-                if len(report.rejections) < self.max_listed:
-                    report.rejections.append(item)
-                continue
-            records.append((
-                item.line, item.account_ref, item.name, item.phone, item.country,
-                list(item.timezones), item.amount_due, item.currency, item.due_date,
-                orjson.dumps(item.custom).decode(),
-            ))
-        if records:
-            self._leads += len(records)
-            await self.conn.copy_records_to_table(
-                "lead_upload", records=records, columns=_COPY_COLUMNS
+        report.rejected += block.rejected
+        room = self.max_listed - len(report.rejections)
+        if room > 0:
+            report.rejections.extend(block.rejections[:room])
+        if block.leads:
+            self._leads += block.leads
+            await self.conn.copy_to_table(
+                "lead_upload", source=io.BytesIO(block.copy), columns=_COPY_COLUMNS,
+                format="csv",
             )
 
     async def finish(self) -> ImportReport:
         report = self.report
         if not self._leads:
             return report
-        for r in await self.conn.fetch(_CLASSIFY, self.campaign_id, self.max_listed):
+        for r in await self.conn.fetch(_STORE, self.campaign_id, self.max_listed):
             kind = r["kind"]
-            setattr(report, kind, r["total"])
-            if kind == "accepted":
-                continue
-            listed = report.updates if kind == "updated" else report.duplicates
-            if len(listed) < self.max_listed:
+            if r["total"] is not None:
+                setattr(report, kind, r["total"])
+            else:
+                listed = report.updates if kind == "updated" else report.duplicates
                 listed.append(Repeat(r["line"], r["account_ref"], r["previous_line"]))
-        report.dnc = await self.conn.fetchval(_WRITE, self.campaign_id)
         return report
 
 

@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ai.playbook import Playbook
 from campaigns import audit
 from campaigns import store as campaigns
 from campaigns.lead_context import missing_columns
-from campaigns.lead_import import MAX_LISTED, LeadImport
-from campaigns.leads import Block, Lead, LeadFileError, LeadParser, Rejected, neutralise_cell
+from campaigns.lead_import import MAX_LISTED, CheckedBlock, LeadImport, check_block
+from campaigns.leads import Block, LeadFileError, LeadParser, neutralise_cell
 from dialkit.api_campaign_models import LeadListQuery, LeadOut, LeadPage, UploadReport
 from dialkit.api_campaigns import campaign_id, pool_of, refused, resolve_playbook
 from dialkit.lead_workers import LEAD_WORKERS
@@ -53,24 +54,24 @@ def _check_media_type(request: web.Request) -> None:
 
 
 async def _checked(
-    request: web.Request, parser: LeadParser, needs: object
-) -> AsyncIterator[list[Lead | Rejected]]:
+    request: web.Request, parser: LeadParser, needs: Playbook
+) -> AsyncIterator[CheckedBlock]:
     """The body's rows, checked, in file order, a block at a time."""
     loop = asyncio.get_running_loop()
     executor = request.app[LEAD_WORKERS].executor
-    pending: deque[asyncio.Future[list[Lead | Rejected]]] = deque()
+    pending: deque[asyncio.Future[CheckedBlock]] = deque()
     header_seen = False
 
     def submit(blocks: list[Block]) -> None:
         nonlocal header_seen
         if not header_seen and parser.header_read:
             header_seen = True
-            lacking = missing_columns(needs, parser.checker.keys)  # type: ignore[arg-type]
+            lacking = missing_columns(needs, parser.checker.keys)
             if lacking:
                 raise LeadFileError(
                     f"the playbook needs the column(s) {', '.join(lacking)}, which the file lacks")
         for block in blocks:
-            pending.append(loop.run_in_executor(executor, parser.checker.check, block))
+            pending.append(loop.run_in_executor(executor, check_block, parser.checker, block))
 
     try:
         buffered: list[bytes] = []
@@ -113,7 +114,7 @@ async def upload_leads(request: web.Request) -> UploadReport:
             upload = LeadImport(conn, cid, MAX_LISTED)
             await upload.begin()
             async for batch in _checked(request, parser, playbook):
-                await upload.add(batch)
+                await upload.add_checked(batch)
             report = await upload.finish()
             await audit.record(conn, request["actor"], audit.API_WRITE, "campaign", str(cid), {
                 "op": "upload_leads", "rows": report.rows, "accepted": report.accepted,
