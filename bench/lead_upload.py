@@ -36,20 +36,26 @@ CHUNK = 256 * 1024
 
 # the app as `dialkit serve` builds it, plus the campaign routes until build_app has them
 SERVER = """
-import asyncio, sys
+import asyncio, signal, sys
 from aiohttp import web
 from dialkit.config import Settings
+from dialkit.logs import setup_logging
 from dialkit.server import build_app
 
 async def main():
-    app = build_app(Settings(port=int(sys.argv[1])))
+    settings = Settings(port=int(sys.argv[1]))
+    setup_logging(settings.log_level, settings.log_json)
+    app = build_app(settings)
     if not any(getattr(r, "canonical", None) == "/api/campaigns" for r in app.router.resources()):
         from dialkit import api_campaigns
         api_campaigns.install(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
-    await asyncio.Event().wait()
+    await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
 
 asyncio.run(main())
 """
@@ -70,22 +76,39 @@ def make_csv(rows: int, seed: int = 7) -> bytes:
     return "".join(out).encode()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live children (the lead workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                pids += [int(c) for c in f.read().split()]
+    for p in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _start_server(database_url: str, port: int, data_dir: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DIALKIT_REDIS_URL")}
     env.update({
         "DATABASE_URL": database_url, "DIALKIT_STT": "null", "DIALKIT_TTS": "tone",
-        "DIALKIT_LOG_LEVEL": "WARNING", "DIALKIT_DATA_DIR": data_dir,
+        "DIALKIT_LOG_LEVEL": os.environ.get("DIALKIT_LOG_LEVEL", "WARNING"), "DIALKIT_DATA_DIR": data_dir,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
     })
+    # --verbose: the server's log (each upload's timings) on this terminal
+    quiet = None if os.environ.get("DIALKIT_LOG_LEVEL") else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=quiet, stderr=quiet)
 
 
 async def _wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
     for _ in range(600):
         if proc.poll() is not None:
-            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-            raise SystemExit(f"server exited with {proc.returncode}: {err}")
+            raise SystemExit(f"server exited with {proc.returncode} (DIALKIT_LOG_LEVEL=INFO shows why)")
         with contextlib.suppress(httpx.HTTPError):
             if (await client.get("/health")).status_code == 200:
                 return
@@ -121,11 +144,17 @@ async def bench(http: str, rows: int, proc: subprocess.Popen[bytes]) -> dict[str
             return str(r.json()["id"])
 
         await _upload(client, await campaign(), make_csv(200, seed=1))  # warm the code paths
-        seconds, report = await _upload(client, await campaign(), data)
+        cid = await campaign()
+        cpu0 = _cpu_seconds(proc.pid)
+        seconds, report = await _upload(client, cid, data)
+        server_cpu = _cpu_seconds(proc.pid) - cpu0
         if report["accepted"] + report["rejected"] != rows:
             raise SystemExit(f"the report does not add up: {report}")
     return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds),
             "accepted": report["accepted"], "rejected": report["rejected"],
+            # the server's own CPU (its process and lead workers; PostgreSQL's not counted)
+            # and the machine's load: on a shared machine `seconds` waits for CPU too
+            "server_cpu_s": round(server_cpu, 2), "load_avg_1m": round(os.getloadavg()[0], 2),
             "megabytes": round(len(data) / 1e6, 1), "machine": machine()}
 
 
@@ -133,7 +162,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--json", action="store_true", help="one-line JSON")
+    ap.add_argument("--verbose", action="store_true", help="show the server's log")
     args = ap.parse_args()
+    if args.verbose:
+        os.environ.setdefault("DIALKIT_LOG_LEVEL", "INFO")
     admin = local_postgres_url()
     with contextlib.ExitStack() as stack:
         data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dialkit-bench-"))

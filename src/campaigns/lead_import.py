@@ -55,12 +55,12 @@ _STORED_CONTENT = _CONTENT.format(p="l.", c="l.custom")
 # were written with state dnc.
 _STORE = f"""
 WITH u AS (
-    SELECT line, account_ref, {_UPLOAD_CONTENT} AS content,
+    SELECT *, {_UPLOAD_CONTENT} AS content,
            lag(line) OVER w AS previous_line, lag({_UPLOAD_CONTENT}) OVER w AS previous,
            lead(line) OVER w IS NULL AS last
     FROM lead_upload WINDOW w AS (PARTITION BY account_ref ORDER BY line)
 ), c AS MATERIALIZED (
-    SELECT u.line, u.account_ref, u.previous_line, u.last,
+    SELECT u.line, u.account_ref, u.previous_line,
            CASE WHEN u.previous_line IS NOT NULL THEN
                     CASE WHEN u.content IS NOT DISTINCT FROM u.previous
                          THEN 'duplicate' ELSE 'updated' END
@@ -71,13 +71,12 @@ WITH u AS (
 ), written AS (
     INSERT INTO leads AS l (campaign_id, account_ref, name, phone, country, zones, amount_due,
                             currency, due_date, custom, line, state)
-    SELECT $1, up.account_ref, up.name, up.phone, up.country, up.zones, up.amount_due,
-           up.currency, up.due_date, up.custom::jsonb, up.line,
-           CASE WHEN up.phone IN (SELECT phone FROM dnc
-                                  WHERE campaign_id = $1 OR campaign_id IS NULL)
+    SELECT $1, u.account_ref, u.name, u.phone, u.country, u.zones, u.amount_due, u.currency,
+           u.due_date, u.custom::jsonb, u.line,
+           CASE WHEN u.phone IN (SELECT phone FROM dnc
+                                 WHERE campaign_id = $1 OR campaign_id IS NULL)
                 THEN 'dnc' ELSE 'pending' END
-    FROM lead_upload up
-    WHERE up.line IN (SELECT line FROM c WHERE last)
+    FROM u WHERE u.last
     ON CONFLICT (campaign_id, account_ref) DO UPDATE SET
         name = EXCLUDED.name, phone = EXCLUDED.phone, country = EXCLUDED.country,
         zones = EXCLUDED.zones, amount_due = EXCLUDED.amount_due, currency = EXCLUDED.currency,
@@ -223,6 +222,8 @@ class LeadImport:
         report = self.report
         if not self._leads:
             return report
+        # the planner's row counts for the temporary table (autovacuum never sees it)
+        await self.conn.execute("ANALYZE lead_upload")
         for r in await self.conn.fetch(_STORE, self.campaign_id, self.max_listed):
             kind = r["kind"]
             if r["total"] is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -29,6 +31,18 @@ def worker_count() -> int:
         except ValueError:
             raise ValueError(f"DIALKIT_LEAD_WORKERS must be a whole number, got {raw!r}") from None
     return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _watch_parent(parent: int) -> None:
+    """A worker ends when the server process is gone (even killed with SIGKILL, when no
+    shutdown reaches the pool)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _warm() -> int:
@@ -51,7 +65,8 @@ class LeadWorkers:
         if count <= 0:
             return
         # spawn: the server process has threads (asyncpg, redis) that a fork would copy
-        self.executor = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+        self.executor = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_watch_parent, initargs=(os.getpid(),))
         loop = asyncio.get_running_loop()
         pids = await asyncio.gather(*(loop.run_in_executor(self.executor, _warm)
                                       for _ in range(count)))
