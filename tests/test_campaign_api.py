@@ -259,3 +259,14 @@ async def test_the_cli_drives_a_campaign(campaign_server, tmp_path) -> None:  # 
     assert "ACC-1" in out.read_text()
     code, text = await cli("upload", cid, str(leads.with_name("missing.csv")))
     assert code != 0
+
+
+async def test_query_strings_the_database_could_not_store_are_refused(api) -> None:  # type: ignore[no-untyped-def]
+    cid = (await _create(api))["id"]
+    r = await api.post(f"/api/campaigns/{cid}/start", params={"reason": "a\x00b"})
+    assert r.status_code == 400 and r.json()["field"] == "reason"
+    r = await api.get(f"/api/campaigns/{cid}/leads", params={"after": str(2**70)})
+    assert r.status_code == 400 and r.json()["field"] == "after"
+    r = await api.delete("/api/dnc", params={"phone": "+1202\x01"})
+    assert r.status_code == 400
+    assert (await api.get(f"/api/campaigns/{cid}")).json()["status"] == "draft"

@@ -44,16 +44,10 @@ _CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-st
 
 def _check_media_type(request: web.Request) -> None:
     if request.content_type not in _CSV_TYPES:
-        raise web.HTTPUnsupportedMediaType(
-            text=f'{{"error": "send the file as text/csv (got {request.content_type[:60]})"}}',
-            content_type="application/json",
-        )
+        raise ApiError(415, f"send the file as text/csv (got {request.content_type[:60]!r})")
     charset = (request.charset or "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
-        raise web.HTTPUnsupportedMediaType(
-            text=f'{{"error": "lead files are UTF-8 (got charset {charset[:40]})"}}',
-            content_type="application/json",
-        )
+        raise ApiError(415, f"lead files are UTF-8 (got charset {charset[:40]!r})")
 
 
 async def _checked(
