@@ -256,6 +256,7 @@ async def test_the_cli_drives_a_campaign(campaign_server, tmp_path) -> None:  # 
     out = tmp_path / "export.csv"
     code, text = await cli("report", cid, "--csv", str(out))
     assert code == 0 and "pending" in text, text
+    assert re.search(r"│ attempts\s+│\s+0 │", text) and "voice_to_voice.samples" in text, text
     assert "ACC-1" in out.read_text()
     code, text = await cli("upload", cid, str(leads.with_name("missing.csv")))
     assert code != 0

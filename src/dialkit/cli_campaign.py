@@ -176,6 +176,20 @@ def status(
     out.print(_counts_table("attempts", found["attempts"]))
 
 
+def _flat(metrics: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(measure, value) rows of the analytics metrics: nested measures as `a.b`, promised
+    amounts one row per currency."""
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict) and "currency" in item:
+                    yield f"{prefix}{key} {item['currency']}", f"{item.get('amount')} ({item.get('promises')})"
+        else:
+            yield f"{prefix}{key}", "-" if value is None else str(value)
+
+
 @campaign_app.command()
 def report(
     ctx: typer.Context,
@@ -196,9 +210,8 @@ def report(
         table = Table(title="analytics")
         table.add_column("measure")
         table.add_column("value", justify="right")
-        for key, value in r.json().items():
-            if not isinstance(value, dict | list):
-                table.add_row(key, str(value))
+        for key, value in _flat(r.json().get("metrics", {})):
+            table.add_row(key, value)
         out.print(table)
     if csv_file is not None:
         with _client(ctx) as client, client.stream(
