@@ -46,10 +46,9 @@ async def campaign_server(
 ) -> AsyncIterator[RunningServer]:
     app = build_app(base_settings, light_providers)
     if not _has_campaign_routes(app):  # until build_app installs them itself
-        from dialkit import api_analytics, api_campaigns
+        from dialkit import api_campaigns
 
         api_campaigns.install(app)
-        api_analytics.routes.install(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -55,7 +55,7 @@ async def _checked(
 ) -> AsyncIterator[CheckedBlock]:
     """The body's rows, checked, in file order, a block at a time."""
     loop = asyncio.get_running_loop()
-    executor = request.app[LEAD_WORKERS].executor
+    executor = await request.app[LEAD_WORKERS].executor()
     pending: deque[asyncio.Future[CheckedBlock]] = deque()
     header_seen = False
 

@@ -1,5 +1,6 @@
 """The processes that check uploaded lead rows (phonenumbers costs about 30 µs a row, so
-100,000 rows on one core take seconds). Started with the app, stopped with it.
+100,000 rows on one core take seconds). Started by the first upload (a server that never
+takes one never pays for them), stopped with the app.
 
 DIALKIT_LEAD_WORKERS: how many processes (default: the CPUs this process may use, at most
 4); 0 checks rows in a thread of the server process instead.
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
@@ -45,53 +46,58 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _warm() -> int:
-    import campaigns.leads  # noqa: F401  (phonenumbers' metadata loads on first use)
+def _warm() -> None:
+    """Import the checking code and load phonenumbers' metadata before the first block."""
+    from campaigns.lead_import import check_block
     from campaigns.leads import LeadParser
 
     parser = LeadParser("US")
-    parser.feed(b"name,phone,amount_due,currency,due_date,account_ref\n"
-                b"A,+12025550101,1,USD,2026-01-01,A\n")
-    return os.getpid()
+    blocks = parser.split(b"name,phone,amount_due,currency,due_date,account_ref\n"
+                          b"A,+12025550101,1,USD,2026-01-01,A\n")
+    for block in blocks:
+        check_block(parser.checker, block)
 
 
 @dataclass
 class LeadWorkers:
-    """`executor` for `loop.run_in_executor`; None (the loop's default threads) when off."""
+    """The pool of one app: `await executor()` for `loop.run_in_executor`; None (the loop's
+    default threads) when DIALKIT_LEAD_WORKERS is 0."""
 
-    executor: Executor | None = None
+    count: int
+    _pool: ProcessPoolExecutor | None = None
+    _starting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def start(self, count: int) -> None:
-        if count <= 0:
-            return
-        # spawn: the server process has threads (asyncpg, redis) that a fork would copy
-        self.executor = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_watch_parent, initargs=(os.getpid(),))
-        loop = asyncio.get_running_loop()
-        pids = await asyncio.gather(*(loop.run_in_executor(self.executor, _warm)
-                                      for _ in range(count)))
-        log.info("lead_workers_ready", processes=len(set(pids)))
+    async def executor(self) -> Executor | None:
+        if self.count <= 0:
+            return None
+        async with self._starting:
+            if self._pool is None:
+                # spawn: the server process has threads (asyncpg, redis) a fork would copy
+                pool = ProcessPoolExecutor(
+                    self.count, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_watch_parent, initargs=(os.getpid(),))
+                loop = asyncio.get_running_loop()
+                await asyncio.gather(*(loop.run_in_executor(pool, _warm) for _ in range(self.count)))
+                self._pool = pool
+                log.info("lead_workers_ready", processes=self.count)
+        return self._pool
 
     def stop(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 LEAD_WORKERS = web.AppKey("dialkit_lead_workers", LeadWorkers)
 
 
 def install(app: web.Application) -> None:
-    """Start the workers with `app`, stop them with it."""
+    """Give `app` a pool of lead workers, stopped with it."""
     if LEAD_WORKERS in app:
         return
-    workers = app[LEAD_WORKERS] = LeadWorkers()
-
-    async def start(_: web.Application) -> None:
-        await workers.start(worker_count())
+    workers = app[LEAD_WORKERS] = LeadWorkers(worker_count())
 
     async def stop(_: web.Application) -> None:
         workers.stop()
 
-    app.on_startup.append(start)
     app.on_cleanup.append(stop)
