@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from campaigns.leads import Lead, LeadFileError, LeadParser, Rejected, neutralise_cell, read_leads
 
@@ -169,3 +171,42 @@ def test_blocks_checked_elsewhere_give_the_same_result() -> None:
     checker = pickle.loads(pickle.dumps(p.checker))
     got = [item for block in blocks for item in checker.check(pickle.loads(pickle.dumps(block)))]
     assert got == parse(data)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(code=st.sampled_from(sorted(__import__("phonenumbers").COUNTRY_CODE_TO_REGION_CODE)),
+       digits=st.text(alphabet="0123456789", min_size=4, max_size=12))
+def test_region_and_type_agree_with_phonenumbers_for_any_number(code: int, digits: str) -> None:
+    import phonenumbers
+
+    from campaigns.leads import _region_and_type
+
+    try:
+        number = phonenumbers.parse(f"+{code}{digits}", None)
+    except phonenumbers.NumberParseException:
+        return
+    region, kind = _region_and_type(number)
+    assert kind == phonenumbers.number_type(number)
+    if kind != phonenumbers.PhoneNumberType.UNKNOWN:
+        assert region == phonenumbers.region_code_for_number(number)
+
+
+@pytest.mark.parametrize("code", [1, 7, 44, 61, 262, 590, 599, 212, 47, 39])
+def test_region_and_type_agree_across_a_shared_country_code(code: int) -> None:
+    import phonenumbers
+
+    from campaigns.leads import _region_and_type
+
+    regions = phonenumbers.region_codes_for_country_code(code)
+    examples = [phonenumbers.example_number(r) for r in regions]
+    rest = {phonenumbers.national_significant_number(e)[3:] for e in examples if e is not None}
+    valid = 0
+    for prefix in range(100, 1000):
+        for tail in rest:
+            number = phonenumbers.parse(f"+{code}{prefix}{tail}", None)
+            region, kind = _region_and_type(number)
+            assert kind == phonenumbers.number_type(number), number
+            if kind != phonenumbers.PhoneNumberType.UNKNOWN:
+                valid += 1
+                assert region == phonenumbers.region_code_for_number(number), number
+    assert valid > 0

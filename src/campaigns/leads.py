@@ -330,16 +330,37 @@ def _region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
     """The region a number belongs to ("US", "IN"; "001" for a non-geographic code) and its
     type, UNKNOWN when it is not a valid number (as `is_valid_number` decides it).
 
-    `phonenumbers.number_type` is `region_code_for_number` followed by this helper; the
-    parser needs the region too, so it makes the two calls itself rather than looking the
-    region up twice (the lookup is most of a NANPA number's cost)."""
-    region = phonenumbers.region_code_for_number(number)
-    if region is None or number.country_code is None:
+    This is `phonenumbers.region_code_for_number` and `phonenumbers.number_type` in one
+    pass: for a country code shared by several regions (+1, +7, +44...) the region is the
+    first whose leading digits match or for which the number has a type, and that type is
+    the answer; the two library calls would work it out twice (most of a NANPA number's
+    cost). tests/test_leads.py holds it to the library's answers."""
+    code = number.country_code
+    if code is None:
         return "", PhoneNumberType.UNKNOWN
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
-    if metadata is None:
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code)
+    if not regions:
         return "", PhoneNumberType.UNKNOWN
     national = phonenumbers.national_significant_number(number)
+    if len(regions) > 1:
+        for region in regions:
+            metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+            if metadata is None:
+                continue
+            if metadata.leading_digits is not None:
+                if re.match(metadata.leading_digits, national):
+                    break
+            else:
+                kind = _number_type_helper(national, metadata)
+                if kind != PhoneNumberType.UNKNOWN:
+                    return region, kind
+        else:
+            return "", PhoneNumberType.UNKNOWN
+    else:
+        region = regions[0]
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    if metadata is None:
+        return "", PhoneNumberType.UNKNOWN
     return region, _number_type_helper(national, metadata)
 
 
