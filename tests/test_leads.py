@@ -144,10 +144,10 @@ async def test_read_leads_streams_chunks() -> None:
 def test_region_and_type_are_what_phonenumbers_says(raw: str) -> None:
     import phonenumbers
 
-    from campaigns.leads import _region_and_type
+    from campaigns.phones import region_and_type
 
     number = phonenumbers.parse(raw, "US")
-    region, kind = _region_and_type(number)
+    region, kind = region_and_type(number)
     assert kind == phonenumbers.number_type(number)
     if kind != phonenumbers.PhoneNumberType.UNKNOWN:
         assert region == phonenumbers.region_code_for_number(number)
@@ -179,13 +179,13 @@ def test_blocks_checked_elsewhere_give_the_same_result() -> None:
 def test_region_and_type_agree_with_phonenumbers_for_any_number(code: int, digits: str) -> None:
     import phonenumbers
 
-    from campaigns.leads import _region_and_type
+    from campaigns.phones import region_and_type
 
     try:
         number = phonenumbers.parse(f"+{code}{digits}", None)
     except phonenumbers.NumberParseException:
         return
-    region, kind = _region_and_type(number)
+    region, kind = region_and_type(number)
     assert kind == phonenumbers.number_type(number)
     if kind != phonenumbers.PhoneNumberType.UNKNOWN:
         assert region == phonenumbers.region_code_for_number(number)
@@ -195,7 +195,7 @@ def test_region_and_type_agree_with_phonenumbers_for_any_number(code: int, digit
 def test_region_and_type_agree_across_a_shared_country_code(code: int) -> None:
     import phonenumbers
 
-    from campaigns.leads import _region_and_type
+    from campaigns.phones import region_and_type
 
     regions = phonenumbers.region_codes_for_country_code(code)
     examples = [phonenumbers.example_number(r) for r in regions]
@@ -204,7 +204,7 @@ def test_region_and_type_agree_across_a_shared_country_code(code: int) -> None:
     for prefix in range(100, 1000):
         for tail in rest:
             number = phonenumbers.parse(f"+{code}{prefix}{tail}", None)
-            region, kind = _region_and_type(number)
+            region, kind = region_and_type(number)
             assert kind == phonenumbers.number_type(number), number
             if kind != phonenumbers.PhoneNumberType.UNKNOWN:
                 valid += 1

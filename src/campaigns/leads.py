@@ -24,16 +24,14 @@ import codecs
 import csv
 import datetime as dt
 import re
-import zoneinfo
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import PhoneMetadata, PhoneNumberType
-from phonenumbers import timezone as number_timezone
-from phonenumbers.phonenumberutil import _number_type_helper
+from phonenumbers import PhoneNumberType
+
+from campaigns.phones import is_zone, region_and_type, zones_for
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -305,7 +303,7 @@ class RowChecker:
         except phonenumbers.NumberParseException:
             problems.append(f"phone: {_show(raw)} is not a phone number")
             return None, "", (), ""
-        country, number_type = _region_and_type(number)
+        country, number_type = region_and_type(number)
         if number_type == PhoneNumberType.UNKNOWN:
             problems.append(f"phone: {_show(raw)} is not a valid number")
             return None, "", (), ""
@@ -316,81 +314,14 @@ class RowChecker:
         e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         given = cells.get("timezone", "")
         if given:
-            if not _is_zone(given):
+            if not is_zone(given):
                 problems.append(f"timezone: {_show(given)} is not an IANA time zone")
                 return e164, country, (), ""
             return e164, country, (given,), "file"
-        zones = _zones(number, number_type)
+        zones = zones_for(number, number_type)
         if not zones:
             problems.append("timezone: not given, and the number gives none")
         return e164, country, zones, "number"
-
-
-def _region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
-    """The region a number belongs to ("US", "IN"; "001" for a non-geographic code) and its
-    type, UNKNOWN when it is not a valid number (as `is_valid_number` decides it).
-
-    This is `phonenumbers.region_code_for_number` and `phonenumbers.number_type` in one
-    pass: for a country code shared by several regions (+1, +7, +44...) the region is the
-    first whose leading digits match or for which the number has a type, and that type is
-    the answer; the two library calls would work it out twice (most of a NANPA number's
-    cost). tests/test_leads.py holds it to the library's answers."""
-    code = number.country_code
-    if code is None:
-        return "", PhoneNumberType.UNKNOWN
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code)
-    if not regions:
-        return "", PhoneNumberType.UNKNOWN
-    national = phonenumbers.national_significant_number(number)
-    if len(regions) > 1:
-        for region in regions:
-            metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
-            if metadata is None:
-                continue
-            if metadata.leading_digits is not None:
-                if re.match(metadata.leading_digits, national):
-                    break
-            else:
-                kind = _number_type_helper(national, metadata)
-                if kind != PhoneNumberType.UNKNOWN:
-                    return region, kind
-        else:
-            return "", PhoneNumberType.UNKNOWN
-    else:
-        region = regions[0]
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
-    if metadata is None:
-        return "", PhoneNumberType.UNKNOWN
-    return region, _number_type_helper(national, metadata)
-
-
-@lru_cache(maxsize=1024)
-def _is_zone(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-_COUNTRY_ZONES: dict[int, tuple[str, ...]] = {}
-
-
-def _zones(number: phonenumbers.PhoneNumber, number_type: int) -> tuple[str, ...]:
-    """What `time_zones_for_number` gives for a valid number of this type, without asking
-    for its type again (most of that function's cost): a geographical number's zones come
-    from its prefix; any other number gets its country's, which depend on the country
-    code alone and are kept per code."""
-    code = number.country_code or 0
-    geographical = phonenumbers.is_number_type_geographical(number_type, code)
-    if not geographical and code in _COUNTRY_ZONES:
-        return _COUNTRY_ZONES[code]
-    found = (number_timezone.time_zones_for_geographical_number(number) if geographical
-             else number_timezone.time_zones_for_number(number))
-    zones = tuple(z for z in found if z != number_timezone.UNKNOWN_TIMEZONE)
-    if not geographical:
-        _COUNTRY_ZONES[code] = zones
-    return zones
 
 
 def _amount(raw: str, problems: list[str]) -> Decimal | None:

@@ -1,0 +1,82 @@
+"""A lead's phone number beyond parsing: its region and type in one pass, and its candidate
+time zones, each worked out once per number (phonenumbers is most of a lead row's cost)."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneMetadata, PhoneNumberType
+from phonenumbers import timezone as number_timezone
+from phonenumbers.phonenumberutil import _number_type_helper
+
+__all__ = ["is_zone", "region_and_type", "zones_for"]
+
+
+def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
+    """The region a number belongs to ("US", "IN"; "001" for a non-geographic code) and its
+    type, UNKNOWN when it is not a valid number (as `is_valid_number` decides it).
+
+    This is `phonenumbers.region_code_for_number` and `phonenumbers.number_type` in one
+    pass: for a country code shared by several regions (+1, +7, +44...) the region is the
+    first whose leading digits match or for which the number has a type, and that type is
+    the answer; the two library calls would work it out twice (most of a NANPA number's
+    cost). tests/test_leads.py holds it to the library's answers."""
+    code = number.country_code
+    if code is None:
+        return "", PhoneNumberType.UNKNOWN
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code)
+    if not regions:
+        return "", PhoneNumberType.UNKNOWN
+    national = phonenumbers.national_significant_number(number)
+    if len(regions) > 1:
+        for region in regions:
+            metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+            if metadata is None:
+                continue
+            if metadata.leading_digits is not None:
+                if re.match(metadata.leading_digits, national):
+                    break
+            else:
+                kind = _number_type_helper(national, metadata)
+                if kind != PhoneNumberType.UNKNOWN:
+                    return region, kind
+        else:
+            return "", PhoneNumberType.UNKNOWN
+    else:
+        region = regions[0]
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    if metadata is None:
+        return "", PhoneNumberType.UNKNOWN
+    return region, _number_type_helper(national, metadata)
+
+
+@lru_cache(maxsize=1024)
+def is_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+_COUNTRY_ZONES: dict[int, tuple[str, ...]] = {}
+
+
+def zones_for(number: phonenumbers.PhoneNumber, number_type: int) -> tuple[str, ...]:
+    """What `time_zones_for_number` gives for a valid number of this type, without asking
+    for its type again (most of that function's cost): a geographical number's zones come
+    from its prefix; any other number gets its country's, which depend on the country
+    code alone and are kept per code."""
+    code = number.country_code or 0
+    geographical = phonenumbers.is_number_type_geographical(number_type, code)
+    if not geographical and code in _COUNTRY_ZONES:
+        return _COUNTRY_ZONES[code]
+    found = (number_timezone.time_zones_for_geographical_number(number) if geographical
+             else number_timezone.time_zones_for_number(number))
+    zones = tuple(z for z in found if z != number_timezone.UNKNOWN_TIMEZONE)
+    if not geographical:
+        _COUNTRY_ZONES[code] = zones
+    return zones
