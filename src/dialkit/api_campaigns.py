@@ -178,9 +178,7 @@ def _transition_route(action: str, summary: str) -> None:
 
     handler.__name__ = f"{action}_campaign"
     handler.__doc__ = summary
-    # a query model of its own per route: the document builder folds each into its route
-    query = type(f"{action.title()}Query", (TransitionQuery,), {"__doc__": TransitionQuery.__doc__})
-    routes.post(f"/api/campaigns/{{id}}/{action}", query=query, response=CampaignOut,
+    routes.post(f"/api/campaigns/{{id}}/{action}", query=TransitionQuery, response=CampaignOut,
                 summary=summary, responses={404: ErrorBody, 409: ErrorBody})(handler)
 
 

@@ -91,16 +91,7 @@ async def _remove(request: web.Request, query: DncDeleteQuery, scoped: bool) -> 
 _NOT_FOUND = {404: ErrorBody}
 
 
-# a query model of its own per route: the document builder folds each into its route
-class GlobalDncListQuery(DncListQuery):
-    pass
-
-
-class GlobalDncDeleteQuery(DncDeleteQuery):
-    pass
-
-
-@routes.get("/api/dnc", query=GlobalDncListQuery, response=DncPage, summary="The global do-not-call list")
+@routes.get("/api/dnc", query=DncListQuery, response=DncPage, summary="The global do-not-call list")
 async def list_global(request: web.Request, query: DncListQuery) -> DncPage:
     return await _list(request, query, scoped=False)
 
@@ -111,7 +102,7 @@ async def add_global(request: web.Request, body: DncIn) -> DncAdded:
     return await _add(request, body, scoped=False)
 
 
-@routes.delete("/api/dnc", query=GlobalDncDeleteQuery, response=DncRemoved, responses=_NOT_FOUND,
+@routes.delete("/api/dnc", query=DncDeleteQuery, response=DncRemoved, responses=_NOT_FOUND,
                summary="Take a number off the global do-not-call list")
 async def remove_global(request: web.Request, query: DncDeleteQuery) -> DncRemoved:
     return await _remove(request, query, scoped=False)
