@@ -33,6 +33,7 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ from dialkit.server import build_app  # noqa: E402
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 CAMPAIGN = "00000000-0000-4000-8000-00000000c001"
 OTHERS = ("00000000-0000-4000-8000-00000000c002", "00000000-0000-4000-8000-00000000c003")
-CHUNK = 100_000
+CHUNK = 100_000  # calls and their records per transaction
+ATTEMPTS_PER_CALL = 20_000
 
 # attempt i's fate, from a hash of i: 30 % completed, 8 % voicemail, 37 % no answer,
 # 10 % busy, 10 % failed, 5 % canceled
@@ -68,6 +70,34 @@ _SERIES = """
            abs(('x' || substr(md5($1::text || i), 9, 8))::bit(32)::int) % 100 AS h,
            $2::timestamptz + (i * $3::double precision / $4) * interval '1 second' AS at
     FROM generate_series($5::bigint, $6::bigint - 1) AS i"""
+
+
+# Attempts lo..hi-1 as the status webhooks leave them: one transaction per attempt reaching
+# its terminal state, in time order, so the rollups' rows are updated (and their old
+# versions pruned) as in production. synchronous_commit is off for the bench session only.
+_ATTEMPTS_PROC = f"""
+CREATE OR REPLACE PROCEDURE bench_attempts(
+    uuid, timestamptz, double precision, bigint, bigint, bigint, bigint, bigint)
+LANGUAGE plpgsql AS $proc$
+DECLARE
+    n bigint;
+BEGIN
+    FOR n IN $5..$6 - 1 LOOP
+        INSERT INTO attempts (id, campaign_id, lead_id, call_id, carrier, state,
+                              local_hour, created_at, dialed_at, answered_at, ended_at)
+        SELECT md5('attempt' || s.campaign_id || i)::uuid, s.campaign_id, l.id,
+               CASE WHEN h < 38 THEN md5('call' || s.campaign_id || i)::uuid END,
+               'twilio', {_FATE}, extract(hour FROM at AT TIME ZONE l.zones[1]),
+               at, at + interval '1 s',
+               CASE WHEN h < 38 THEN at + interval '20 s' END,
+               at + interval '20 s' + CASE WHEN h < 38
+                   THEN (30 + abs(r) % 240) * interval '1 s' ELSE interval '0' END
+        FROM ({_SERIES.replace("$5::bigint, $6::bigint - 1", "n, n")}) s
+        JOIN leads l ON l.id = $7 + i % $8;
+        COMMIT;
+    END LOOP;
+END;
+$proc$"""
 
 
 async def _setup_campaign(pool: Any, cid: str, attempts: int, days: int, progress: bool) -> None:
@@ -121,18 +151,14 @@ async def _setup_campaign(pool: Any, cid: str, attempts: int, days: int, progres
                                 THEN (50 + abs(r) % 500)::numeric END,
                            abs(r) % 50 = 7
                     FROM ({_SERIES}) s WHERE h < 30""", *args)
-                await conn.execute(f"""
-                    INSERT INTO attempts (id, campaign_id, lead_id, call_id, carrier, state,
-                                          local_hour, created_at, dialed_at, answered_at, ended_at)
-                    SELECT md5('attempt' || s.campaign_id || i)::uuid, s.campaign_id, l.id,
-                           CASE WHEN h < 38 THEN md5('call' || s.campaign_id || i)::uuid END,
-                           'twilio', {_FATE}, extract(hour FROM at AT TIME ZONE l.zones[1]),
-                           at, at + interval '1 s',
-                           CASE WHEN h < 38 THEN at + interval '20 s' END,
-                           at + interval '20 s' + CASE WHEN h < 38
-                               THEN (30 + abs(r) % 240) * interval '1 s' ELSE interval '0' END
-                    FROM ({_SERIES}) s JOIN leads l ON l.id = $7::bigint + i % $8""",
-                    *args, first_lead, leads)
+        await conn.execute(_ATTEMPTS_PROC)
+        await conn.execute("SET synchronous_commit = off")
+        for lo in range(0, attempts, ATTEMPTS_PER_CALL):
+            hi = min(attempts, lo + ATTEMPTS_PER_CALL)
+            # the simple query protocol: a procedure that commits must be called on its own
+            await conn.execute(
+                f"CALL bench_attempts('{uuid.UUID(cid)}', '{START.isoformat()}', {span_s},"
+                f" {attempts}, {lo}, {hi}, {int(first_lead)}, {leads})")
             if progress:
                 print(f"  {hi:,} attempts", file=sys.stderr, flush=True)
 
@@ -237,6 +263,7 @@ async def run(url: str, attempts: int, days: int, runs: int, progress: bool) -> 
             whole = await campaign_analytics(conn, CAMPAIGN)
             rollup_rows = await conn.fetchval(
                 "SELECT (SELECT count(*) FROM analytics_hourly WHERE campaign_id = $1)"
+                " + (SELECT count(*) FROM analytics_daily WHERE campaign_id = $1)"
                 " + (SELECT count(*) FROM analytics_latency WHERE campaign_id = $1)"
                 " + (SELECT count(*) FROM analytics_daily_latency WHERE campaign_id = $1)", CAMPAIGN)
         assert whole is not None

@@ -391,7 +391,8 @@ async def test_http_refusals(api: str, world: dict[str, Any]) -> None:
 async def rollups(pool: asyncpg.Pool, campaign: str) -> dict[str, list[tuple[Any, ...]]]:
     cid = uuid.UUID(campaign)
     out = {}
-    for table, cond in (("analytics_hourly", "attempts <> 0"), ("analytics_latency", "n <> 0"),
+    for table, cond in (("analytics_hourly", "attempts <> 0"), ("analytics_daily", "attempts <> 0"),
+                        ("analytics_latency", "n <> 0"),
                         ("analytics_daily_latency", "n <> 0"), ("analytics_attempts", "true")):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE campaign_id = $1 AND {cond}", cid)
         out[table] = sorted(tuple(r.values()) for r in rows)
@@ -463,7 +464,8 @@ async def test_records_after_the_end_and_deletions(pool: asyncpg.Pool) -> None:
     # a campaign deleted outright takes its rollups with it
     await dial(pool, store, c, lead, at(20, 11), 11, ["dialing", "busy"])
     await pool.execute("DELETE FROM campaigns WHERE id = $1", uuid.UUID(c))
-    for table in ("analytics_hourly", "analytics_latency", "analytics_daily_latency", "analytics_attempts"):
+    for table in ("analytics_hourly", "analytics_daily", "analytics_latency", "analytics_daily_latency",
+                  "analytics_attempts"):
         assert await pool.fetchval(f"SELECT count(*) FROM {table} WHERE campaign_id = $1", uuid.UUID(c)) == 0
 
 

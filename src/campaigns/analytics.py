@@ -208,8 +208,8 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 def _spans(lo: dt.datetime | None, hi: dt.datetime | None) -> list[dt.datetime]:
-    """Query bounds: whole UTC days [d_lo, d_hi) from the daily histograms, and the hours of
-    the partial days at either end [h1_lo, h1_hi) and [h2_lo, h2_hi) from the hourly ones."""
+    """Query bounds: whole UTC days [d_lo, d_hi) from the daily rollups, and the hours of the
+    partial days at either end [h1_lo, h1_hi) and [h2_lo, h2_hi) from the hourly ones."""
     lo_, hi_ = lo or _LOW, hi or _HIGH
     d_lo = lo_.replace(hour=0)
     if d_lo < lo_:
@@ -221,6 +221,17 @@ def _spans(lo: dt.datetime | None, hi: dt.datetime | None) -> list[dt.datetime]:
 
 
 _SUMS = ", ".join(f"sum(h.{c})::bigint AS {c}" for c in _COUNTERS)
+_COLUMNS = ", ".join(("local_hour", "currency", *_COUNTERS, "ptp_amount"))
+# counters of whole days [$d_lo, $d_hi) and of the hours of the partial days at either end
+_SPANS_SQL = """
+    SELECT campaign_id, {cols} FROM analytics_daily
+    WHERE {campaign} day >= ${a} AND day < ${b}
+    UNION ALL
+    SELECT campaign_id, {cols} FROM analytics_hourly
+    WHERE {campaign} hour >= ${c} AND hour < ${d}
+    UNION ALL
+    SELECT campaign_id, {cols} FROM analytics_hourly
+    WHERE {campaign} hour >= ${e} AND hour < ${f}"""
 
 _CAMPAIGN_SQL = f"""
 SELECT c.name, s.*
@@ -228,8 +239,8 @@ FROM campaigns c
 LEFT JOIN LATERAL (
     SELECT h.local_hour, h.currency, GROUPING(h.local_hour) AS g_hour,
            GROUPING(h.currency) AS g_currency, {_SUMS}, sum(h.ptp_amount) AS ptp_amount
-    FROM analytics_hourly h
-    WHERE h.campaign_id = c.id AND h.hour >= $2 AND h.hour < $3
+    FROM ({_SPANS_SQL.format(cols=_COLUMNS, campaign="campaign_id = c.id AND",
+                             a=2, b=3, c=4, d=5, e=6, f=7)}) h
     GROUP BY GROUPING SETS ((), (h.local_hour), (h.currency))
 ) s ON true
 WHERE c.id = $1 AND c.deleted_at IS NULL
@@ -256,9 +267,8 @@ FROM (
     SELECT h.campaign_id, h.local_hour, h.currency, GROUPING(h.campaign_id) AS g_campaign,
            GROUPING(h.local_hour) AS g_hour, GROUPING(h.currency) AS g_currency, {_SUMS},
            sum(h.ptp_amount) AS ptp_amount
-    FROM analytics_hourly h
+    FROM ({_SPANS_SQL.format(cols=_COLUMNS, campaign="", a=1, b=2, c=3, d=4, e=5, f=6)}) h
     JOIN campaigns c ON c.id = h.campaign_id AND c.deleted_at IS NULL
-    WHERE h.hour >= $1 AND h.hour < $2
     GROUP BY GROUPING SETS ((), (h.local_hour), (h.currency), (h.campaign_id),
                             (h.campaign_id, h.currency))
 ) s
@@ -337,10 +347,11 @@ async def campaign_analytics(
     None when there is no such campaign. Raises ValueError for a bad campaign id or range."""
     cid = uuid.UUID(campaign_id)
     lo, hi = hour_range(since, until)
-    rows = [dict(r) for r in await conn.fetch(_CAMPAIGN_SQL, cid, lo or _LOW, hi or _HIGH)]
+    spans = _spans(lo, hi)
+    rows = [dict(r) for r in await conn.fetch(_CAMPAIGN_SQL, cid, *spans)]
     if not rows:
         return None
-    hist = _histograms(await conn.fetch(_CAMPAIGN_LATENCY_SQL, cid, *_spans(lo, hi)))
+    hist = _histograms(await conn.fetch(_CAMPAIGN_LATENCY_SQL, cid, *spans))
     total = next((r for r in rows if r["g_hour"] == 1 and r["g_currency"] == 1), {})
     return CampaignAnalytics(
         campaign_id=str(cid), name=rows[0]["name"], since=lo, until=hi,
@@ -357,8 +368,9 @@ async def overview(
     """The figures of every campaign (not deleted) together, and of each one, over
     [since, until) in whole UTC hours. Raises ValueError for a bad range."""
     lo, hi = hour_range(since, until)
-    rows = [dict(r) for r in await conn.fetch(_OVERVIEW_SQL, lo or _LOW, hi or _HIGH)]
-    hist = _histograms(await conn.fetch(_OVERVIEW_LATENCY_SQL, *_spans(lo, hi)))
+    spans = _spans(lo, hi)
+    rows = [dict(r) for r in await conn.fetch(_OVERVIEW_SQL, *spans)]
+    hist = _histograms(await conn.fetch(_OVERVIEW_LATENCY_SQL, *spans))
     everyone = [r for r in rows if r["g_campaign"] == 1]
     total = next((r for r in everyone if r["g_hour"] == 1 and r["g_currency"] == 1), {})
     per_campaign: dict[str, dict[str, Any]] = {}
