@@ -4,7 +4,8 @@ campaigns, over an optional date range (campaigns.analytics defines every figure
 `from` / `to` are ISO 8601 dates or date-times (UTC unless they carry an offset). A date
 alone means its whole UTC day: `from=2026-11-30&to=2026-11-30` is that one day. The range is
 widened to whole UTC hours (from rounded down, to rounded up). A range whose `from` is after
-its `to` is a 422; a value that is not a date is a 400 from the registry's validation.
+its `to` is a 422; a value that is not a date (or whose year is outside 1970-9998) is a 400
+from the registry's validation.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dialkit.state import STATE
 routes = Routes(tag="analytics")
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EARLIEST, _LATEST = 1970, 9998
 
 
 class DateRange(BaseModel):
@@ -41,9 +43,13 @@ class DateRange(BaseModel):
             return value
         text = value.strip()
         try:
-            return dt.date.fromisoformat(text) if _DATE_ONLY.match(text) else dt.datetime.fromisoformat(text)
+            parsed = (dt.date.fromisoformat(text) if _DATE_ONLY.match(text)
+                      else dt.datetime.fromisoformat(text))
         except ValueError:
             raise ValueError(f"{text[:40]!r} is not an ISO 8601 date or date-time") from None
+        if not _EARLIEST <= parsed.year <= _LATEST:
+            raise ValueError(f"the year must be between {_EARLIEST} and {_LATEST}")
+        return parsed
 
     def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
         """The range as UTC date-times; ApiError 422 when `from` is after `to`."""
