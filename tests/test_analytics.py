@@ -370,6 +370,11 @@ async def test_http_reports(api: str, pool: asyncpg.Pool, world: dict[str, Any])
         r = await http.get("/api/analytics/overview", params={"from": "2026-11-29"})
         assert r.status_code == 200
         assert r.json() == (await overview(pool, at(29, 0))).model_dump(mode="json")
+        doc = (await http.get("/openapi.json")).json()
+        route = doc["paths"]["/api/campaigns/{campaign_id}/analytics"]["get"]
+        assert {p["name"] for p in route["parameters"]} >= {"campaign_id", "from", "to"}
+        assert {"200", "404", "422"} <= set(route["responses"])
+        assert "/api/analytics/overview" in doc["paths"]
 
 
 async def test_http_refusals(api: str, world: dict[str, Any]) -> None:
