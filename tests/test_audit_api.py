@@ -187,3 +187,11 @@ async def test_both_routes_are_in_the_openapi_document(api: Api) -> None:
     assert {p["name"] for p in audit_op["parameters"]} >= {
         "subject_type", "subject_id", "action", "actor", "since", "until", "limit", "cursor"}
     assert "/api/campaigns/{id}/webhooks" in doc["paths"]
+
+
+async def test_values_postgres_cannot_hold_are_refused_not_a_500(api: Api) -> None:
+    for path in ("/api/audit?subject_id=a%00b", "/api/audit?actor=%00",
+                 f"/api/campaigns/{uuid.uuid4()}/webhooks?before={2**70}"):
+        async with httpx.AsyncClient(base_url=api.url) as c:
+            resp = await c.get(path)
+        assert resp.status_code == 400, (path, resp.text)
