@@ -195,3 +195,10 @@ async def test_values_postgres_cannot_hold_are_refused_not_a_500(api: Api) -> No
         async with httpx.AsyncClient(base_url=api.url) as c:
             resp = await c.get(path)
         assert resp.status_code == 400, (path, resp.text)
+
+
+async def test_times_out_of_range_are_refused_not_a_500(api: Api) -> None:
+    for since in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        resp = await _get(api, "/api/audit", since=since)
+        assert resp.status_code == 400, (since, resp.text)
+        assert resp.json()["field"] == "since"

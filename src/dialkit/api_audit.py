@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
 from campaigns import audit, outbox
 from campaigns import store as campaigns
@@ -30,6 +30,14 @@ class AuditFilter(BaseModel):
     until: AwareDatetime | None = Field(default=None, description="exclusive, ISO 8601 with a UTC offset")
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=100, description="`next` of the previous page")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        try:
+            return value.astimezone(dt.UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _range(self) -> AuditFilter:
