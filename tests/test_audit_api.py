@@ -13,18 +13,17 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from campaigns import audit, outbox
-from dialkit import api_audit
 from dialkit.config import Settings
 from dialkit.providers import Providers
-from dialkit.server import build_app
+from dialkit.server import start_server
 from dialkit.state import STATE
 from tests.outbox_receiver import insert_campaign
 
 
 class Api:
-    def __init__(self, runner: web.AppRunner, url: str) -> None:
+    def __init__(self, runner: web.AppRunner, port: int) -> None:
         self.runner = runner
-        self.url = url
+        self.url = f"http://127.0.0.1:{port}"
 
     @property
     def pool(self):  # type: ignore[no-untyped-def]
@@ -32,14 +31,7 @@ class Api:
 
 
 async def _serve(settings: Settings, providers: Providers) -> Api:
-    app = build_app(settings, providers)
-    api_audit.routes.install(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return Api(runner, f"http://127.0.0.1:{port}")
+    return Api(*await start_server(settings, providers, port=0))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
