@@ -1,19 +1,19 @@
 """The audit log and the outcome-webhook deliveries over HTTP:
 GET /api/audit (admin: filtered by subject, action, actor and time, paged by cursor) and
-GET /api/campaigns/{campaign_id}/webhooks (each delivery with its state and last error)."""
+GET /api/campaigns/{id}/webhooks (each delivery with its state and last error)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
 from campaigns import audit, outbox
-from dialkit.openapi import ApiError, Routes
-from dialkit.state import STATE
+from campaigns import store as campaigns
+from dialkit.api_campaigns import campaign_id, pool_of, refused
+from dialkit.openapi import ApiError, ErrorBody, Routes
 
 routes = Routes(tag="audit")
 
@@ -29,6 +29,14 @@ class AuditFilter(BaseModel):
     until: AwareDatetime | None = Field(default=None, description="exclusive, ISO 8601 with a UTC offset")
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=100, description="`next` of the previous page")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        try:
+            return value.astimezone(dt.UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _range(self) -> AuditFilter:
@@ -57,7 +65,7 @@ class AuditPage(BaseModel):
 async def list_audit(request: web.Request, query: AuditFilter) -> AuditPage:
     q = audit.AuditQuery(**query.model_dump())
     try:
-        rows, cursor = await audit.query(_pool(request), q)
+        rows, cursor = await audit.query(pool_of(request), q)
     except ValueError as exc:
         raise ApiError(400, f"cursor: {exc}", field="cursor") from None
     return AuditPage(items=[AuditEntry(**r) for r in rows], next=cursor)
@@ -66,7 +74,8 @@ async def list_audit(request: web.Request, query: AuditFilter) -> AuditPage:
 class WebhookFilter(BaseModel):
     state: DeliveryState | None = None
     limit: int = Field(default=100, ge=1, le=1000)
-    before: int | None = Field(default=None, ge=1, description="only deliveries with a smaller id (paging)")
+    before: int | None = Field(default=None, ge=1, le=2**63 - 1,
+                               description="only deliveries with a smaller id (paging)")
 
 
 class WebhookDelivery(BaseModel):
@@ -90,19 +99,18 @@ class WebhookPage(BaseModel):
     next: int | None = Field(description="pass as `before` for the next (older) page; null on the last")
 
 
-@routes.get("/api/campaigns/{campaign_id}/webhooks", query=WebhookFilter, response=WebhookPage,
+@routes.get("/api/campaigns/{id}/webhooks", query=WebhookFilter, response=WebhookPage,
+            responses={404: ErrorBody},
             summary="A campaign's outcome-webhook deliveries, newest first, with their state")
 async def list_webhooks(request: web.Request, query: WebhookFilter) -> WebhookPage:
-    raw = request.match_info["campaign_id"]
+    cid = campaign_id(request)
+    pool = pool_of(request)
     try:
-        campaign_id = uuid.UUID(raw)
-    except ValueError:
-        raise ApiError(400, "campaign_id: not a campaign id (a UUID)", field="campaign_id") from None
-    pool = _pool(request)
-    if await pool.fetchval("SELECT 1 FROM campaigns WHERE id = $1 AND deleted_at IS NULL", campaign_id) is None:
-        raise ApiError(404, f"no campaign {campaign_id}")
+        await campaigns.get(pool, cid)
+    except campaigns.CampaignNotFound as exc:
+        raise refused(exc) from None
     rows = await outbox.list_deliveries(
-        pool, campaign_id, state=query.state, limit=query.limit + 1, before_id=query.before
+        pool, cid, state=query.state, limit=query.limit + 1, before_id=query.before
     )
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -111,10 +119,3 @@ async def list_webhooks(request: web.Request, query: WebhookFilter) -> WebhookPa
         for r in rows
     ]
     return WebhookPage(items=items, next=rows[-1]["id"] if more and rows else None)
-
-
-def _pool(request: web.Request) -> Any:
-    pool = request.app[STATE].pool
-    if pool is None:
-        raise ApiError(503, "the database is not available")
-    return pool
