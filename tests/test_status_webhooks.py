@@ -197,7 +197,7 @@ async def test_completed_while_media_is_live_settles_at_the_call_end(server, poo
 
 
 async def test_opt_out_puts_the_number_on_both_lists(server, pool) -> None:
-    aid, lead, sid = await _attempt(pool, state="in_progress")
+    aid, lead, _ = await _attempt(pool, state="in_progress")
     store = server.state.store
     call_id = await store.create_call("twilio", {}, "+14155550123", ("collections-default", "1.0"))
     await pool.execute("UPDATE attempts SET call_id = $2 WHERE id = $1", aid, uuid.UUID(call_id))

@@ -6,8 +6,9 @@ status callback and the call's end comes last triggers it, and `attempts.settled
 the second call a no-op. It reads the call's outcome (`call_outcomes`, names from
 `ai.vocabulary`) and:
 
-- opt-out (a stop request or notice of an attorney) → lead `dnc`, the number on the
-  campaign's and the global do-not-call list;
+- opt-out (a stop request or notice of an attorney) → lead `dnc` (the number went on the
+  campaign's and the global do-not-call list when the outcome was written: the trigger of
+  migration 006_optout_dnc);
 - a conversation that settles the account (promise to pay, dispute, already paid, refused,
   transferred, abusive) or a wrong party → `done`;
 - a call-back → `callback` at the time the person gave (or after the no-answer delay when
@@ -179,27 +180,10 @@ async def settle(
         await audit.record(conn, actor, audit.OUTCOME, "attempt", str(attempt["id"]), {
             "outcome": outcome.get("outcome"), "call_id": str(attempt["call_id"]),
         })
-    if update.state == "dnc":
-        await _opt_out(conn, attempt["campaign_id"], lead["phone"], actor)
     await _enqueue_outcomes(conn, attempt, lead, outcome, at)
     if attempt["state"] == "failed":
         await _maybe_pause(conn, attempt["campaign_id"], settings, actor)
     return update
-
-
-async def _opt_out(conn: asyncpg.Connection, campaign_id: uuid.UUID, phone: str, actor: str) -> None:
-    """The number on the campaign's and the global list (idempotent: a database trigger may
-    have put it there when the outcome was recorded)."""
-    for scope in (campaign_id, None):
-        added = await conn.fetchval(
-            "INSERT INTO dnc (phone, campaign_id, reason, source, created_by)"
-            " VALUES ($1, $2, 'opted out on a call', 'call', $3)"
-            " ON CONFLICT (phone, COALESCE(campaign_id, '00000000-0000-0000-0000-000000000000'::uuid))"
-            " DO NOTHING RETURNING id", phone, scope, actor,
-        )
-        if added is not None:
-            await audit.record(conn, actor, audit.DNC_ADD, "dnc", str(added), {
-                "campaign_id": str(scope) if scope else None, "source": "call"})
 
 
 def _events(outcome: Mapping[str, Any]) -> list[str]:

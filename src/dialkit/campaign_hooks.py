@@ -75,9 +75,10 @@ def _when(value: str | None) -> dt.datetime:
 
 async def _apply(request: web.Request, carrier: str, sid: str, state: AttemptState,
                  at: dt.datetime, extra: dict[str, Any]) -> web.Response:
-    app_state = _state_of(request)
+    pool = _state_of(request).pool
+    assert pool is not None
     try:
-        async with app_state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             done: Applied = await apply(conn, carrier, sid, state, at, extra)
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
         log.warning("status_not_applied", carrier=carrier, error=type(exc).__name__)
