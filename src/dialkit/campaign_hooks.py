@@ -5,8 +5,8 @@
   signed with X-Twilio-Signature over the URL we gave (the configured public URL) and the
   form; a missing or wrong signature is a 403 with the reason, before anything is read
   further.
-- `POST /webhooks/exotel/call-status`: Exotel's StatusCallback (CallSid, Status, ...; form or
-  JSON), authenticated like the Connect applet's URL (carrier_hooks): the shared secret
+- `POST /webhooks/exotel/call-status`: Exotel's StatusCallback (CallSid, Status, DateUpdated,
+  Legs[0][AnsweredBy]...; urlencoded, multipart or JSON; a machine's answer is voicemail), authenticated like the Connect applet's URL (carrier_hooks): the shared secret
   DIALKIT_EXOTEL_WEBHOOK_SECRET as `?secret=` (the dialer puts it in the callback URL) or
   the HTTP Basic password; 404 while no secret is configured.
 
@@ -22,7 +22,9 @@ Twilio's asynchronous answering-machine verdict arrives at `POST /carriers/twili
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import email.utils
+from email.parser import BytesParser
 from typing import Any
 
 import asyncpg
@@ -140,6 +142,8 @@ async def exotel_status(request: web.Request) -> web.Response:
     mapped = from_exotel(status)
     if mapped is None:
         return _json(400, f"unknown Status {status[:40]!r}")
+    if mapped == "completed" and str(params.get("Legs[0][AnsweredBy]", "")).upper() == "MACHINE":
+        mapped = "voicemail"  # Exotel's answering-machine verdict on the callee's leg
     extra = {"attempt_id": request.query.get("attempt"), "event": status,
              "duration": params.get("ConversationDuration") or params.get("Duration")}
     at = _when(str(params.get("DateUpdated") or params.get("EndTime") or "") or None)
@@ -155,7 +159,28 @@ async def _exotel_body(request: web.Request) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise FormError("body must be a JSON object")
         return {k: v for k, v in body.items() if isinstance(v, str | int | float)}
+    if request.content_type == "multipart/form-data":
+        return _multipart_fields(request.headers.get("Content-Type", ""), await request.read())
     return await _read_form(request)
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields of a multipart/form-data body (the body was already read whole, by
+    the server's body deadline, so the stdlib MIME parser reads it from bytes)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body)
+    if not message.is_multipart():
+        raise FormError("unreadable multipart body")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes) and len(fields) < 100:
+            try:
+                fields[name] = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormError(f"field {name[:40]!r} is not UTF-8") from None
+    return fields
 
 
 async def amd_verdict(state: Any, call_sid: str, answered_by: str) -> None:
