@@ -5,8 +5,8 @@ in-process job worker: scheduler tick → dial job → carrier → callbacks / m
 from __future__ import annotations
 
 import asyncio
-import socket
 import datetime as dt
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -15,15 +15,15 @@ from typing import Any
 
 import asyncpg
 import pytest
+from emulators.carrier_line import MachineLine, QuietLine
+from emulators.carriers import Carriers, running_carriers
+from emulators.fates import Fate, Quirks
 from pydantic import SecretStr
 
 from campaigns.models import CampaignSettings, RetryRule, RetryRules
 from dialkit.config import Settings
 from dialkit.providers import build_providers
 from dialkit.server import start_server
-from emulators.carrier_line import MachineLine, QuietLine
-from emulators.carriers import Carriers, running_carriers
-from emulators.fates import Fate, Quirks
 from tests.conftest import RunningServer
 from tests.sched_helpers import add_lead, make_campaign, quiesce
 
