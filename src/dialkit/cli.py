@@ -283,6 +283,15 @@ def _print_summary(result: Any) -> None:
         console.print(f"  {t['start_ms'] / 1000:6.1f}s {t['speaker']:>6}: {t['text']}{mark}")
 
 
+def _add_job_commands() -> None:
+    from dialkit.cli_jobs import worker
+
+    app.command()(worker)  # `dialkit worker` (H-sched)
+
+
+_add_job_commands()
+
+
 def main() -> None:
     try:
         app()

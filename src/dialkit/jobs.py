@@ -145,7 +145,9 @@ class Jobs:
 
     # ---- the work --------------------------------------------------------------------
 
-    async def reconcile(self) -> reconcile.Reconciled:
+    async def reconcile(self, startup: bool = False) -> reconcile.Reconciled:
+        """One pass; at a worker's start every attempt in flight is checked at once (after a
+        crash nothing in flight can be trusted; asking the carrier again is harmless)."""
         rt = self._rt()
         s = rt.settings
         return await reconcile.reconcile(
@@ -153,6 +155,8 @@ class Jobs:
             redefer=self.defer_dial, live_calls=await rt.live_calls(),
             orphan_after=dt.timedelta(seconds=s.orphan_call_after_s),
             lost_after=dt.timedelta(seconds=s.attempt_lost_after_s),
+            stale_after=dt.timedelta(0 if startup else 60),
+            queued_after=dt.timedelta(0 if startup else 30),
         )
 
     async def _carrier_status(self, carrier: str, sid: str) -> str | None:
@@ -173,7 +177,7 @@ class Jobs:
     async def run_worker(self, concurrency: int | None = None, name: str = "dialkit",
                          **options: Any) -> None:
         try:
-            await self.reconcile()
+            await self.reconcile(startup=True)
         except Exception as exc:  # the periodic reconciliation tries again
             log.warning("startup_reconcile_failed", error=type(exc).__name__)
         await self.app.run_worker_async(
