@@ -165,6 +165,7 @@ async def tick_campaign(
         settings = CampaignSettings.model_validate(camp["settings"] or {})
         overrides = settings.compliance_overrides()
         chosen: list[tuple[int, int | None]] = []
+        later: list[tuple[int, dt.datetime]] = []
         any_due = False
         while len(chosen) < room and out.decisions < batch:
             want = min(batch - out.decisions, (room - len(chosen)) * 2 + 8)
@@ -187,11 +188,15 @@ async def tick_campaign(
                     await _close(conn, row, "exhausted", f"never callable: {decision.reason}")
                     out.closed += 1
                 else:
-                    await conn.execute(
-                        "UPDATE leads SET next_at = $2, updated_at = now() WHERE id = $1",
-                        row["id"], decision.not_before,
-                    )
+                    later.append((row["id"], decision.not_before))
                     out.postponed += 1
+            if later:  # out of the due set, so the next pick of this loop skips them
+                await conn.execute(
+                    "UPDATE leads l SET next_at = p.at, updated_at = now()"
+                    " FROM unnest($1::bigint[], $2::timestamptz[]) AS p(id, at) WHERE l.id = p.id",
+                    [i for i, _ in later], [t for _, t in later],
+                )
+                later.clear()
         if chosen:
             free = await global_room(conn, global_cap)
             if free is not None and free < len(chosen):
