@@ -15,15 +15,16 @@ from typing import Any
 
 import asyncpg
 import pytest
-from emulators.carrier_line import MachineLine, QuietLine
-from emulators.carriers import Carriers, running_carriers
-from emulators.fates import Fate, Quirks
 from pydantic import SecretStr
 
+from campaigns import analytics
 from campaigns.models import CampaignSettings, RetryRule, RetryRules
 from dialkit.config import Settings
 from dialkit.providers import build_providers
 from dialkit.server import start_server
+from emulators.carrier_line import MachineLine, QuietLine
+from emulators.carriers import Carriers, running_carriers
+from emulators.fates import Fate, Quirks
 from tests.conftest import RunningServer
 from tests.sched_helpers import add_lead, make_campaign, quiesce
 
@@ -148,6 +149,13 @@ async def test_a_twilio_campaign_ends_with_the_right_lead_states(base_settings: 
             "SELECT count(*) FROM attempts WHERE campaign_id = $1"
             " AND state IN ('queued', 'dialing', 'ringing', 'in_progress')", cid)
         assert await pool.fetchval("SELECT status FROM campaigns WHERE id = $1", cid) == "running"
+        # the campaign's analytics agree with what the carriers did
+        report = await analytics.campaign_analytics(pool, str(cid))
+        assert report is not None
+        m = report.metrics
+        assert (m.attempts, m.in_flight, m.connected, m.voicemail, m.no_answer, m.busy,
+                m.failed) == (7, 0, 1, 1, 2, 1, 2)
+        assert sum(h.attempts for h in report.by_local_hour) == 7
 
 
 async def test_an_exotel_campaign_completes(base_settings: Settings) -> None:

@@ -1,8 +1,9 @@
 """The dial job: one queued attempt becomes one carrier call, at most once.
 
 `Dialer.dial(attempt_id)`:
-1. builds the call's context from the lead's own data only (its columns and custom
-   fields; `first_contact` is whether a conversation is on record) and validates it against
+1. builds the call's context from the lead's own data only (`campaigns.lead_context`: its
+   columns and custom fields; `first_contact` is whether a conversation is on record) and
+   validates it against
    the campaign's playbook (`ai.context.resolve_context`). A playbook that is not loaded or
    a context that does not validate fails the attempt with the reason and places no call;
    the lead is exhausted (retrying cannot fix it);
@@ -37,6 +38,7 @@ import httpx
 from ai.context import ContextError, ResolvedContext, resolve_context
 from ai.playbook import Playbook, PlaybookError
 from campaigns import audit
+from campaigns.lead_context import call_context
 from campaigns.scheduler import global_room
 from campaigns.settle import settle
 from campaigns.status import end_attempt
@@ -65,20 +67,11 @@ class DialResult:
 
 
 def lead_context(lead: Mapping[str, Any]) -> dict[str, Any]:
-    """A call context from a lead row: its custom fields, then its columns (which win)."""
-    custom = lead.get("custom") or {}
-    context: dict[str, Any] = {k: v for k, v in custom.items() if k not in _NOT_FROM_LEADS}
-    context.update({
-        "debtor_name": lead["name"],
-        "balance": str(lead["amount_due"]),
-        "currency": lead["currency"],
-        "due_date": lead["due_date"].isoformat(),
-        "account_ref": lead["account_ref"],
-        "first_contact": lead.get("conversation_at") is None,
-    })
-    zones = list(lead.get("zones") or ())
-    if zones and "timezone" not in custom:
-        context["timezone"] = zones[0]
+    """A call context from a lead row (`campaigns.lead_context.call_context`), without the
+    clock overrides a custom column could carry, and `first_contact` from our own record
+    (no conversation with this person yet)."""
+    context = {k: v for k, v in call_context(lead).items() if k not in _NOT_FROM_LEADS}
+    context["first_contact"] = lead.get("conversation_at") is None
     return context
 
 
