@@ -58,7 +58,8 @@ _NOT_FROM_LEADS = frozenset({"now", "today", "timezone_source", "timezone_candid
 
 @dataclass(frozen=True)
 class DialResult:
-    #: dialed, skipped (not queued any more), refused (no call placed), failed (carrier)
+    #: dialed, skipped (not queued any more), refused (no call placed: the lead's data, the
+    #: cap), unavailable (no carrier or public URL configured), failed (the carrier refused)
     status: str
     attempt_id: str
     carrier_sid: str | None = None
@@ -231,4 +232,4 @@ class Dialer:
             await audit.record(conn, ACTOR, audit.DIAL, "attempt", str(aid),
                                {"placed": False, "reason": reason})
             await settle(conn, aid, at=at, actor=ACTOR)
-        return DialResult("refused", str(aid), reason=reason)
+        return DialResult("unavailable", str(aid), reason=reason)
