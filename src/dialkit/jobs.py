@@ -6,7 +6,8 @@
   when a campaign starts or resumes (`kick`); its queueing lock keeps one waiting at most;
 - `dialkit.reconcile`: every `DIALKIT_RECONCILE_S` seconds and when a worker starts
   (`campaigns.reconcile`);
-- `dialkit.outbox`: outcome-webhook deliveries (`campaigns.outbox.drain`), every 5 s.
+- `dialkit.outbox`: outcome-webhook deliveries (`campaigns.outbox.drain`), every 5 s;
+- `dialkit.audit_purge`: audit rows past DIALKIT_AUDIT_RETENTION_DAYS, daily at 03:17 UTC.
 
 procrastinate talks to PostgreSQL through psycopg 3 (its own driver, beside asyncpg): its
 pool is kept small (`JOB_POOL_SIZE`) since a worker holds one connection to LISTEN and
@@ -45,6 +46,7 @@ DIAL = "dialkit.dial"
 TICK = "dialkit.scheduler_tick"
 RECONCILE = "dialkit.reconcile"
 OUTBOX = "dialkit.outbox"
+AUDIT_PURGE = "dialkit.audit_purge"
 #: psycopg connections procrastinate may open per process (LISTEN + job bookkeeping)
 JOB_POOL_SIZE = 4
 
@@ -129,6 +131,16 @@ class Jobs:
             if rt.http is None:
                 rt.http = httpx.AsyncClient(follow_redirects=False)
             await outbox.drain(rt.pool, rt.http)
+
+        @app.periodic(cron="17 3 * * *", periodic_id="daily")
+        @app.task(name=AUDIT_PURGE, queueing_lock=AUDIT_PURGE, pass_context=False)
+        async def audit_purge(timestamp: int | None = None) -> None:
+            rt = self._rt()
+            from campaigns import audit
+
+            retention = dt.timedelta(days=rt.settings.audit_retention_days)
+            removed = await audit.purge(rt.pool, retention, rt.clock())
+            log.info("audit_purged", rows=removed)
 
     # ---- deferring -----------------------------------------------------------------
 
