@@ -138,8 +138,7 @@ class Jobs:
             rt = self._rt()
             from campaigns import audit
 
-            retention = dt.timedelta(days=rt.settings.audit_retention_days)
-            removed = await audit.purge(rt.pool, retention, rt.clock())
+            removed = await audit.purge_expired(rt.pool, rt.settings)
             log.info("audit_purged", rows=removed)
 
     # ---- deferring -----------------------------------------------------------------
