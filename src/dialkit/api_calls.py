@@ -112,7 +112,10 @@ def _providers_problem(context: Mapping[str, Any]) -> str | None:
 @routes.post(
     "/api/calls", body=CreateCall, response=CallCreated, status=201, scope="write",
     summary="Create a call", error_prefix=INVALID, check_storable=False,
-    responses={503: "the database is unavailable"},
+    responses={503: "the database is unavailable (or, with dial, no carrier / public URL)",
+               409: "with dial: the number is on the do-not-call list or outside its calling window",
+               429: "with dial: the global concurrent-call cap is reached",
+               502: "with dial: the carrier refused the call"},
 )
 async def create_call(request: web.Request, body: CreateCall) -> CallCreated:
     """Stores the call with its validated context and answers the media URL and token the
