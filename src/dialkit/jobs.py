@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,9 @@ class Jobs:
             kwargs={"application_name": "dialkit-jobs"},
         )
         self.app = procrastinate.App(connector=connector)
+        if settings.log_level.upper() != "DEBUG":
+            # two INFO lines per job, a tick every few seconds: they would bury the calls' logs
+            logging.getLogger("procrastinate").setLevel(logging.WARNING)
         self.runtime: JobRuntime | None = None
         self._worker: asyncio.Task[None] | None = None
         self._register()
