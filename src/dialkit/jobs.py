@@ -88,14 +88,14 @@ class Jobs:
 
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
+        if settings.log_level.upper() != "DEBUG":
+            # two INFO lines per job, a tick every few seconds: they would bury the calls' logs
+            logging.getLogger("procrastinate").setLevel(logging.WARNING)
         connector = procrastinate.PsycopgConnector(
             conninfo=conninfo(database_url), min_size=1, max_size=JOB_POOL_SIZE,
             kwargs={"application_name": "dialkit-jobs"},
         )
         self.app = procrastinate.App(connector=connector)
-        if settings.log_level.upper() != "DEBUG":
-            # two INFO lines per job, a tick every few seconds: they would bury the calls' logs
-            logging.getLogger("procrastinate").setLevel(logging.WARNING)
         self.runtime: JobRuntime | None = None
         self._worker: asyncio.Task[None] | None = None
         self._register()
