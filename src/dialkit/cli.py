@@ -284,9 +284,14 @@ def _print_summary(result: Any) -> None:
 
 
 def _add_job_commands() -> None:
+    """`dialkit worker`, and `demo` in the `dialkit campaign` group (H-sched)."""
+    from dialkit.cli_demo import register
     from dialkit.cli_jobs import worker
 
-    app.command()(worker)  # `dialkit worker` (H-sched)
+    app.command()(worker)
+    for group in app.registered_groups:
+        if group.name == "campaign" and group.typer_instance is not None:
+            register(group.typer_instance)
 
 
 _add_job_commands()
