@@ -125,10 +125,10 @@ async def _run_campaign(http: httpx.AsyncClient, count: int, carrier: str, timeo
     last = ""
     while True:
         status = await _ok(await http.get(f"/api/campaigns/{cid}/status"))
-        counts = ", ".join(f"{k} {v}" for k, v in status["leads"].items() if v)
+        counts = f"{status['status']}: " + ", ".join(
+            f"{k} {v}" for k, v in status["leads"].items() if v)
         if counts != last:
-            out.print(f"  {status['status']}: leads {counts}; live calls {status['live_attempts']}",
-                      markup=False)
+            out.print(f"  {counts}; live calls {status['live_attempts']}", markup=False)
             last = counts
         if status["status"] in ("completed", "paused", "canceled"):
             break
