@@ -56,8 +56,9 @@ def serve(database_url: str, carriers: Carriers, port: int, data_dir: Path) -> s
         "DIALKIT_TWILIO_API_BASE": carriers.twilio.base_url,
     }
     env.pop("REDIS_URL", None)
-    return subprocess.Popen([sys.executable, "-c", "from dialkit.cli import main; main()", "serve"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (data_dir / "serve.log").open("ab")
+    return subprocess.Popen([sys.executable, "-c", "from dialkit.cli import main; main()", "serve"],
+                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def healthy(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

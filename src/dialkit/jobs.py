@@ -12,8 +12,9 @@
 procrastinate talks to PostgreSQL through psycopg 3 (its own driver, beside asyncpg): its
 pool is kept small (`JOB_POOL_SIZE`) since a worker holds one connection to LISTEN and
 borrows one briefly per job fetch and result; the jobs' own SQL runs on asyncpg. The job
-tables are created by `dialkit.db.migrate`. `dialkit serve` runs a worker in-process
-(unless DIALKIT_RUN_JOBS=false), so one process does everything; `dialkit worker` runs more.
+tables are created by `dialkit.db.migrate`. `dialkit serve` runs a worker in-process once
+it listens (unless DIALKIT_RUN_JOBS=false), so one process does everything; `dialkit
+worker` runs more.
 """
 
 from __future__ import annotations
@@ -185,6 +186,13 @@ class Jobs:
     async def open(self) -> None:
         await self.app.open_async()
 
+    def listening(self, node: str) -> None:
+        """The server accepts connections: its worker may dial now (a call placed earlier
+        would find neither the media endpoint nor the status webhooks), unless
+        DIALKIT_RUN_JOBS=false."""
+        if self.settings.run_jobs and self._worker is None:
+            self.start_worker(name=f"dialkit-{node}")
+
     def start_worker(self, concurrency: int | None = None, name: str = "dialkit") -> None:
         """Run a worker in this process's event loop (stopped by `close`)."""
         self._worker = asyncio.create_task(self.run_worker(concurrency, name), name="dialkit-jobs")
@@ -261,12 +269,10 @@ async def start_for_server(
     playbooks: PlaybookRegistry,
     registry: Registry,
 ) -> Jobs:
-    """The server's jobs: opened (so handlers can defer), the call-end hook installed, and
-    a worker running in this process unless DIALKIT_RUN_JOBS=false."""
+    """The server's jobs: opened (so handlers can defer) and the call-end hook installed;
+    the in-process worker starts when the server listens (`listening`)."""
     jobs = Jobs(settings, database_url)
     jobs.runtime = build_runtime(settings, pool, store, controls, playbooks, registry)
     store.on_ended = settle_on_call_end(pool)
     await jobs.open()
-    if settings.run_jobs:
-        jobs.start_worker(name=f"dialkit-{registry.node}")
     return jobs

@@ -338,6 +338,9 @@ async def start_server(
         runner, settings.host, settings.port if port is None else port, reuse_port=reuse_port or None
     )
     await site.start()
+    # campaign jobs (H-sched): dialling starts once carriers can reach our media and webhooks
+    if (jobs := app[STATE].jobs) is not None:
+        jobs.listening(app[STATE].registry.node)
     server = site._server
     assert server is not None
     sockets = getattr(server, "sockets", None) or []
