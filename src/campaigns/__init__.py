@@ -9,6 +9,10 @@ webhooks out, analytics and the audit log.
   call; one `decide` that says whether a call may be placed now, and if not, from when.
 - `leads`: lead CSVs read as a stream, rows normalised or rejected with their line number.
 - `attempts`: a dial attempt's state from carrier status callbacks, in any order.
+- `scheduler`: the tick that picks due leads (caps, compliance) and queues their attempts;
+  `dialer`: one queued attempt into one carrier call; `status`: carrier callbacks and the
+  call's end applied to attempts; `settle`: an ended attempt into its lead's next state;
+  `reconcile`: what a crash left in flight, set right from the carriers' own status.
 - `audit`: the append-only audit log (who did what, when), its action vocabulary and the
   retention purge.
 - `outbox`: outcome webhooks queued in the outcome's transaction and delivered at least

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from ai.context import ContextError, resolve_context
 from ai.playbook import UnknownPlaybook
 from campaigns.leads import neutralise_cell
+from dialkit import single_dial
 from dialkit.bodies import BodyError, check_storable
 from dialkit.openapi import ApiError, Routes
 from dialkit.state import STATE, AppState
@@ -41,6 +42,10 @@ class CreateCall(BaseModel):
     context: dict[str, Any] = Field(
         default_factory=dict, description="the facts the playbook declares (debtor_name, balance, …)"
     )
+    # placing the call through the carrier (H-sched, dialkit.single_dial)
+    dial: bool = Field(default=False, description="place the call now through the carrier")
+    caller_id: str | None = Field(
+        default=None, description="E.164 number the call comes from (needed with dial)")
 
     @field_validator("playbook")
     @classmethod
@@ -49,7 +54,7 @@ class CreateCall(BaseModel):
             raise ValueError("must be a playbook name (name or name@version), without control characters")
         return value
 
-    @field_validator("to")
+    @field_validator("to", "caller_id")
     @classmethod
     def e164(cls, value: str | None) -> str | None:
         if value is None:
@@ -69,6 +74,8 @@ class CallCreated(BaseModel):
     media_url: str = Field(description="the WebSocket URL the carrier streams the call's audio to")
     custom_parameters: dict[str, str] = Field(description="the stream's parameters: call_id and token")
     playbook: str = Field(description="name@version of the playbook the call runs")
+    attempt_id: str | None = Field(default=None, description="with dial: the dial attempt")
+    carrier_sid: str | None = Field(default=None, description="with dial: the carrier's call SID")
 
 
 class CallDetail(BaseModel):
@@ -105,7 +112,10 @@ def _providers_problem(context: Mapping[str, Any]) -> str | None:
 @routes.post(
     "/api/calls", body=CreateCall, response=CallCreated, status=201, scope="write",
     summary="Create a call", error_prefix=INVALID, check_storable=False,
-    responses={503: "the database is unavailable"},
+    responses={503: "the database is unavailable (or, with dial, no carrier / public URL)",
+               409: "with dial: the number is on the do-not-call list or outside its calling window",
+               429: "with dial: the global concurrent-call cap is reached",
+               502: "with dial: the carrier refused the call"},
 )
 async def create_call(request: web.Request, body: CreateCall) -> CallCreated:
     """Stores the call with its validated context and answers the media URL and token the
@@ -131,8 +141,12 @@ async def create_call(request: web.Request, body: CreateCall) -> CallCreated:
         check_storable(request["json"])
     except BodyError as exc:
         raise _body_error(exc) from None
+    dialed: dict[str, Any] = {}
+    if body.dial:  # through the carrier, by the campaigns' dialer (H-sched)
+        dialed = await single_dial.place(state, body.carrier, body.to, body.caller_id, playbook,
+                                         resolved, body.context)
     try:
-        call_id = await state.store.create_call(
+        call_id = dialed.get("call_id") or await state.store.create_call(
             body.carrier, resolved.stored(body.context), body.to, (playbook.name, playbook.version)
         )
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
@@ -144,6 +158,7 @@ async def create_call(request: web.Request, body: CreateCall) -> CallCreated:
     return CallCreated(
         call_id=call_id, token=token, media_url=f"{ws_base}/media/{body.carrier}",
         custom_parameters={"call_id": call_id, "token": token}, playbook=playbook.ref,
+        attempt_id=dialed.get("attempt_id"), carrier_sid=dialed.get("carrier_sid"),
     )
 
 

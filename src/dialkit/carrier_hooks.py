@@ -146,6 +146,9 @@ async def twilio_amd(request: web.Request) -> web.Response:
     call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
     if not _carrier_sid(call_sid) or not answered_by or len(answered_by) > 64:
         return _json(400, "CallSid and AnsweredBy are required (a carrier call SID, a verdict)")
+    from dialkit.campaign_hooks import amd_verdict  # a machine: the dial attempt is voicemail
+
+    await amd_verdict(state, call_sid, answered_by)
     guard = _replays(state)
     key = f"amd:{call_sid}:{answered_by}"
     try:

@@ -283,6 +283,20 @@ def _print_summary(result: Any) -> None:
         console.print(f"  {t['start_ms'] / 1000:6.1f}s {t['speaker']:>6}: {t['text']}{mark}")
 
 
+def _add_job_commands() -> None:
+    """`dialkit worker`, and `demo` in the `dialkit campaign` group (H-sched)."""
+    from dialkit.cli_demo import register
+    from dialkit.cli_jobs import worker
+
+    app.command()(worker)
+    for group in app.registered_groups:
+        if group.name == "campaign" and group.typer_instance is not None:
+            register(group.typer_instance)
+
+
+_add_job_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -125,6 +125,19 @@ class Settings(BaseSettings):
     #: audit rows older than this are deleted by the daily purge (campaigns.audit.purge)
     audit_retention_days: int = Field(default=1095, gt=0)
 
+    # Campaign dialing (dialkit.jobs, campaigns.scheduler)
+    #: live calls across every campaign and single dial at once (all nodes)
+    max_concurrent_calls: int | None = Field(default=100, ge=1)
+    #: `dialkit serve` runs a job worker in-process (dials, scheduler ticks, webhooks out)
+    run_jobs: bool = True
+    job_concurrency: int = Field(default=8, ge=1, le=200)
+    scheduler_tick_s: int = Field(default=2, ge=1, le=59)
+    reconcile_s: int = Field(default=30, ge=1, le=59)
+    #: a call in progress with no turn or event for this long, on no live node, is closed
+    orphan_call_after_s: float = Field(default=120.0, gt=0)
+    #: an attempt dialing this long without the carrier's call SID is given up
+    attempt_lost_after_s: float = Field(default=300.0, gt=0)
+
     @field_validator("api_key", "exotel_webhook_secret", mode="before")
     @classmethod
     def _blank_key_is_unset(cls, value: object) -> object:

@@ -88,9 +88,29 @@ async def migrate(pool: asyncpg.Pool, sql_dir: Traversable = SQL_DIR) -> list[st
                     await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.name)
                 applied.append(path.name)
                 log.info("migration_applied", version=path.name)
+            if await _apply_job_schema(conn):
+                applied.append(JOB_SCHEMA)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied
+
+
+#: what `migrate` reports when it created the job queue's tables
+JOB_SCHEMA = "procrastinate schema"
+
+
+async def _apply_job_schema(conn: asyncpg.Connection) -> bool:
+    """Create procrastinate's tables (the durable job queue, see dialkit.jobs) unless they
+    exist. Its schema file is not idempotent, so the table's presence decides; this runs
+    under the migration lock, so two nodes starting at once cannot both create it."""
+    if await conn.fetchval("SELECT to_regclass('procrastinate_jobs') IS NOT NULL"):
+        return False
+    from procrastinate.schema import SchemaManager
+
+    async with conn.transaction():
+        await conn.execute(SchemaManager.get_schema())
+    log.info("migration_applied", version=JOB_SCHEMA)
+    return True
 
 
 async def ping(pool: asyncpg.Pool) -> dict[str, Any]:

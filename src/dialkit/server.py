@@ -18,10 +18,12 @@ from dialkit import (
     api_calls,
     api_campaigns,
     apikeys,
+    campaign_hooks,
     carrier_hooks,
     db,
 )
 from dialkit.config import Settings
+from dialkit.jobs import start_for_server
 from dialkit.live import RedisRegistry
 from dialkit.logs import register_secrets
 from dialkit.openapi import API_CONFIG, ROUTE_ATTR, ApiConfig, send_and_close
@@ -236,11 +238,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             if isinstance(control, ExotelCallControl):
                 control.transfers = state.registry.transfer_store()
     await state.registry.start(_deliver_verdict(state))
+    # campaign jobs (H-sched): the in-process worker and the call-end hook
+    state.jobs = await start_for_server(
+        settings, url, state.pool, state.store, state.providers.controls,
+        state.providers.registry, state.registry,
+    )
     log.info("server_ready", providers=state.providers.describe(), registry=state.registry.name,
              node=state.registry.node)
     yield
     for session in list(state.sessions):
         await session.ws.close(code=1001, message=close_reason("server shutting down"))
+    await state.jobs.close()  # campaign jobs (H-sched)
     await state.registry.close()
     await state.providers.close()
     await state.pool.close()
@@ -305,6 +313,7 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
     carrier_hooks.add_routes(app)
+    campaign_hooks.add_routes(app)  # carrier status callbacks (H-sched)
     return app
 
 
@@ -329,6 +338,9 @@ async def start_server(
         runner, settings.host, settings.port if port is None else port, reuse_port=reuse_port or None
     )
     await site.start()
+    # campaign jobs (H-sched): dialling starts once carriers can reach our media and webhooks
+    if (jobs := app[STATE].jobs) is not None:
+        jobs.listening(app[STATE].registry.node)
     server = site._server
     assert server is not None
     sockets = getattr(server, "sockets", None) or []

@@ -9,6 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from dialkit.config import Settings
+from dialkit.jobs import Jobs
 from dialkit.live import MemoryRegistry, Registry
 from dialkit.providers import Providers
 from dialkit.store import CallStore
@@ -28,6 +29,8 @@ class AppState:
     start_gate: StartGate | None = None
     #: webhook deliveries that have acted (see carrier_hooks.ReplayGuard)
     replays: Any = None
+    #: durable jobs: dials, scheduler ticks, reconciliation, webhooks out (dialkit.jobs)
+    jobs: Jobs | None = None
 
 
 STATE = web.AppKey("state", AppState)

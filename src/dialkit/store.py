@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -37,6 +38,9 @@ class CallStore:
         self.pool = pool
         #: resolves each call's playbook for `get_call` (left unresolved when None)
         self.playbooks = playbooks
+        #: called with (call id, status, reason) once a call's end is stored: its campaign
+        #: dial attempt settles (dialkit.jobs.settle_on_call_end)
+        self.on_ended: Callable[[str, str, str | None], Awaitable[None]] | None = None
 
     # ---- used by the API / dialer ----------------------------------------------------
 
@@ -144,6 +148,8 @@ class CallStore:
             " WHERE id = $1",
             uuid.UUID(call_id), status, reason if status == "failed" else None, close_code,
         )
+        if self.on_ended is not None:
+            await self.on_ended(call_id, status, reason)
 
 
 def _jsonable(value: Any) -> Any:

@@ -255,6 +255,20 @@ class TwilioCallControl(_HttpCallControl):
     def _call_path(self, call_sid: str) -> str:
         return f"/2010-04-01/Accounts/{self.account_sid}/Calls/{call_sid}.json"
 
+    async def call_status(self, call_sid: str) -> str | None:
+        """The call's Twilio status (`GET Calls/{CallSid}.json`), or None when Twilio does
+        not know the call (404, code 20404)."""
+        response = await self._request("GET", self._call_path(call_sid), retry=True, op="status")
+        if response.status_code == 404:
+            return None
+        error = self._error(response)
+        if error is not None:
+            raise error
+        status = _json(response).get("status")
+        if not isinstance(status, str):
+            raise CallControlError(response.status_code, None, "call resource without a status")
+        return status
+
     async def hangup(self, call_sid: str) -> str:
         response = await self._request(
             "POST", self._call_path(call_sid), {"Status": "completed"}, retry=True, op="hangup"
@@ -288,7 +302,11 @@ class TwilioCallControl(_HttpCallControl):
         stream_url: str,
         status_callback: str | None,
         custom_parameters: dict[str, str],
+        *,
+        amd_callback: str | None = None,
     ) -> str:
+        """Place a call streaming to `stream_url`; with `amd_callback`, Twilio's asynchronous
+        answering-machine detection posts its verdict (AnsweredBy) there."""
         form: list[tuple[str, str]] = [
             ("To", to),
             ("From", from_),
@@ -298,6 +316,11 @@ class TwilioCallControl(_HttpCallControl):
             form.append(("StatusCallback", status_callback))
             form.append(("StatusCallbackMethod", "POST"))
             form.extend(("StatusCallbackEvent", event) for event in self.status_events)
+        if amd_callback:
+            # https://www.twilio.com/docs/voice/answering-machine-detection#asynchronous-amd
+            form += [("MachineDetection", "Enable"), ("AsyncAmd", "true"),
+                     ("AsyncAmdStatusCallback", amd_callback),
+                     ("AsyncAmdStatusCallbackMethod", "POST")]
         response = await self._request(
             "POST",
             f"/2010-04-01/Accounts/{self.account_sid}/Calls.json",
