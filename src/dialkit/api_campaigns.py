@@ -174,6 +174,9 @@ def _transition_route(action: str, summary: str) -> None:
                                               "to": campaign.status, "reason": query.reason})
         except (campaigns.CampaignNotFound, campaigns.TransitionRefused) as exc:
             raise refused(exc) from None
+        jobs = request.app[STATE].jobs
+        if campaign.status == "running" and jobs is not None:
+            await jobs.kick()  # dial now rather than at the next periodic tick
         return CampaignOut.of(campaign)
 
     handler.__name__ = f"{action}_campaign"
