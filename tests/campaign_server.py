@@ -13,6 +13,8 @@ from aiohttp import web
 from dialkit.config import Settings
 from dialkit.providers import Providers
 from dialkit.server import build_app
+from emulators.twilio_api import running_twilio_api
+from media.call_control import TwilioCallControl
 from tests.conftest import RunningServer
 
 PLAYBOOK = "collections-default@1.0"
@@ -36,25 +38,31 @@ def lead_csv(rows: list[str], header: str = HEADER) -> bytes:
     return ("\n".join([header, *rows]) + "\n").encode()
 
 
-def _has_campaign_routes(app: web.Application) -> bool:
-    return any(getattr(r, "canonical", None) == "/api/campaigns" for r in app.router.resources())
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def campaign_server(
     base_settings: Settings, light_providers: Providers
 ) -> AsyncIterator[RunningServer]:
-    app = build_app(base_settings, light_providers)
-    if not _has_campaign_routes(app):  # until build_app installs them itself
-        from dialkit import api_campaigns
+    # campaigns start only on a configured carrier: an emulated Twilio account (no job
+    # worker runs in this server, so nothing is dialled)
+    async with running_twilio_api() as twilio:
+        control = TwilioCallControl(twilio.account_sid, twilio.auth_token, base_url=twilio.base_url)
+        light_providers.controls["twilio"] = control
+        try:
+            async for server in _serve(base_settings, light_providers):
+                yield server
+        finally:
+            light_providers.controls.pop("twilio", None)
+            await control.aclose()
 
-        api_campaigns.install(app)
+
+async def _serve(settings: Settings, providers: Providers) -> AsyncIterator[RunningServer]:
+    app = build_app(settings, providers)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield RunningServer(runner, port, base_settings)
+    yield RunningServer(runner, port, settings)
     await runner.cleanup()
 
 

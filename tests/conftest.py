@@ -110,6 +110,10 @@ def base_settings(database_url: str, redis_url: str, redis_prefix: str, data_dir
         media_secret="test-media-secret",  # type: ignore[arg-type]
         stt="null",
         tts="tone",
+        # the job worker runs only in the servers of the tests that dial: every server of
+        # a test session shares one database, and an idle test server's worker would take
+        # (and fail) the dials of another test's campaign
+        run_jobs=False,
     )
 
 

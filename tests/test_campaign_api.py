@@ -137,6 +137,14 @@ async def test_transitions_move_forward_and_refuse_the_rest(api, campaign_server
                       ("running", "canceled")]
 
 
+async def test_a_campaign_on_a_carrier_without_credentials_does_not_start(api) -> None:  # type: ignore[no-untyped-def]
+    cid = (await _create(api, carrier="exotel", caller_id="+918040001234"))["id"]
+    r = await api.post(f"/api/campaigns/{cid}/start")
+    assert r.status_code == 409, r.text
+    assert r.json()["field"] == "carrier" and "exotel is not configured" in r.json()["error"]
+    assert (await api.get(f"/api/campaigns/{cid}")).json()["status"] == "draft"
+
+
 async def test_status_counts_leads_and_cancel_cancels_the_waiting_ones(api) -> None:  # type: ignore[no-untyped-def]
     cid = (await _create(api))["id"]
     r = await api.post(f"/api/campaigns/{cid}/leads", headers=CSV,

@@ -56,7 +56,7 @@ async def campaign_server(base: Settings, carriers: Carriers, **extra: Any
     settings = base.model_copy(update={
         **carriers.settings(), "public_url": f"http://127.0.0.1:{port}",
         "exotel_webhook_secret": SecretStr(EXOTEL_SECRET), "scheduler_tick_s": 1,
-        "stt": "null", "tts": "tone", **extra,
+        "run_jobs": True, "stt": "null", "tts": "tone", **extra,
     })
     providers = await build_providers(settings, warmup=False)
     runner, bound = await start_server(settings, providers, port=port)

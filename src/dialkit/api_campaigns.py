@@ -163,10 +163,22 @@ async def delete_campaign(request: web.Request) -> CampaignOut:
     return CampaignOut.of(campaign)
 
 
+def _carrier_configured(request: web.Request, campaign: campaigns.Campaign) -> None:
+    """A campaign dials only through a carrier this server has credentials for: otherwise
+    every attempt would fail and count against the failure-rate pause."""
+    providers = request.app[STATE].providers
+    if providers is not None and campaign.carrier not in providers.controls:
+        raise ApiError(409, f"carrier {campaign.carrier} is not configured on this server "
+                            f"(set its account and credentials; see README, Configuration)",
+                       field="carrier")
+
+
 def _transition_route(action: str, summary: str) -> None:
     async def handler(request: web.Request, query: TransitionQuery) -> CampaignOut:
         cid = campaign_id(request)
         try:
+            if action in ("start", "resume"):
+                _carrier_configured(request, await campaigns.get(pool_of(request), cid))
             async with writing(request) as conn:
                 campaign, before = await campaigns.transition(conn, cid, action, query.reason)
                 await audit.record(conn, request["actor"], audit.CAMPAIGN_STATE, "campaign",
