@@ -39,12 +39,11 @@ from dialkit.carrier_hooks import (
     _carrier_sid,
     _exotel_secret_given,
     _json,
-    _public_url,
     _read_form,
     _same_secret,
+    signed_twilio_form,
 )
 from dialkit.state import STATE, AppState
-from media.twilio_signature import validate_twilio_signature
 
 log = structlog.get_logger("dialkit.campaign_hooks")
 
@@ -94,21 +93,9 @@ async def _apply(request: web.Request, carrier: str, sid: str, state: AttemptSta
 
 async def twilio_status(request: web.Request) -> web.Response:
     state = _state_of(request)
-    token = state.settings.twilio_auth_token
-    if token is None:
-        return _json(404, "Twilio is not configured")
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not signature.isascii():
-        log.warning("twilio_signature_missing", path=request.path)
-        return _json(403, "missing X-Twilio-Signature")
-    try:
-        params = await _read_form(request)
-    except FormError as exc:
-        return _json(400, str(exc))
-    url = _public_url(request, state.settings.public_url)
-    if not validate_twilio_signature(url, params, signature, token.get_secret_value()):
-        log.warning("twilio_signature_invalid", path=request.path)
-        return _json(403, "invalid X-Twilio-Signature (signed URL must be the public URL)")
+    params = await signed_twilio_form(request, state.settings)
+    if isinstance(params, web.Response):
+        return params
     sid, status = params.get("CallSid", ""), params.get("CallStatus", "")
     if not _carrier_sid(sid):
         return _json(400, "CallSid is required (a carrier call SID)")

@@ -122,27 +122,37 @@ def _carrier_sid(value: str) -> bool:
     return 0 < len(value) <= 64 and value.isascii() and value.isprintable()
 
 
-async def twilio_amd(request: web.Request) -> web.Response:
-    from dialkit.server import STATE
-
-    state = request.app[STATE]
-    token = state.settings.twilio_auth_token
+async def signed_twilio_form(request: web.Request, settings: Any) -> dict[str, str] | web.Response:
+    """The form of a Twilio webhook whose X-Twilio-Signature is valid, or the refusal: 404
+    while Twilio is not configured, 403 for a missing or wrong signature, 400 for a body
+    that is not a form. Twilio signs the URL (the configured public URL) and the POST
+    parameters, so the form is read first (defensively)."""
+    token = settings.twilio_auth_token
     if token is None:
         return _json(404, "Twilio is not configured")
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not signature.isascii():
         log.warning("twilio_signature_missing", path=request.path)
         return _json(403, "missing X-Twilio-Signature")
-    # Twilio signs the URL and the POST parameters, so the form is read first (defensively)
     try:
         params = await _read_form(request)
     except FormError as exc:
         log.warning("twilio_webhook_unreadable", path=request.path, error=str(exc)[:120])
         return _json(400, str(exc))
-    url = _public_url(request, state.settings.public_url)
+    url = _public_url(request, settings.public_url)
     if not validate_twilio_signature(url, params, signature, token.get_secret_value()):
         log.warning("twilio_signature_invalid", path=request.path)
-        return _json(403, "invalid X-Twilio-Signature")
+        return _json(403, "invalid X-Twilio-Signature (signed URL must be the public URL)")
+    return params
+
+
+async def twilio_amd(request: web.Request) -> web.Response:
+    from dialkit.state import STATE
+
+    state = request.app[STATE]
+    params = await signed_twilio_form(request, state.settings)
+    if isinstance(params, web.Response):
+        return params
     call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
     if not _carrier_sid(call_sid) or not answered_by or len(answered_by) > 64:
         return _json(400, "CallSid and AnsweredBy are required (a carrier call SID, a verdict)")
