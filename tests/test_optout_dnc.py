@@ -202,6 +202,8 @@ async def test_a_caller_who_says_stop_calling_me_is_never_dialled_again(
     phone = load_persona("hostile").phone
     campaign = await insert_campaign(pool, webhook_url=None, secret="s")
     waiting = await _lead(pool, campaign, phone, state="pending")
+    # earlier calls of the session with this persona (it always opts out) listed it already
+    await pool.execute("DELETE FROM dnc WHERE phone = $1", phone)
     started = await pool.fetchval("SELECT now()")
     try:
         result = await run_simulated_call(url, "hostile", providers.stt, providers.tts, max_seconds=150)
@@ -212,7 +214,8 @@ async def test_a_caller_who_says_stop_calling_me_is_never_dialled_again(
                 "created_by": "call"} in listed
         assert await _state(pool, waiting) == "dnc"
         [row] = await _audit(pool, "call", result.call_id)
-        assert row["data"]["global_list"] and row["data"]["leads_marked"] == 1
+        # this campaign's waiting lead, and any other test's lead with the persona's number
+        assert row["data"]["global_list"] and row["data"]["leads_marked"] >= 1
     finally:
         # the persona's number is shared with other tests of the session
         await pool.execute("DELETE FROM dnc WHERE phone = $1 AND source = 'opt_out' AND created_at >= $2",
