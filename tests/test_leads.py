@@ -210,3 +210,57 @@ def test_region_and_type_agree_across_a_shared_country_code(code: int) -> None:
                 valid += 1
                 assert region == phonenumbers.region_code_for_number(number), number
     assert valid > 0
+
+
+def _parsed_or_error(parse, raw: str, region: str | None):  # type: ignore[no-untyped-def]
+    import phonenumbers
+
+    try:
+        return parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        return ("error", exc.error_type)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(
+    code=st.sampled_from(sorted(__import__("phonenumbers").COUNTRY_CODE_TO_REGION_CODE)),
+    digits=st.text(alphabet="0123456789", min_size=1, max_size=16),
+    separators=st.lists(st.sampled_from([" ", "-", "(", ")", ".", "", "  "]), min_size=3, max_size=3),
+    region=st.sampled_from(["US", "IN", "GB", "IT", None]),
+)
+def test_the_quick_parse_is_phonenumbers_parse(
+    code: int, digits: str, separators: list[str], region: str | None
+) -> None:
+    import phonenumbers
+
+    from campaigns.phones import parse_number
+
+    cut = len(digits) // 2
+    raw = f"+{code}{separators[0]}{digits[:cut]}{separators[1]}{digits[cut:]}{separators[2]}"
+    assert _parsed_or_error(parse_number, raw, region) == _parsed_or_error(phonenumbers.parse, raw, region)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(raw=st.text(alphabet="+0123456789 -().x#;,ext", min_size=0, max_size=24),
+       region=st.sampled_from(["US", "IN", None]))
+def test_the_quick_parse_is_phonenumbers_parse_for_any_text(raw: str, region: str | None) -> None:
+    import phonenumbers
+
+    from campaigns.phones import parse_number
+
+    assert _parsed_or_error(parse_number, raw, region) == _parsed_or_error(phonenumbers.parse, raw, region)
+
+
+@pytest.mark.parametrize("raw", [
+    "+39 06 1234 5678",  # Italy: the leading zero is part of the number
+    "+44 020 7946 0958",  # a national prefix written after the country code
+    "+52 1 55 1234 5678",  # Mexico's old mobile prefix
+    "+54 9 11 1234 5678",  # Argentina's mobile 9
+    "+1 202 555 0101", "+91 98765 43210", "+1 (415) 555-2671", "+800 1234 5678",
+])
+def test_the_quick_parse_agrees_on_awkward_numbers(raw: str) -> None:
+    import phonenumbers
+
+    from campaigns.phones import parse_number
+
+    assert _parsed_or_error(parse_number, raw, "US") == _parsed_or_error(phonenumbers.parse, raw, "US")

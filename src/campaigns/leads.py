@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from campaigns.phones import is_zone, region_and_type, zones_for
+from campaigns.phones import is_zone, parse_number, region_and_type, zones_for
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -299,7 +299,7 @@ class RowChecker:
     ) -> tuple[str | None, str, tuple[str, ...], str]:
         raw = cells["phone"]
         try:
-            number = phonenumbers.parse(raw, self.default_region)
+            number = parse_number(raw, self.default_region)
         except phonenumbers.NumberParseException:
             problems.append(f"phone: {_show(raw)} is not a phone number")
             return None, "", (), ""
