@@ -69,7 +69,7 @@ WITH written AS (
     SELECT $1, account_ref, name, phone, country, zones, amount_due, currency, due_date, custom,
            line, CASE WHEN {_ON_DNC.format(phone="phone")} THEN 'dnc' ELSE 'pending' END
     FROM lead_upload
-    ORDER BY account_ref  -- ids (the order leads are dialled in) as `_STORE` gives them
+    ORDER BY line  -- new leads take their ids, their turn to be dialled, in file order
     RETURNING state
 )
 SELECT 'accepted' AS kind, NULL::integer AS line, NULL AS account_ref,
@@ -110,7 +110,7 @@ WITH c AS MATERIALIZED (
            CASE WHEN {_ON_DNC.format(phone="n.phone")} THEN 'dnc' ELSE 'pending' END
     FROM c JOIN lead_upload n USING (line)
     WHERE c.last AND c.id IS NULL
-    ORDER BY c.account_ref  -- new leads take their ids (their turn to be dialled) in this order
+    ORDER BY n.line  -- new leads take their ids, their turn to be dialled, in file order
     RETURNING state
 ), updated AS (
     UPDATE leads l SET

@@ -56,6 +56,7 @@ _REFUSED_TYPES = {
 }
 _KNOWN_COLUMNS = frozenset(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_CENT = Decimal("0.01")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # a physical line: up to and including its end (\r\n, \n or a lone \r), or a last piece
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r(?!$)|\r$)|[^\r\n]+$")
@@ -274,7 +275,7 @@ class RowChecker:
         if not any(cells.values()):
             return None
         problems: list[str] = []
-        if any("\x00" in c for c in row):
+        if "\x00" in "".join(row):
             return Rejected(line, "a field holds a NUL character")
         name = cells["name"]
         if not name:
@@ -334,10 +335,11 @@ def _amount(raw: str, problems: list[str]) -> Decimal | None:
     if not value.is_finite() or value <= 0 or value >= MAX_AMOUNT:
         problems.append(f"amount_due: {_show(raw)} must be more than 0 and less than {MAX_AMOUNT:,}")
         return None
-    if value != value.quantize(Decimal("0.01")):
+    cents = value.quantize(_CENT)
+    if value != cents:
         problems.append(f"amount_due: {_show(raw)} has more than two decimals")
         return None
-    return value.quantize(Decimal("0.01"))
+    return cents
 
 
 def _date(raw: str, problems: list[str]) -> dt.date | None:
