@@ -1,5 +1,5 @@
-"""`dialkit campaign demo` end to end, as a user runs it: a fresh data directory (the
-embedded PostgreSQL unless DATABASE_URL is set), the emulated carriers, the analytics."""
+"""`dialkit campaign demo` end to end, as a user runs it: its own embedded PostgreSQL
+(whatever DATABASE_URL says), the emulated carriers, the analytics."""
 
 from __future__ import annotations
 

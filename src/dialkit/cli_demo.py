@@ -1,7 +1,7 @@
 """`dialkit campaign demo`: a small campaign end to end, offline, on this machine.
 
-It starts the server in-process (the embedded PostgreSQL unless DATABASE_URL is set) with
-the emulated Twilio and Exotel REST APIs (emulators.carriers): they play each dialled
+It starts the server in-process, on a private embedded PostgreSQL (never DATABASE_URL's, whose
+workers would take the demo's dials), with the emulated Twilio and Exotel REST APIs (emulators.carriers): they play each dialled
 number by a seeded fate (answered by a quiet callee, no answer, busy, failed, voicemail),
 send their signed status callbacks, and open the media stream of answered calls to the
 server's agent. The campaign goes through the REST API like any other: create, upload a
@@ -18,7 +18,9 @@ import asyncio
 import datetime as dt
 import secrets
 import socket
+import tempfile
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -80,13 +82,36 @@ def demo(
 
 
 async def _demo(settings: Any, count: int, seed: int, carrier: str, timeout_s: float) -> None:
+    port = _free_port()
+    # a database of its own, always: the demo's campaign must not reach the workers of a
+    # server already running (`make run`, or production through DATABASE_URL), which would
+    # take its dials without the emulated carriers, or dial its numbers for real
+    scratch = tempfile.TemporaryDirectory(prefix="dialkit-demo-")
+    out.print("starting a private PostgreSQL for the demo …")
+    database = await asyncio.to_thread(_private_database, Path(scratch.name))
+    try:
+        await _demo_on(settings, database.get_uri(), Path(scratch.name), port, count, seed,
+                       carrier, timeout_s)
+    finally:
+        await asyncio.to_thread(database.cleanup)
+        scratch.cleanup()
+
+
+def _private_database(data_dir: Path) -> Any:
+    import pgserver
+
+    return pgserver.get_server(str(data_dir / "pgdata"), cleanup_mode="stop")
+
+
+async def _demo_on(settings: Any, database_url: str, data_dir: Path, port: int, count: int,
+                   seed: int, carrier: str, timeout_s: float) -> None:
     from dialkit.server import start_server
     from emulators.carriers import running_carriers
 
-    port = _free_port()
     async with running_carriers(seed=seed) as carriers:
         cfg = settings.model_copy(update={
             **carriers.settings(), "host": "127.0.0.1", "port": port,
+            "database_url": database_url, "data_dir": data_dir, "redis_url": None,
             "public_url": f"http://127.0.0.1:{port}", "api_key": None,
             "exotel_webhook_secret": SecretStr(secrets.token_urlsafe(16)),
             "stt": "null", "tts": "tone", "scheduler_tick_s": 1,
