@@ -12,6 +12,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -52,18 +53,26 @@ def admin_database_url() -> Iterator[str]:
     server.cleanup()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def database_url(admin_database_url: str) -> AsyncIterator[str]:
-    name = f"dialkit_test_{uuid.uuid4().hex[:12]}"
+@asynccontextmanager
+async def private_database(admin_database_url: str, prefix: str = "dialkit_test") -> AsyncIterator[str]:
+    """A new, empty database on the test server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     parts = urlsplit(admin_database_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    yield url
-    admin = await asyncpg.connect(admin_database_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    finally:
+        admin = await asyncpg.connect(admin_database_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def database_url(admin_database_url: str) -> AsyncIterator[str]:
+    async with private_database(admin_database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

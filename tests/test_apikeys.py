@@ -14,11 +14,9 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -35,6 +33,7 @@ from dialkit.openapi import Routes
 from dialkit.providers import Providers
 from dialkit.scopes import SCOPES, allows
 from dialkit.server import build_app
+from tests.conftest import private_database
 
 DIALKIT = str(Path(sys.executable).with_name("dialkit"))
 BOOTSTRAP = "bootstrap-" + "b" * 40
@@ -59,19 +58,11 @@ async def probe_admin(request: web.Request) -> dict[str, str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def keys_db(admin_database_url: str) -> AsyncIterator[str]:
-    name = f"dialkit_keys_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    parts = urlsplit(admin_database_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    pool = await db.create_pool(url)
-    await db.migrate(pool)
-    await pool.close()
-    yield url
-    admin = await asyncpg.connect(admin_database_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with private_database(admin_database_url, "dialkit_keys") as url:
+        pool = await db.create_pool(url)
+        await db.migrate(pool)
+        await pool.close()
+        yield url
 
 
 @pytest_asyncio.fixture(loop_scope="session")

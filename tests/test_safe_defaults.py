@@ -15,9 +15,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from dialkit import apikeys, db
 from dialkit.config import Settings, UnsafeBindError, is_loopback_host
 from dialkit.providers import Providers
 from dialkit.server import start_server
+from tests.conftest import private_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DIALKIT = str(Path(sys.executable).with_name("dialkit"))
@@ -109,8 +111,8 @@ def _env(base_settings: Settings, tmp_path: Path, **extra: str) -> dict[str, str
 async def test_serve_refuses_public_address_without_key(
     base_settings: Settings, tmp_path: Path, args: list[str], extra_env: dict[str, str]
 ) -> None:
+    # the database is asked whether a stored key guards the API: this one holds none
     env = _env(base_settings, tmp_path, **extra_env)
-    del env["DATABASE_URL"]  # the embedded database would start in tmp_path if not refused first
     proc = await asyncio.create_subprocess_exec(
         DIALKIT, "serve", "--port", str(_free_port()), *args, env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -121,7 +123,41 @@ async def test_serve_refuses_public_address_without_key(
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: refusing to listen on ") and "DIALKIT_API_KEY" in lines[0]
     assert not out
-    assert not (tmp_path / "pgdata").exists() and not (tmp_path / "media_secret").exists()
+
+
+async def test_serve_on_public_address_with_a_stored_key_guards_the_api(
+    base_settings: Settings, admin_database_url: str, tmp_path: Path
+) -> None:
+    """No DIALKIT_API_KEY, but an unrevoked key in the database: the API needs a key, so the
+    server may listen beyond loopback; once every key is revoked it refuses again."""
+    async with private_database(admin_database_url, "dialkit_bind") as url:
+        await _serve_with_a_stored_key(base_settings.model_copy(update={"database_url": url}), tmp_path)
+
+
+async def _serve_with_a_stored_key(settings: Settings, tmp_path: Path) -> None:
+    pool = await db.create_pool(str(settings.database_url), min_size=1, max_size=2)
+    try:
+        await db.migrate(pool)
+        key, info = await apikeys.create(pool, "ops", "read")
+        env = _env(settings, tmp_path)
+        proc, port = await _serve(env, "--host", "0.0.0.0")
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                call = f"/api/calls/{uuid.uuid4()}"
+                assert (await client.get(call)).status_code == 401
+                ok = await client.get(call, headers={"Authorization": f"Bearer {key}"})
+                assert ok.status_code == 404
+        finally:
+            await _stop(proc)
+        await apikeys.revoke(pool, info.prefix)
+        proc = await asyncio.create_subprocess_exec(
+            DIALKIT, "serve", "--port", str(_free_port()), "--host", "0.0.0.0", env=env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2 and b"refusing to listen" in err, err
+    finally:
+        await pool.close()
 
 
 async def _serve(env: dict[str, str], *args: str) -> tuple[asyncio.subprocess.Process, int]:

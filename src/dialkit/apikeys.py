@@ -10,7 +10,8 @@ Who may call a route (`authenticate`):
   may call every route, as actor "bootstrap";
 - `Authorization: Bearer dk_…` a stored, unrevoked key of a sufficient scope, as the key's name;
 - anyone, as actor "local", while no DIALKIT_API_KEY is set and no key was ever stored
-  (the server then listens on loopback only: Settings.check_bind). Once a key has been
+  (the server then listens on loopback only: Settings.check_bind; beyond loopback it needs
+  DIALKIT_API_KEY or an unrevoked stored key). Once a key has been
   created the API needs a key, even after every key is revoked.
 Else 401 (no key, an unknown or a revoked one) or 403 (a scope too low), with the reason.
 """
@@ -150,6 +151,11 @@ async def _revoke(conn: asyncpg.Connection, which: str) -> KeyInfo:
 
 async def any_stored(conn: asyncpg.Pool | asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)"))
+
+
+async def any_active(conn: asyncpg.Pool | asyncpg.Connection) -> bool:
+    """Whether an unrevoked stored key exists (so the API cannot be called without one)."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)"))
 
 
 def _matches_bootstrap(given: str, bootstrap: str) -> bool:

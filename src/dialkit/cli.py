@@ -54,7 +54,6 @@ def serve(
         settings.host = host
     if port is not None:
         settings.port = port
-    settings.check_bind()  # before the database starts or any worker is spawned
     setup_logging(settings.log_level, settings.log_json)
     if workers > 1:
         _serve_workers(settings, workers)
@@ -101,6 +100,8 @@ def _serve_workers(settings: Settings, workers: int) -> None:
 
     if settings.database_url is None:
         settings.database_url = db.embedded_database_url(settings.data_dir)
+    if settings.needs_stored_key_to_bind():  # refuse once, here, rather than in every worker
+        settings.check_bind(stored_keys=_run(_has_active_key(settings.database_url)))
     settings.resolved_media_secret()  # generate the token secret once, before the workers
     if settings.redis_url is None:
         console.print("[yellow]REDIS_URL unset: workers share no live state (the call listing, "
@@ -129,6 +130,17 @@ def _serve_workers(settings: Settings, workers: int) -> None:
         p.join()
     if not stopping:
         raise typer.Exit(1)
+
+
+async def _has_active_key(database_url: str) -> bool:
+    from dialkit import apikeys, db
+
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await db.migrate(pool)
+        return await apikeys.any_active(pool)
+    finally:
+        await pool.close()
 
 
 @app.command()

@@ -147,16 +147,23 @@ class Settings(BaseSettings):
             return None
         return value
 
-    def check_bind(self, host: str | None = None) -> None:
-        """Refuse to serve the API beyond loopback without DIALKIT_API_KEY: `GET /api/calls/{id}`
-        returns debtors' personal data and transcripts."""
+    def check_bind(self, host: str | None = None, *, stored_keys: bool = False) -> None:
+        """Refuse to serve the API beyond loopback unless it requires a key: DIALKIT_API_KEY,
+        or an unrevoked stored key (`stored_keys`, known once the database is open).
+        `GET /api/calls/{id}` returns debtors' personal data and transcripts."""
         host = self.host if host is None else host
-        if self.api_key is None and not is_loopback_host(host):
+        if self.api_key is None and not stored_keys and not is_loopback_host(host):
             raise UnsafeBindError(
-                f"refusing to listen on {host or 'every interface'} without DIALKIT_API_KEY: "
-                "set DIALKIT_API_KEY to a long random secret (clients send "
-                "'Authorization: Bearer <key>'), or bind to 127.0.0.1"
+                f"refusing to listen on {host or 'every interface'} without an API key: "
+                "set DIALKIT_API_KEY to a long random secret or create one with "
+                "'dialkit apikey create' (clients send 'Authorization: Bearer <key>'), "
+                "or bind to 127.0.0.1"
             )
+
+    def needs_stored_key_to_bind(self, host: str | None = None) -> bool:
+        """Whether binding `host` is safe only if the database holds an unrevoked key."""
+        host = self.host if host is None else host
+        return self.api_key is None and not is_loopback_host(host)
 
     def resolved_media_secret(self) -> bytes:
         """The secret that signs media tokens; generated once into data_dir when unset."""

@@ -22,7 +22,7 @@ from dialkit import (
     carrier_hooks,
     db,
 )
-from dialkit.config import Settings
+from dialkit.config import Settings, UnsafeBindError
 from dialkit.jobs import start_for_server
 from dialkit.live import RedisRegistry
 from dialkit.logs import register_secrets
@@ -325,8 +325,8 @@ async def start_server(
 ) -> tuple[web.AppRunner, int]:
     """Start the app on settings.host (port 0 = a free port); returns the runner and port.
     With `reuse_port`, several worker processes share one port (SO_REUSEPORT).
-    Raises UnsafeBindError for a non-loopback host without an API key."""
-    settings.check_bind()
+    Raises UnsafeBindError for a non-loopback host without an API key (DIALKIT_API_KEY or an
+    unrevoked stored key; the latter is known once the database is open, before binding)."""
     app = build_app(settings, providers)
     # aiohttp has no separate header timeout: its keep-alive timer starts when a connection
     # opens and closes it if no whole request has arrived by then, so it is one
@@ -334,6 +334,13 @@ async def start_server(
         app, access_log=None, shutdown_timeout=5, keepalive_timeout=settings.http_header_timeout_s
     )
     await runner.setup()
+    if settings.needs_stored_key_to_bind():
+        pool = app[STATE].pool
+        try:
+            settings.check_bind(stored_keys=pool is not None and await apikeys.any_active(pool))
+        except UnsafeBindError:
+            await runner.cleanup()
+            raise
     site = web.TCPSite(
         runner, settings.host, settings.port if port is None else port, reuse_port=reuse_port or None
     )
