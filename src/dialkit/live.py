@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -41,8 +40,10 @@ VerdictHandler = Callable[[str, str], bool]
 
 
 def node_id() -> str:
-    """This process's name among the nodes: host, pid and a random tail (pids get reused)."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    """This process's name among the nodes: a random id and the pid (pids get reused). It is
+    sent to clients (X-Dialkit-Node), so it carries no host name; the start-up log line
+    pairs it with the host."""
+    return f"node-{secrets.token_hex(4)}-{os.getpid()}"
 
 
 def _listing(calls: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ API routes (dialkit.api_calls and the other route groups) and the media WebSocke
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -244,7 +245,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         state.providers.registry, state.registry,
     )
     log.info("server_ready", providers=state.providers.describe(), registry=state.registry.name,
-             node=state.registry.node)
+             node=state.registry.node, host=socket.gethostname())
     yield
     for session in list(state.sessions):
         await session.ws.close(code=1001, message=close_reason("server shutting down"))
