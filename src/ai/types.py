@@ -24,6 +24,10 @@ class AudioSpec:
     encoding: Encoding
     rate: int
 
+    def seconds(self, nbytes: int) -> float:
+        """How long `nbytes` of audio in this format last."""
+        return nbytes / ((1 if self.encoding == "mulaw" else 2) * self.rate)
+
 
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
