@@ -25,7 +25,7 @@ from dialkit.config import Settings
 from dialkit.providers import build_providers
 from dialkit.server import start_server
 from media.exotel import MAX_CHUNK_BYTES, MIN_CHUNK_MS
-from media.session import SessionConfig
+from media.session_services import SessionConfig
 from tests.carrier_client import call_detail, create_call
 from tests.conftest import RunningServer
 

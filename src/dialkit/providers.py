@@ -37,7 +37,7 @@ from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
 from media.codec import FRAME_MS
 from media.events import CLOSE_POLICY, ProtocolError
 from media.ports import CallInfo
-from media.session import SessionConfig
+from media.session_services import SessionConfig
 
 if TYPE_CHECKING:
     from ai.tts_elevenlabs import ElevenLabsTTS

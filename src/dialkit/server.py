@@ -41,7 +41,8 @@ from media.exotel import ExotelProtocol, query_sample_rate
 from media.ports import CallInfo
 from media.protocol import CarrierProtocol
 from media.sanitize import close_reason
-from media.session import CallSession, SessionConfig, SessionServices
+from media.session import CallSession
+from media.session_services import SessionConfig, SessionServices
 from media.twilio import TwilioProtocol
 
 log = structlog.get_logger("dialkit.server")

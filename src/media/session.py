@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import structlog
@@ -26,12 +24,14 @@ from ai.conversation import Conversation
 from ai.conversation import commands as cmd
 from ai.conversation import inputs as ev
 from ai.conversation.voicemail import carrier_verdict
-from ai.protocols import STT, TTS, VAD, STTStream
+from ai.protocols import STTStream
 from ai.types import AudioIn, AudioSpec, SpeechStarted, Transcript, UtteranceEnd
 from media import metrics
 from media.admission import StartGate
 from media.agent_speech import AgentSpeech
+from media.apology import play_apology
 from media.caller_voice import VoiceActivity
+from media.claim import claim_start
 from media.codec import AudioFormat, decode
 from media.echo import EchoAgent
 from media.events import (
@@ -51,12 +51,12 @@ from media.events import (
     Stop,
 )
 from media.player import OutboundPlayer
-from media.ports import CallInfo, CallRecorder, LiveRegistry
+from media.ports import CallInfo
 from media.protocol import CarrierProtocol
 from media.recording import CallRecording
 from media.sanitize import close_reason, peer_text
 from media.send_backlog import unsent_seconds
-from media.tts_audio import synthesize_for_carrier
+from media.session_services import SessionConfig, SessionServices
 
 log = structlog.get_logger("media.session")
 
@@ -65,47 +65,6 @@ TICK_S = 0.1
 GUARD_S = 0.5
 #: a close handshake that takes longer than this (a peer that stopped reading) is cut short
 CLOSE_TIMEOUT_S = 3.0
-APOLOGY_SYNTH_TIMEOUT_S = 5.0
-#: after the apology's audio should have played, how long its mark echo may still take
-APOLOGY_MARK_MARGIN_S = 3.0
-
-
-@dataclass(slots=True)
-class SessionConfig:
-    """Transport settings of one call (the conversation's own rules come with its engine)."""
-
-    kind: str = "collections"  # "collections" (engine-driven) or "echo"
-    endpointing_ms: int = 700
-    lead_frames: int = 3
-    echo_delay_ms: int = 500
-    inbound_idle_timeout_s: float = 10.0
-    keep_pacing_errors: bool = False
-
-
-#: builds the call's conversation engine on the given clock
-EngineFactory = Callable[[CallInfo, Callable[[], float], SessionConfig], Conversation]
-
-
-@dataclass(slots=True)
-class SessionServices:
-    stt: STT
-    tts: TTS
-    engine_for: EngineFactory
-    vad_factory: Callable[[], VAD]
-    recorder: CallRecorder
-    registry: LiveRegistry
-    authenticate: Callable[[str, Mapping[str, str], Mapping[str, str]], None]
-    config_for: Callable[[CallInfo], SessionConfig] = lambda info: SessionConfig()
-    #: the STT and TTS one call uses, when calls may choose their own (else `stt`, `tts`)
-    speech_for: Callable[[CallInfo], tuple[STT, TTS]] | None = None
-    hangup: Callable[[str, str], Awaitable[str]] | None = None
-    transfer: Callable[[str, str, str], Awaitable[None]] | None = None
-    #: a connection without a valid `start` this long after it opened is closed (1008)
-    start_deadline_s: float = 10.0
-    #: audio written but not taken by the carrier past this ends the call (1008)
-    send_backlog_s: float = 5.0
-    #: the line spoken when a call cannot start after its `start` was accepted
-    apology_for: Callable[[CallInfo], str] | None = None
 
 
 class StartFailed(Exception):
@@ -336,35 +295,8 @@ class CallSession:
     # ---- start -----------------------------------------------------------------------
 
     async def _on_start(self, msg: Start) -> None:
-        params = msg.custom_parameters
-        call_id = params.get("call_id") or params.get("callId") or self.query.get("call_id")
-        if not call_id:
-            raise ProtocolError(CLOSE_POLICY, "start without a call_id custom parameter")
-        try:
-            uuid.UUID(call_id)
-        except ValueError:
-            raise ProtocolError(CLOSE_POLICY, "call_id is not a UUID") from None
-        try:
-            self.svc.authenticate(call_id, params, self.query)
-        except ProtocolError:
-            raise
-        except Exception as exc:
-            raise ProtocolError(CLOSE_POLICY, f"media token refused: {type(exc).__name__}") from None
-        info = await self.svc.recorder.get_call(call_id)
-        if info is None:
-            raise ProtocolError(CLOSE_POLICY, "unknown call_id")
-        if info.status in ("completed", "failed"):
-            raise ProtocolError(CLOSE_POLICY, f"call already {info.status}")
-        meta = {"format": {"encoding": msg.fmt.encoding, "rate": msg.fmt.rate}, "tracks": msg.tracks}
-        # the claim is the one atomic step: of two legs with the same token, one wins
-        claimed = info.status == "created" and await self.svc.recorder.claim_call(
-            call_id, self.protocol.name, msg.call_sid, msg.stream_id, meta
-        )
-        if not claimed:
-            metrics.SECURITY_EVENTS.labels(self.protocol.name, "second_media_connection").inc()
-            self.log.warning("security_event", kind="second_media_connection", call_id=call_id,
-                             peer=peer_text(self.peer), close_code=CLOSE_POLICY)
-            raise ProtocolError(CLOSE_POLICY, "call already has a media connection")
+        info = await claim_start(msg, self.svc, self.query, self.protocol.name, self.peer, self.log)
+        call_id = info.call_id
         self._release_gate()
         self.call_id, self.info, self.start = call_id, info, msg
         self.fmt = msg.fmt
@@ -443,46 +375,14 @@ class CallSession:
             )
             self._spawn(player.run(), "player")
             try:
-                spoken = await self._play_apology(player, line)
+                spoken, stopped = await play_apology(
+                    self.ws, self.protocol, player, self.svc.tts, self.fmt, line
+                )
+                self._stopped = self._stopped or stopped
             except Exception as exc:
                 self.log.warning("apology_failed", error=peer_text(exc))
         result = await self._carrier_hangup()
         self.recording.event("apology", self.loop.time(), spoken=spoken, hangup=result)
-
-    async def _play_apology(self, player: OutboundPlayer, line: str) -> bool:
-        assert self.fmt is not None
-        total = 0
-        async with asyncio.timeout(APOLOGY_SYNTH_TIMEOUT_S):
-            async with contextlib.aclosing(synthesize_for_carrier(self.svc.tts, line, self.fmt)) as audio:
-                async for data in audio:
-                    total += len(data)
-                    player.enqueue_audio(data)
-        if not total:
-            return False
-        mark = player.mark("apology")
-        audio_s = total / (self.fmt.rate * self.fmt.bytes_per_sample)
-        deadline = self.loop.time() + audio_s + APOLOGY_MARK_MARGIN_S
-        # the read loop has ended: read here, for the mark's echo only
-        while not mark.played.done() and not self.ws.closed:
-            left = deadline - self.loop.time()
-            if left <= 0:
-                break
-            try:
-                msg = await self.ws.receive(timeout=left)
-            except TimeoutError:
-                break
-            if msg.type != WSMsgType.TEXT:
-                break
-            try:
-                event = self.protocol.parse(msg.data)
-            except ProtocolError:
-                break
-            if isinstance(event, Mark):
-                player.on_mark(event.name)
-            elif isinstance(event, Stop):
-                self._stopped = True
-                break
-        return True
 
     # ---- inputs ----------------------------------------------------------------------
 
