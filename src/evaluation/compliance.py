@@ -85,8 +85,8 @@ WITHIN_WINDOW = ComplianceRule(
     "the call starts inside the calling window in the debtor's local time")
 
 RULES: dict[str, ComplianceRule] = {r.name: r for r in (
-    DISCLOSURE_GIVEN, RIGHT_PARTY_VERIFIED_FIRST, NO_THIRD_PARTY_DISCLOSURE, NO_THREAT,
-    NO_PROFANITY, NO_FALSE_STATEMENT, OPT_OUT_HONOURED, WITHIN_WINDOW,
+    WITHIN_WINDOW, RIGHT_PARTY_VERIFIED_FIRST, NO_THIRD_PARTY_DISCLOSURE, DISCLOSURE_GIVEN,
+    NO_THREAT, NO_PROFANITY, NO_FALSE_STATEMENT, OPT_OUT_HONOURED,
 )}
 
 # ---- lexicons ----------------------------------------------------------------------------
@@ -301,16 +301,17 @@ def check_call(
     *,
     overrides: dict[str, ComplianceRules] | None = None,
 ) -> list[Violation]:
-    """Every compliance violation in `call`, the whole-call ones first, then by turn.
+    """Every compliance violation in `call`, the whole-call ones first, then by turn (at one
+    turn, in the order of RULES).
     `overrides` are a campaign's per-country rules (campaigns.compliance)."""
     ctx = call_context(scenario, playbook, call.started_at)
     terms = DebtTerms(playbook, ctx)
     mentions = _debt_mentions(call, terms)
     found = [
         *_check_window(call, scenario, overrides),
-        *_check_disclosure(call, scenario, mentions),
         *_check_verification(call, mentions),
         *_check_third_party(call, scenario, mentions),
+        *_check_disclosure(call, scenario, mentions),
         *_check_conduct(call, ctx),
         *_check_opt_out(call, terms),
     ]

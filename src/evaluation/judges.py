@@ -266,7 +266,7 @@ def _efficiency(call: SimulatedCall) -> CriterionScore:
         "agent talk share": 10.0 if (c.agent_share or 0.0) > _AGENT_SHARE else 0.0,
     }
     score = max(0.0, 100.0 - sum(penalties.values()))
-    lost = [f"{name} -{p:g}" for name, p in penalties.items() if p]
+    lost = [f"{name} -{p:.1f}" for name, p in penalties.items() if p]
     share = ("the caller never spoke" if c.agent_share is None
              else f"the agent spoke {c.agent_share:.0%} of the time")
     analysis = (
