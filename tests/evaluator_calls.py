@@ -19,7 +19,14 @@ from ai.conversation import commands as cmd
 from ai.playbook import Playbook
 from ai.protocols import Policy
 from evaluation import text_call
-from evaluation.models import Backstory, RecordedAction, Scenario, SimulatedCall, SimulatedTurn
+from evaluation.models import (
+    AnsweredBy,
+    Backstory,
+    RecordedAction,
+    Scenario,
+    SimulatedCall,
+    SimulatedTurn,
+)
 from evaluation.personas import Persona, load_persona
 
 CLOCK = {"today": "2026-11-21", "now": "2026-11-21T09:00:00"}  # a Saturday morning
@@ -45,7 +52,7 @@ class _NotingCall(text_call._TextCall):
 def scenario_for(persona: Persona, **backstory: Any) -> Scenario:
     """The scenario a persona plays: its identity as the backstory, its outcome expected."""
     ident = persona.identity
-    answered_by = "third_party" if persona.expected_outcome == "wrong_party" else "debtor"
+    answered_by: AnsweredBy = "third_party" if persona.expected_outcome == "wrong_party" else "debtor"
     story = Backstory(
         debtor_name=ident["debtor_name"], birth_year=ident["birth_year"],
         creditor=ident["creditor"], balance=ident["balance"],

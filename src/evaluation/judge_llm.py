@@ -97,7 +97,7 @@ def render_call(call: SimulatedCall, scenario: Scenario, personality: Personalit
     lines.append("Transcript:")
     by_turn: dict[int, list[str]] = {}
     for a in call.actions:
-        by_turn.setdefault(a.turn, []).append(f"    (agent action: {a.kind} {json.dumps(a.data)})")
+        by_turn.setdefault(a.turn, []).append(f"    (agent action: {a.kind} {json.dumps(a.data, default=str)})")
     for i, t in enumerate(call.turns):
         lines += by_turn.get(i, [])
         lines.append(f"[{i}] {t.speaker}: {t.text}" + (" [interrupted]" if t.interrupted else ""))
