@@ -203,6 +203,9 @@ def test_hostility_signals_add_up_to_at_most_10() -> None:
     polite_hang_up = _hand_call([("agent", "Goodbye."), ("caller", "Bye.")], debtor_hung_up=True,
                                 actions=[RecordedAction(kind="end_call", turn=0)])
     assert hostility(polite_hang_up).score == 0  # hanging up after the agent's goodbye is not anger
+    machine = _hand_call([("agent", "Hello, —"), ("caller", "You've reached Emily. Leave a message.")],
+                         outcome="voicemail", barge_ins=1)
+    assert hostility(machine).score == 0
 
 
 @given(st.lists(st.text(max_size=60), max_size=12), st.integers(0, 20), st.booleans())

@@ -48,7 +48,7 @@ def combined(task: float, efficiency: float) -> float:
 _ANGER = re.compile(
     r"\b(angry|furious|ridiculous|harass\w*|sick (?:of|and tired)|fed up|scam\w*|liars?|"
     r"thie(?:f|ves)|bloodsucking|leeches|vultures?|get to the point|how dare|shut up|"
-    r"who the hell|unbelievable|pathetic|are you deaf|i said)\b", re.I)
+    r"who the hell|unbelievable|pathetic|are you deaf|i said|(?:are you|you're) kidding)\b", re.I)
 _SHOUTED_WORD = re.compile(r"\b[A-Z]{3,}\b")
 _REFUSAL = re.compile(
     r"^\W*(?:no|nope|nah)\b|\b(?:won't|will not|not paying|refuse|not going to pay|no way)\b", re.I)
@@ -76,7 +76,10 @@ def _shouted(text: str) -> bool:
 
 
 def hostility(call: SimulatedCall) -> Hostility:
-    """How hostile the caller was, 0 (calm) to 10, with the signals counted."""
+    """How hostile the caller was, 0 (calm) to 10, with the signals counted. An answering
+    machine is never hostile (its greeting talks over the agent's "Hello")."""
+    if call.outcome == "voicemail":
+        return Hostility(0.0)
     caller = [t.text for t in call.turns if t.speaker == "caller" and t.text]
     refusals = sum(1 for text in caller if _REFUSAL.search(text))
     counts = {
