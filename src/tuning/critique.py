@@ -29,7 +29,6 @@ from ai.playbook import (
     _DEBT_PLACEHOLDERS,
     MINI_MIRANDA,
     Playbook,
-    PlaybookError,
     _compliance_sample,
     _fields,
     _squash,
@@ -257,11 +256,10 @@ def _problems_of(base: Playbook, edits: list[Edit]) -> tuple[Playbook | None, li
     try:
         candidate = apply_edits(base, edits)
     except EditRejected as e:
-        cause = e.__cause__ or e
-        rules = {_loader_rule(part) for part in e.reason.split("; ")}
-        if isinstance(cause, PlaybookError) or rules != {"schema"}:
-            return None, [Problem(r, "playbook", e.reason) for r in sorted(rules)]
-        return None, [Problem("schema", "edit", e.reason)]
+        if not e.invalid:
+            return None, [Problem("schema", "edit", e.reason)]
+        reasons = e.reason.split(": ", 1)[-1].split("; ")
+        return None, [Problem(_loader_rule(r), "playbook", r) for r in reasons]
     return candidate, check_playbook(candidate)
 
 

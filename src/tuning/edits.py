@@ -56,12 +56,14 @@ THRESHOLDS: dict[str, tuple[int, int]] = {
 
 
 class EditRejected(ValueError):
-    """An edit that cannot be applied, or whose result is not a valid playbook."""
+    """An edit that cannot be applied, or (`invalid`) whose result the loader refuses; the
+    reason says why (the loader's own words when `invalid`)."""
 
-    def __init__(self, edit: _Edit, reason: str) -> None:
+    def __init__(self, edit: _Edit, reason: str, *, invalid: bool = False) -> None:
         super().__init__(f"{edit.description()}: {reason}")
         self.edit = edit
         self.reason = reason
+        self.invalid = invalid
 
 
 class _Edit(BaseModel):
@@ -265,7 +267,7 @@ def apply_edits(playbook: Playbook, edits: list[Edit]) -> Playbook:
         try:
             parse_playbook(data, source=playbook.ref)
         except PlaybookError as e:
-            raise EditRejected(edit, str(e)) from None
+            raise EditRejected(edit, str(e), invalid=True) from None
     result = parse_playbook(data, source=playbook.ref)
     result._source_dir = playbook.source_dir
     return result

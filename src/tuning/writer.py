@@ -1,0 +1,201 @@
+"""The offline writer: chooses playbook edits likely to fix what a failure analysis shows.
+
+Each symptom (tuning.analysis.SYMPTOMS) has remedies, bundles of edits tried in order (a
+hardship sent to a refusal: route hardship to an empathetic hardship step that offers
+instalments; the full balance not offered first: put offer_full first in the negotiation;
+a question repeated: the clearer vetted question; giving up at the first answer not
+understood: allow reprompts; barge-ins: longer endpointing and barge-in speech). The writer
+proposes the remedy of the heaviest symptom (the summed weight of the scenarios showing it),
+skipping remedies that would change nothing and ones already tried; when the critique sends
+a proposal back it proposes a different one. Ties are broken by a seeded shuffle, so a seed
+gives the same proposals.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ai.playbook import Playbook
+from tuning.analysis import FailureAnalysis
+from tuning.blocks import WORDING_BLOCKS
+from tuning.edits import (
+    NEGOTIATION_STEPS,
+    Edit,
+    EditRejected,
+    SetOfferOrder,
+    SetRoute,
+    SetThreshold,
+    UseWording,
+    apply_edits,
+)
+
+__all__ = ["OfflineWriter", "Proposal", "negotiation_chain"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Edits to apply together, the symptom they answer, and the writer's reasons."""
+
+    edits: tuple[Edit, ...]
+    symptom: str
+    rationale: str
+
+    @property
+    def key(self) -> str:
+        return " | ".join(e.model_dump_json() for e in self.edits)
+
+    @property
+    def text(self) -> str:
+        """The writer's text, as the audit trail records it."""
+        return self.rationale + "\n" + "\n".join(f"- {e.description()}" for e in self.edits)
+
+
+def negotiation_chain(playbook: Playbook) -> list[str]:
+    """The states the negotiation walks after the disclosure when each is declined."""
+    chain: list[str] = []
+    st = playbook.states.get("disclosure")
+    name = st.next if st is not None else None
+    while name and name in playbook.states and name not in chain and name != "refused":
+        chain.append(name)
+        name = playbook.states[name].on.get("no")
+    return chain
+
+
+def _order(steps: list[str]) -> SetOfferOrder:
+    """The negotiation edit for `steps` (the chain's own steps that no edit can place, such
+    as a custom state, are left out; duplicates keep their first place)."""
+    kept = [s for s in dict.fromkeys(steps) if s in NEGOTIATION_STEPS]
+    return SetOfferOrder.model_validate({"steps": kept})
+
+
+def _full_first(playbook: Playbook) -> Iterator[list[Edit]]:
+    rest = [s for s in negotiation_chain(playbook) if s != "offer_full"]
+    yield [_order(["offer_full", *rest])]
+    yield [_order(["offer_full", "offer_settlement", "offer_instalments", "ask_amount"])]
+
+
+def _with_offer(playbook: Playbook, offer: str) -> Iterator[list[Edit]]:
+    chain = negotiation_chain(playbook)
+    if offer in chain:
+        return
+    offers = [s for s in chain if s != "ask_amount"]
+    tail = ["ask_amount"] if "ask_amount" in chain or "ask_amount" in playbook.states else []
+    first = [s for s in offers if s == "offer_full"] or ["offer_full"]
+    middle = [s for s in offers if s != "offer_full"]
+    yield [_order([*first, *middle, offer, *tail])]
+    yield [_order([*first, offer, *middle, *tail])]
+
+
+def _hardship(playbook: Playbook) -> Iterator[list[Edit]]:
+    yield [SetRoute(phase="post_verification", intent="hardship", target="hardship"),
+           *_empathy("offer_instalments", playbook)]
+    yield [SetRoute(phase="post_verification", intent="hardship", target="offer_instalments"),
+           UseWording(state="offer_instalments", block="empathy_hardship")]
+    yield from _with_offer(playbook, "offer_instalments")
+
+
+def _empathy(state: str, playbook: Playbook) -> list[Edit]:
+    st = playbook.states.get(state)
+    if st is None or WORDING_BLOCKS["empathy_understand"].text in st.say:
+        return []
+    return [UseWording(state=state, block="empathy_understand")]
+
+
+def _clearer(playbook: Playbook, analysis: FailureAnalysis) -> Iterator[list[Edit]]:
+    asked = " ".join(s.evidence for s in analysis.of("unclear_question"))
+    # the states whose question was repeated first, then every state a vetted question fits
+    names = [n for n, st in playbook.states.items() if st.ask and st.ask in asked]
+    names += [n for n in playbook.states if n not in names]
+    for name in names:
+        for block_id, block in WORDING_BLOCKS.items():
+            if block.field == "ask" and name in block.fits:
+                yield [UseWording(state=name, block=block_id)]
+
+
+def _patience(playbook: Playbook) -> Iterator[list[Edit]]:
+    s = playbook.settings
+    yield [SetThreshold(name="max_reprompts", value=max(2, s.max_reprompts + 1))]
+    yield [SetThreshold(name="reprompt_after_ms", value=max(7000, s.reprompt_after_ms))]
+
+
+def _barge_in(playbook: Playbook) -> Iterator[list[Edit]]:
+    s = playbook.settings
+    yield [SetThreshold(name="barge_in_min_speech_ms", value=max(700, s.barge_in_min_speech_ms + 200)),
+           SetThreshold(name="endpointing_ms", value=max(700, s.endpointing_ms))]
+    yield [SetThreshold(name="barge_in_min_speech_ms", value=max(900, s.barge_in_min_speech_ms + 400))]
+
+
+def _courtesy(playbook: Playbook) -> Iterator[list[Edit]]:
+    for state in ("offer_settlement", "offer_instalments", "ask_amount", "hardship"):
+        for block in ("empathy_understand", "empathy_find_way"):
+            yield [UseWording(state=state, block=block)]
+
+
+class OfflineWriter:
+    """Proposes edits from a failure analysis, deterministically for a seed. It remembers
+    every proposal it made (`tried`), so it never proposes the same one twice in a run."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.tried: set[str] = set()
+
+    def _remedies(self, kind: str, playbook: Playbook, analysis: FailureAnalysis) -> Iterator[list[Edit]]:
+        match kind:
+            case "hardship_refused":
+                yield from _hardship(playbook)
+            case "full_not_offered_first":
+                yield from _full_first(playbook)
+            case "no_settlement":
+                yield from _with_offer(playbook, "offer_settlement")
+            case "no_instalments":
+                yield from _with_offer(playbook, "offer_instalments")
+            case "unclear_question":
+                yield from _clearer(playbook, analysis)
+            case "gave_up_early":
+                yield from _patience(playbook)
+            case "cut_off":
+                yield from _barge_in(playbook)
+            case "curt":
+                yield from _courtesy(playbook)
+
+    def candidates(self, playbook: Playbook, analysis: FailureAnalysis) -> list[Proposal]:
+        """Every proposal for this analysis, best first: heavier symptoms first, a symptom's
+        remedies in their order, equal weights in a seeded order."""
+        kinds = analysis.kinds()
+        rng = random.Random(f"{self.seed}:{playbook.ref}:{','.join(kinds)}")
+        tiebreak = {k: rng.random() for k in kinds}
+        kinds.sort(key=lambda k: (-analysis.weight_of(k), tiebreak[k]))
+        out: list[Proposal] = []
+        for kind in kinds:
+            where = ", ".join(dict.fromkeys(s.scenario for s in analysis.of(kind)))
+            evidence = analysis.of(kind)[0].evidence
+            for edits in self._remedies(kind, playbook, analysis):
+                if not edits:
+                    continue
+                p = Proposal(tuple(edits), kind, f"{kind} in {where} (weight {analysis.weight_of(kind)}): {evidence}")
+                if p.key not in {q.key for q in out} and _changes(playbook, p):
+                    out.append(p)
+        return out
+
+    def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                feedback: list[str] | None = None) -> Proposal | None:
+        """The best proposal not tried yet (None when nothing is left to try). `feedback`
+        is the critique's reasons for the proposals it sent back, kept in the audit trail;
+        the proposals themselves are already marked tried."""
+        for p in self.candidates(playbook, analysis):
+            if p.key not in self.tried:
+                self.tried.add(p.key)
+                return p
+        return None
+
+
+def _changes(playbook: Playbook, proposal: Proposal) -> bool:
+    """The proposal applies and changes the playbook (an edit it cannot apply, or one that
+    changes nothing, is not worth a critique's time; one the loader rejects still goes to
+    the critique, which says why)."""
+    try:
+        return apply_edits(playbook, list(proposal.edits)) != playbook
+    except EditRejected as e:
+        return e.invalid
