@@ -122,7 +122,8 @@ def _symptoms(r: ScenarioResult, playbook: Playbook) -> list[tuple[str, str]]:
             out.append(("full_not_offered_first",
                         f"negotiation went {' -> '.join(offered) or 'nowhere'}, call ended {call.outcome}"))
         if not got_plan and offered:
-            if "offer_settlement" not in offered:
+            # a debtor in hardship is the hardship remedy's (instalments), not a settlement's
+            if "offer_settlement" not in offered and not in_hardship:
                 out.append(("no_settlement", f"offered only {', '.join(offered)}"))
             if "offer_instalments" not in offered:
                 out.append(("no_instalments", f"offered only {', '.join(offered)}"))

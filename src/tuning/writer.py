@@ -14,7 +14,7 @@ gives the same proposals.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ai.playbook import Playbook
@@ -70,10 +70,30 @@ def _order(steps: list[str]) -> SetOfferOrder:
     return SetOfferOrder.model_validate({"steps": kept})
 
 
+# the steps an agreement leads to: they come into play with any offer
+_AFTER_AGREEMENT = ("ask_date", "confirm")
+
+
+def _vetted_questions(playbook: Playbook, states: Sequence[str]) -> list[Edit]:
+    """The vetted question for each of `states` that asks something else (a step moved
+    into the call should ask its question the clear way)."""
+    out: list[Edit] = []
+    for name in states:
+        st = playbook.states.get(name)
+        block = next((b for b, w in WORDING_BLOCKS.items() if w.field == "ask" and w.fits == (name,)), None)
+        if block and (st is None or (st.ask and st.ask != WORDING_BLOCKS[block].text)):
+            if st is not None:
+                out.append(UseWording(state=name, block=block))
+    return out
+
+
 def _full_first(playbook: Playbook) -> Iterator[list[Edit]]:
     rest = [s for s in negotiation_chain(playbook) if s != "offer_full"]
-    yield [_order(["offer_full", *rest])]
-    yield [_order(["offer_full", "offer_settlement", "offer_instalments", "ask_amount"])]
+    for steps in (["offer_full", *rest],
+                  ["offer_full", "offer_settlement", "offer_instalments", "ask_amount"]):
+        order = _order(steps)
+        yield [order, *_vetted_questions(playbook, [*order.steps, *_AFTER_AGREEMENT])]
+        yield [order]
 
 
 def _with_offer(playbook: Playbook, offer: str) -> Iterator[list[Edit]]:
@@ -84,8 +104,10 @@ def _with_offer(playbook: Playbook, offer: str) -> Iterator[list[Edit]]:
     tail = ["ask_amount"] if "ask_amount" in chain or "ask_amount" in playbook.states else []
     first = [s for s in offers if s == "offer_full"] or ["offer_full"]
     middle = [s for s in offers if s != "offer_full"]
-    yield [_order([*first, *middle, offer, *tail])]
-    yield [_order([*first, offer, *middle, *tail])]
+    for steps in ([*first, *middle, offer, *tail], [*first, offer, *middle, *tail]):
+        order = _order(steps)
+        yield [order, *_vetted_questions(playbook, [*order.steps, *_AFTER_AGREEMENT])]
+        yield [order]
 
 
 def _hardship(playbook: Playbook) -> Iterator[list[Edit]]:
