@@ -238,7 +238,8 @@ def test_registry_resolves_names_and_versions(tmp_path: Path) -> None:
     assert reg.get("collections-robin@1.9").agent_name == "Sam"
     with pytest.raises(UnknownPlaybook) as err:
         reg.get("collections-robin@3")
-    assert "available: collections-default@1.0, collections-robin@1.10, collections-robin@1.9" in str(err.value)
+    assert ("available: collections-default@1.0, collections-robin@1.10, collections-robin@1.9, "
+            "collections-weak@1") in str(err.value)
     assert PlaybookRegistry.load(tmp_path / "robin-1.9.yaml").default.agent_name == "Sam"
 
 
@@ -287,7 +288,7 @@ async def test_bad_playbook_is_refused(two_playbooks: RunningServer, playbook: A
     assert reason in body["error"]
     if "unknown" in reason:
         assert body["available"] == ["collections-default@1.0", "collections-robin@1.10",
-                                     "collections-robin@1.9", "echo@1.0"]
+                                     "collections-robin@1.9", "collections-weak@1", "echo@1.0"]
     else:
         assert body["details"][0]["loc"] == ["playbook"]
 

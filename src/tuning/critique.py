@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from ai.context import CallContext
 
@@ -29,15 +30,17 @@ from ai.playbook import (
     _DEBT_PLACEHOLDERS,
     MINI_MIRANDA,
     Playbook,
+    PlaybookError,
     _compliance_sample,
     _fields,
     _squash,
     find_debt_terms,
+    parse_playbook,
 )
 from tuning.edits import Edit, EditRejected, apply_edits
 from tuning.paths import VERIFIED, edges, waits, walk
 
-__all__ = ["RULES", "Problem", "Review", "check_playbook", "conduct_terms", "review"]
+__all__ = ["RULES", "Problem", "Review", "check_data", "check_playbook", "conduct_terms", "review"]
 
 RULES: dict[str, str] = {
     "schema": "the playbook loads (ai.playbook validation)",
@@ -116,6 +119,8 @@ def _debt_words(line: str, playbook: Playbook, ctx: CallContext, *, company: boo
 
 
 def _loader_rule(message: str) -> str:
+    if message.startswith("settings.voicemail_message"):
+        return "voicemail"
     if "mini-Miranda" in message or "say_repeat_contact must say" in message:
         return "disclosure"
     if "pre-verification line" in message:
@@ -252,14 +257,28 @@ def check_playbook(playbook: Playbook) -> list[Problem]:
     return problems
 
 
+def _loader_problems(message: str) -> list[Problem]:
+    reasons = message.split(": ", 1)[-1].split("; ")
+    return [Problem(_loader_rule(r), re.split(r"[: ]", r, maxsplit=1)[0] or "playbook", r) for r in reasons]
+
+
+def check_data(data: Any, source: str = "<candidate>") -> list[Problem]:
+    """Every compliance problem of playbook data (a mapping, as a writer or a file gives
+    it): the loader's refusals by rule, then the critique's own checks."""
+    try:
+        playbook = parse_playbook(data, source=source)
+    except PlaybookError as e:
+        return _loader_problems(str(e))
+    return check_playbook(playbook)
+
+
 def _problems_of(base: Playbook, edits: list[Edit]) -> tuple[Playbook | None, list[Problem]]:
     try:
         candidate = apply_edits(base, edits)
     except EditRejected as e:
         if not e.invalid:
             return None, [Problem("schema", "edit", e.reason)]
-        reasons = e.reason.split(": ", 1)[-1].split("; ")
-        return None, [Problem(_loader_rule(r), "playbook", r) for r in reasons]
+        return None, _loader_problems(e.reason)
     return candidate, check_playbook(candidate)
 
 

@@ -7,8 +7,9 @@ a question repeated: the clearer vetted question; giving up at the first answer 
 understood: allow reprompts; barge-ins: longer endpointing and barge-in speech). The writer
 proposes the remedy of the heaviest symptom (the summed weight of the scenarios showing it),
 skipping remedies that would change nothing and ones already tried; when the critique sends
-a proposal back it proposes a different one. Ties are broken by a seeded shuffle, so a seed
-gives the same proposals.
+a proposal back it proposes a different one. A symptom's first remedy is the writer's best
+guess; its alternatives come in an order drawn from the seed, so a seed gives the same
+proposals and another seed explores them in another order.
 """
 
 from __future__ import annotations
@@ -183,19 +184,19 @@ class OfflineWriter:
                 yield from _courtesy(playbook)
 
     def candidates(self, playbook: Playbook, analysis: FailureAnalysis) -> list[Proposal]:
-        """Every proposal for this analysis, best first: heavier symptoms first, a symptom's
-        remedies in their order, equal weights in a seeded order."""
+        """Every proposal for this analysis, best first: heavier symptoms first (equal
+        weights in SYMPTOMS order, the likelier cause first); within a symptom its first
+        remedy (the writer's best guess), then its alternatives in a seeded order."""
         kinds = analysis.kinds()
         rng = random.Random(f"{self.seed}:{playbook.ref}:{','.join(kinds)}")
-        tiebreak = {k: rng.random() for k in kinds}
-        kinds.sort(key=lambda k: (-analysis.weight_of(k), tiebreak[k]))
         out: list[Proposal] = []
         for kind in kinds:
             where = ", ".join(dict.fromkeys(s.scenario for s in analysis.of(kind)))
             evidence = analysis.of(kind)[0].evidence
-            for edits in self._remedies(kind, playbook, analysis):
-                if not edits:
-                    continue
+            remedies = [edits for edits in self._remedies(kind, playbook, analysis) if edits]
+            alternatives = remedies[1:]
+            rng.shuffle(alternatives)
+            for edits in remedies[:1] + alternatives:
                 p = Proposal(tuple(edits), kind, f"{kind} in {where} (weight {analysis.weight_of(kind)}): {evidence}")
                 if p.key not in {q.key for q in out} and _changes(playbook, p):
                     out.append(p)

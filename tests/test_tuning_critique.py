@@ -1,0 +1,148 @@
+"""The offline critique holds every candidate to the compliance rules and names the rule
+an edit broke: the debt named before verification, the disclosure removed or skipped,
+opt-out no longer recorded, a voicemail naming the debt, a threat; a proposal is revised
+at most three times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ai.playbook import DEFAULT_PLAYBOOK, PACKAGED_PLAYBOOKS, Playbook, load_playbook
+from tuning.analysis import FailureAnalysis
+from tuning.critique import RULES, check_data, check_playbook, conduct_terms, review
+from tuning.edits import Edit, SetRoute, SetThreshold, SetTransition, UseWording
+from tuning.loop import MAX_REVISIONS, exchange
+from tuning.writer import OfflineWriter, Proposal
+
+
+@pytest.fixture(scope="module")
+def default() -> Playbook:
+    return load_playbook(DEFAULT_PLAYBOOK)
+
+
+def _data(pb: Playbook) -> dict[str, Any]:
+    return pb.model_dump(mode="json")
+
+
+@pytest.mark.parametrize("name", ["collections.yaml", "collections-weak.yaml"])
+def test_the_shipped_playbooks_pass(name: str) -> None:
+    assert check_playbook(load_playbook(PACKAGED_PLAYBOOKS / name)) == []
+
+
+def test_debt_named_before_verification_by_a_step_order_edit(default: Playbook) -> None:
+    edit = SetTransition(state="greeting", on="yes", target="disclosure")
+    verdict = review(default, [edit])
+    assert not verdict.approved and verdict.candidate is None
+    assert "verification_before_debt" in verdict.rules and verdict.culprit == edit
+    first = next(p for p in verdict.problems if p.rule == "verification_before_debt")
+    assert first.where == "states.disclosure" and "greeting -> (on yes) disclosure" in first.detail
+    assert "by edit 'step order: greeting goes to disclosure (on yes)'" in verdict.text
+
+
+def test_debt_named_before_verification_by_a_route_edit(default: Playbook) -> None:
+    verdict = review(default, [SetRoute(phase="pre_verification", intent="who", target="who_post")])
+    assert verdict.rules == ["verification_before_debt"]
+    assert verdict.problems[0].where == "states.who_post"
+
+
+def test_debt_named_before_verification_in_the_data(default: Playbook) -> None:
+    data = _data(default)
+    data["states"]["greeting"]["say"] = ["Hello, this is {agent_name} about your {creditor} balance."]
+    problems = check_data(data)
+    assert {p.rule for p in problems} == {"verification_before_debt"}
+    assert problems[0].where == "states.greeting"
+
+
+def test_disclosure_removed(default: Playbook) -> None:
+    data = _data(default)
+    data["states"]["disclosure"]["say"] = [line for line in data["states"]["disclosure"]["say"]
+                                           if "attempt to collect" not in line]
+    problems = check_data(data)
+    assert [p.rule for p in problems] == ["disclosure"]
+    assert problems[0].where == "states.disclosure.say"
+
+
+def test_disclosure_skipped_after_verification(default: Playbook) -> None:
+    verdict = review(default, [SetTransition(state="verify", on="verified", target="offer_full")])
+    assert verdict.rules == ["disclosure"]
+    assert any(p.where == "states.offer_full" and "before any disclosure" in p.detail
+               for p in verdict.problems)
+
+
+def test_opt_out_no_longer_recorded(default: Playbook) -> None:
+    data = _data(default)
+    data["states"]["opt_out_stop"].pop("action")
+    data["states"]["opt_out_stop"].pop("reason")
+    problems = check_data(data)
+    assert {p.rule for p in problems} == {"opt_out"}
+    assert {p.where for p in problems} == {"routes.pre_verification.stop", "routes.post_verification.stop"}
+    assert "does not record opt_out (stop_request)" in problems[0].detail
+
+
+def test_opt_out_routed_away_by_an_edit(default: Playbook) -> None:
+    verdict = review(default, [SetRoute(phase="post_verification", intent="attorney", target="refused")])
+    assert verdict.rules == ["opt_out"]
+    assert verdict.problems[0].where == "routes.post_verification.attorney"
+
+
+def test_opt_out_no_longer_overriding(default: Playbook) -> None:
+    data = _data(default)
+    data["routes"]["overriding"].remove("stop")
+    assert [(p.rule, p.where) for p in check_data(data)] == [("opt_out", "routes.overriding")]
+
+
+def test_voicemail_naming_the_debt(default: Playbook) -> None:
+    data = _data(default)
+    data["settings"]["voicemail_message"] = "This is {agent_name} about your overdue bill. Call {callback_number}."
+    problems = check_data(data)
+    assert {p.rule for p in problems} == {"voicemail"}
+
+
+def test_threat_or_profanity_in_any_line(default: Playbook) -> None:
+    data = _data(default)
+    data["states"]["refused"]["say"] = ["Pay now or we will have you arrested.", "Goodbye."]
+    problems = check_data(data)
+    assert [(p.rule, p.where) for p in problems] == [("conduct", "states.refused")]
+    assert conduct_terms("You idiot, we'll sue you") == ["idiot", "sue"]
+    assert conduct_terms(check_playbook.__doc__ or "") == []
+
+
+def test_an_approved_review_holds_the_candidate(default: Playbook) -> None:
+    verdict = review(default, [UseWording(state="offer_instalments", block="empathy_understand")])
+    assert verdict.approved and verdict.candidate is not None and verdict.problems == []
+    assert verdict.text == "approved: no compliance rule is broken"
+    assert set(RULES) >= {"verification_before_debt", "disclosure", "opt_out", "voicemail", "conduct"}
+
+
+class _Writer(OfflineWriter):
+    """Proposes the given edits in turn."""
+
+    def __init__(self, proposals: list[list[Edit]]) -> None:
+        super().__init__(0)
+        self.queue = list(proposals)
+        self.feedback: list[list[str]] = []
+
+    def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                feedback: list[str] | None = None) -> Proposal | None:
+        self.feedback.append(list(feedback or []))
+        return Proposal(tuple(self.queue.pop(0)), "test", "because") if self.queue else None
+
+
+def test_a_proposal_is_revised_at_most_three_times(default: Playbook) -> None:
+    bad = [[SetTransition(state="greeting", on="yes", target="disclosure")]] * 10
+    writer = _Writer(bad)
+    ex = exchange(writer, default, [])
+    assert len(ex.rounds) == 1 + MAX_REVISIONS == 4
+    assert ex.approved is None and all(not r.approved for _, r in ex.rounds)
+    assert len(writer.feedback[-1]) == 3 and "verification_before_debt" in writer.feedback[-1][0]
+
+
+def test_a_sent_back_proposal_is_followed_by_another(default: Playbook) -> None:
+    writer = _Writer([[SetRoute(phase="pre_verification", intent="stop", target="refused")],
+                      [SetThreshold(name="max_reprompts", value=3)]])
+    ex = exchange(writer, default, [])
+    assert [r.approved for _, r in ex.rounds] == [False, True]
+    assert ex.approved is not None and ex.approved[1].settings.max_reprompts == 3
+    assert "[opt_out]" in ex.text() and "approved" in ex.text()
