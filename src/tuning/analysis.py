@@ -121,7 +121,7 @@ def _symptoms(r: ScenarioResult, playbook: Playbook) -> list[tuple[str, str]]:
         if offered[:1] != ["offer_full"] and (not got_plan or plan == "custom") and not in_hardship:
             out.append(("full_not_offered_first",
                         f"negotiation went {' -> '.join(offered) or 'nowhere'}, call ended {call.outcome}"))
-        if not got_plan and offered:
+        if call.outcome in ("refused", "hung_up") and offered:
             # a debtor in hardship is the hardship remedy's (instalments), not a settlement's
             if "offer_settlement" not in offered and not in_hardship:
                 out.append(("no_settlement", f"offered only {', '.join(offered)}"))

@@ -15,6 +15,7 @@ proposals and another seed explores them in another order.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -79,7 +80,7 @@ def _vetted_questions(playbook: Playbook, states: Sequence[str]) -> list[Edit]:
     """The vetted question for each of `states` that asks something else (a step moved
     into the call should ask its question the clear way)."""
     out: list[Edit] = []
-    for name in states:
+    for name in dict.fromkeys(states):
         st = playbook.states.get(name)
         block = next((b for b, w in WORDING_BLOCKS.items() if w.field == "ask" and w.fits == (name,)), None)
         if block and (st is None or (st.ask and st.ask != WORDING_BLOCKS[block].text)):
@@ -126,10 +127,19 @@ def _empathy(state: str, playbook: Playbook) -> list[Edit]:
     return [UseWording(state=state, block="empathy_understand")]
 
 
+def _said(template: str, text: str) -> bool:
+    """`text` contains the line `template` as spoken (its placeholders filled in)."""
+    parts = re.split(r"\{[a-z_]+\}", template)
+    return re.search(".+?".join(re.escape(p) for p in parts), text) is not None
+
+
 def _clearer(playbook: Playbook, analysis: FailureAnalysis) -> Iterator[list[Edit]]:
     asked = " ".join(s.evidence for s in analysis.of("unclear_question"))
     # the states whose question was repeated first, then every state a vetted question fits
-    names = [n for n, st in playbook.states.items() if st.ask and st.ask in asked]
+    names = [n for n, st in playbook.states.items() if st.ask and _said(st.ask, asked)]
+    # best guess: the repeated question and every later step of the negotiation, asked
+    # the vetted way (a debtor who did not follow one curt question will not follow the next)
+    yield _vetted_questions(playbook, [*names, *negotiation_chain(playbook), *_AFTER_AGREEMENT])
     names += [n for n in playbook.states if n not in names]
     for name in names:
         for block_id, block in WORDING_BLOCKS.items():
