@@ -131,7 +131,7 @@ class _Writer(OfflineWriter):
 
 
 def test_a_proposal_is_revised_at_most_three_times(default: Playbook) -> None:
-    bad = [[SetTransition(state="greeting", on="yes", target="disclosure")]] * 10
+    bad: list[list[Edit]] = [[SetTransition(state="greeting", on="yes", target="disclosure")]] * 10
     writer = _Writer(bad)
     ex = exchange(writer, default, [])
     assert len(ex.rounds) == 1 + MAX_REVISIONS == 4
