@@ -82,3 +82,45 @@ async def test_from_the_default_the_heldout_score_never_drops(default: Playbook)
         if it.accepted:
             assert it.heldout_score >= res.initial.heldout_score
     assert res.status in ("max_iterations", "exhausted")
+
+
+async def test_a_non_compliant_candidate_is_never_accepted_whatever_it_would_score(default: Playbook) -> None:
+    """A writer that only offers edits breaking a rule, and an evaluation that would score
+    them best: nothing is accepted, and the critique's reasons are recorded."""
+    from tuning.analysis import FailureAnalysis
+    from tuning.edits import Edit, SetRoute, SetTransition
+    from tuning.writer import OfflineWriter, Proposal
+
+    bad: list[Edit] = [SetTransition(state="greeting", on="yes", target="disclosure"),
+           SetRoute(phase="post_verification", intent="stop", target="refused"),
+           SetRoute(phase="pre_verification", intent="who", target="who_post"),
+           SetTransition(state="verify", on="verified", target="offer_full")]
+
+    class Reckless(OfflineWriter):
+        def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                    feedback: list[str] | None = None) -> Proposal | None:
+            return Proposal((bad[len(feedback or []) % len(bad)],), "test", "score at any price")
+
+    evaluated: list[str] = []
+
+    async def flattering(pb: Playbook, scenario_set: str) -> tuple[float, list]:  # type: ignore[type-arg]
+        evaluated.append(pb.ref)
+        score, results = await evaluate(pb, scenario_set)
+        return (100.0 if pb is not default else score), results
+
+    res = await tune(default, flattering, train="train", heldout="heldout", target=100,
+                     max_iterations=2, writer=Reckless(0))
+    assert res.final.playbook is default and not any(it.accepted for it in res.iterations)
+    assert evaluated == [default.ref, default.ref]  # no rejected candidate was even evaluated
+    text = res.iterations[0].exchange
+    for rule in ("verification_before_debt", "opt_out", "disclosure"):
+        assert f"[{rule}]" in text
+    assert text.count("writer:") == 4  # one proposal and three revisions
+
+
+async def test_iterations_name_their_parent(weak: Playbook) -> None:
+    res, _ = await _tune(weak)
+    parents = [it.parent for it in res.iterations]
+    assert parents[0] == "collections-weak@1"
+    accepted = [it.prompt_version for it in res.iterations if it.accepted]
+    assert all(p in ["collections-weak@1", *accepted] for p in parents)

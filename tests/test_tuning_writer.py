@@ -154,3 +154,30 @@ def test_a_remedy_that_changes_nothing_is_not_proposed() -> None:
     analysis = analyse([hardship_refused()], default)
     for p in OfflineWriter().candidates(default, analysis):
         assert apply_edits(default, list(p.edits)) != default
+
+
+def test_a_refused_call_back_request_routes_it_to_the_call_back_step(weak: Playbook) -> None:
+    asked = result("callback", "callback", "refused",
+                   [*VERIFIED, ("agent", "How much will you pay today?"),
+                    ("caller", "I'm at work right now. Can you call me back tomorrow at 5 pm?"),
+                    ("agent", "Then we'll write to you. Goodbye.")],
+                   stages=["greeting", "verify", "ask_amount", "refused"], weight=5)
+    analysis = analyse([asked], weak)
+    assert analysis.kinds()[0] == "callback_ignored"
+    proposal = OfflineWriter().propose(weak, analysis)
+    assert proposal is not None
+    assert proposal.edits == (SetRoute(phase="post_verification", intent="callback", target="callback_ask"),)
+
+
+def test_a_debtor_who_did_not_follow_a_question_gets_the_vetted_one(weak: Playbook) -> None:
+    pb = apply_edits(weak, [SetOfferOrder(steps=["offer_full", "ask_amount", "offer_instalments"])])
+    puzzled = result("cooperative", "promise_to_pay", "refused",
+                     [*VERIFIED, ("agent", "You owe 900 dollars on your Sample Bank account. Pay 900 dollars. Yes or no?"),
+                      ("caller", "Sorry, what do you mean?"), ("agent", "Then we'll write to you. Goodbye.")],
+                     stages=["greeting", "verify", "offer_full", "refused"], weight=5)
+    analysis = analyse([puzzled], pb)
+    assert "unclear_question" in analysis.kinds()
+    assert "the debtor said 'Sorry, what do you mean?'" in analysis.of("unclear_question")[0].evidence
+    proposal = next(p for p in OfflineWriter().candidates(pb, analysis) if p.symptom == "unclear_question")
+    assert proposal.edits[0] == UseWording(state="offer_full", block="clear_offer_full")
+    assert UseWording(state="ask_date", block="clear_ask_date") in proposal.edits

@@ -12,12 +12,13 @@ judge.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ai.playbook import Playbook
-from evaluation.models import CallScore, Personality, Scenario, SimulatedCall
+from evaluation.models import CallScore, Personality, Scenario, SimulatedCall, SimulatedTurn
 
 __all__ = ["SYMPTOMS", "FailureAnalysis", "ScenarioResult", "Symptom", "analyse"]
 
@@ -26,6 +27,7 @@ SYMPTOMS: dict[str, str] = {
     "full_not_offered_first": "a debtor who could pay was not offered the full balance first",
     "no_settlement": "a debtor declined what was offered and no settlement was offered",
     "no_instalments": "a debtor declined what was offered and no instalments were offered",
+    "callback_ignored": "a debtor asked to be called back and the call ended otherwise",
     "unclear_question": "the agent had to repeat the same question",
     "gave_up_early": "the agent ended the call at the first answer it did not follow",
     "cut_off": "the debtor's speech cut the agent off",
@@ -102,6 +104,22 @@ def _matches(playbook: Playbook, intent: str, text: str) -> bool:
     return any(re.search(p, text, re.IGNORECASE) for p in playbook.intents.get(intent, []))
 
 
+# a debtor who did not follow what the agent said
+_PUZZLED = re.compile(r"\b(what do you mean|what does that mean|i don'?t (understand|follow)|"
+                      r"(didn'?t|did not) (get|catch|follow) (that|you)|come again|pardon)\b|^\W*(sorry|what)\W*$",
+                      re.IGNORECASE)
+
+
+def _puzzled(turns: list[SimulatedTurn], playbook: Playbook) -> tuple[str, str] | None:
+    """(the agent's words, the debtor's answer) where the debtor first said they did not
+    follow a question."""
+    for before, turn in itertools.pairwise(turns):
+        if before.speaker == "agent" and turn.speaker == "caller" and "?" in before.text and (
+                _PUZZLED.search(turn.text) or _matches(playbook, "repeat", turn.text)):
+            return before.text, turn.text
+    return None
+
+
 def _symptoms(r: ScenarioResult, playbook: Playbook) -> list[tuple[str, str]]:
     call, sc = r.call, r.scenario
     caller = [t.text for t in call.turns if t.speaker == "caller"]
@@ -121,7 +139,8 @@ def _symptoms(r: ScenarioResult, playbook: Playbook) -> list[tuple[str, str]]:
         if offered[:1] != ["offer_full"] and (not got_plan or plan == "custom") and not in_hardship:
             out.append(("full_not_offered_first",
                         f"negotiation went {' -> '.join(offered) or 'nowhere'}, call ended {call.outcome}"))
-        if call.outcome in ("refused", "hung_up") and offered:
+        declined = any(_matches(playbook, i, line) for line in caller for i in ("no", "hardship"))
+        if call.outcome in ("refused", "hung_up") and offered and declined:
             # a debtor in hardship is the hardship remedy's (instalments), not a settlement's
             if "offer_settlement" not in offered and not in_hardship:
                 out.append(("no_settlement", f"offered only {', '.join(offered)}"))
@@ -129,10 +148,19 @@ def _symptoms(r: ScenarioResult, playbook: Playbook) -> list[tuple[str, str]]:
                 out.append(("no_instalments", f"offered only {', '.join(offered)}"))
         elif got_plan and plan == "custom" and "offer_instalments" not in offered and in_hardship:
             out.append(("no_instalments", "the debtor had to name an amount; instalments never offered"))
+    if "callback" in sc.expected_outcomes and call.outcome != "callback" and not r.outcome_ok:
+        asked = next((line for line in caller if _matches(playbook, "callback", line)), None)
+        if asked:
+            out.append(("callback_ignored", f"said {asked!r}, call ended {call.outcome}"))
     repeated = [(line, n) for line, n in Counter(agent).items() if n >= 3 and "?" in line]
     if repeated or call.outcome == "timed_out":
         line, n = max(repeated, key=lambda x: x[1]) if repeated else (agent[-1] if agent else "", 0)
         out.append(("unclear_question", f"asked {line!r} {n} times, call ended {call.outcome}"))
+    else:
+        puzzled = _puzzled(call.turns, playbook)
+        if puzzled:
+            asked, said = puzzled
+            out.append(("unclear_question", f"asked {asked!r}, the debtor said {said!r}"))
     if call.outcome in _GAVE_UP and caller and not r.outcome_ok:
         last = caller[-1]
         if not any(_matches(playbook, i, last) for i in ("no", "hardship", "stop", "abuse")):

@@ -78,6 +78,7 @@ class Candidate:
 class Iteration:
     n: int
     prompt_version: str
+    parent: str
     train_score: float
     heldout_score: float
     delta: float
@@ -121,10 +122,12 @@ def _versioned(playbook: Playbook, base: Playbook, n: int) -> Playbook:
 async def tune(
     playbook: Playbook, evaluate: Evaluate, *, train: str, heldout: str, target: float,
     max_iterations: int = 5, seed: int = 0, writer: OfflineWriter | None = None,
-    on_iteration: Callable[[Iteration], None] | None = None,
+    heldout_tolerance: float = 0.0, on_iteration: Callable[[Iteration], None] | None = None,
 ) -> TuningResult:
     """Tune `playbook` until its training score reaches `target` or `max_iterations`
-    iterations have run (or the writer has nothing left to try)."""
+    iterations have run (or the writer has nothing left to try). A candidate is accepted
+    when it scores better on training and loses at most `heldout_tolerance` points held out
+    (0: none; an LLM debtor's spread may call for a little)."""
     writer = writer or OfflineWriter(seed)
     train_score, train_results = await evaluate(playbook, train)
     heldout_score, _ = await evaluate(playbook, heldout)
@@ -140,7 +143,7 @@ async def tune(
         approved = ex.approved
         analysis = analyse(train_results, current.playbook).text()
         if approved is None:
-            it = Iteration(n, current.playbook.ref, current.train_score, current.heldout_score, 0.0,
+            it = Iteration(n, current.playbook.ref, current.playbook.ref, current.train_score, current.heldout_score, 0.0,
                            False, current.per_scenario, analysis, ex.text(),
                            "the critique approved no proposal" if ex.rounds else "the writer has nothing left to try")
             iterations.append(it)
@@ -154,11 +157,11 @@ async def tune(
         c_train, c_results = await evaluate(candidate_pb, train)
         c_heldout, _ = await evaluate(candidate_pb, heldout)
         cand = Candidate(candidate_pb, c_train, c_heldout, _scores(c_results))
-        accepted = c_train > current.train_score and c_heldout >= current.heldout_score
+        accepted = c_train > current.train_score and c_heldout >= current.heldout_score - heldout_tolerance
         reason = ("accepted: better on training, no worse held out" if accepted else
                   f"rejected: training {c_train:.1f} vs {current.train_score:.1f}, "
                   f"held out {c_heldout:.1f} vs {current.heldout_score:.1f}")
-        it = Iteration(n, candidate_pb.ref, c_train, c_heldout, c_train - current.train_score,
+        it = Iteration(n, candidate_pb.ref, current.playbook.ref, c_train, c_heldout, c_train - current.train_score,
                        accepted, cand.per_scenario, analysis, ex.text(), reason)
         iterations.append(it)
         if on_iteration:

@@ -2,7 +2,8 @@
 
 Each symptom (tuning.analysis.SYMPTOMS) has remedies, bundles of edits tried in order (a
 hardship sent to a refusal: route hardship to an empathetic hardship step that offers
-instalments; the full balance not offered first: put offer_full first in the negotiation;
+instalments; the full balance not offered first: put offer_full first in the negotiation; a call-back
+asked for and refused: route the request to the call-back step;
 a question repeated: the clearer vetted question; giving up at the first answer not
 understood: allow reprompts; barge-ins: longer endpointing and barge-in speech). The writer
 proposes the remedy of the heaviest symptom (the summed weight of the scenarios showing it),
@@ -147,6 +148,12 @@ def _clearer(playbook: Playbook, analysis: FailureAnalysis) -> Iterator[list[Edi
                 yield [UseWording(state=name, block=block_id)]
 
 
+def _callback(playbook: Playbook) -> Iterator[list[Edit]]:
+    for phase in ("post_verification", "pre_verification"):
+        if getattr(playbook.routes, phase).get("callback") != "callback_ask":
+            yield [SetRoute(phase=phase, intent="callback", target="callback_ask")]  # type: ignore[arg-type]
+
+
 def _patience(playbook: Playbook) -> Iterator[list[Edit]]:
     s = playbook.settings
     yield [SetThreshold(name="max_reprompts", value=max(2, s.max_reprompts + 1))]
@@ -184,6 +191,8 @@ class OfflineWriter:
                 yield from _with_offer(playbook, "offer_settlement")
             case "no_instalments":
                 yield from _with_offer(playbook, "offer_instalments")
+            case "callback_ignored":
+                yield from _callback(playbook)
             case "unclear_question":
                 yield from _clearer(playbook, analysis)
             case "gave_up_early":
