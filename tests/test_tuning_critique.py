@@ -105,7 +105,7 @@ def test_threat_or_profanity_in_any_line(default: Playbook) -> None:
     data["states"]["refused"]["say"] = ["Pay now or we will have you arrested.", "Goodbye."]
     problems = check_data(data)
     assert [(p.rule, p.where) for p in problems] == [("conduct", "states.refused")]
-    assert conduct_terms("You idiot, we'll sue you") == ["idiot", "sue"]
+    assert conduct_terms("You idiot, we'll sue you and garnish your wages") == ["sue you", "garnish", "idiot"]
     assert conduct_terms(check_playbook.__doc__ or "") == []
 
 

@@ -37,6 +37,7 @@ from ai.playbook import (
     find_debt_terms,
     parse_playbook,
 )
+from evaluation.compliance import PROFANITY, THREATS
 from tuning.edits import Edit, EditRejected, apply_edits
 from tuning.paths import VERIFIED, edges, waits, walk
 
@@ -51,15 +52,10 @@ RULES: dict[str, str] = {
     "conduct": "no threat, profanity or insult in any line",
 }
 
-# Threat and profanity lexicon, kept here alone so it can switch to evaluation.compliance's
-# lexicon (the evaluator's) once that lands, and both judge lines the same way.
-_CONDUCT = re.compile(
-    r"\b(arrest\w*|jail|prison|police|warrant|sue|suing|lawsuit|court|garnish\w*|seiz\w*|"
-    r"repossess\w*|deport\w*|ruin your credit|or else|you will regret|last chance|"
-    r"f+u+c+k\w*|shit\w*|bitch\w*|bastards?|asshole\w*|damn\w*|crap|idiot\w*|moron\w*|"
-    r"stupid|liar|deadbeat|loser)\b",
-    re.IGNORECASE,
-)
+# the evaluator's own lexicons, so the critique refuses a line the evaluator would count as
+# a violation; insults the evaluator does not list (harassment, 12 CFR 1006.14) are added
+_INSULTS = re.compile(r"\b(idiot\w*|moron\w*|stupid|liar|deadbeat|loser|pathetic)\b", re.IGNORECASE)
+_CONDUCT = (THREATS, PROFANITY, _INSULTS)
 
 _DEBT_COLLECTOR = "debt collector"
 
@@ -99,8 +95,9 @@ class Review:
 
 
 def conduct_terms(text: str) -> list[str]:
-    """Threat and profanity words in `text`."""
-    return list(dict.fromkeys(m.group(0).lower() for m in _CONDUCT.finditer(text)))
+    """Threat, profanity and insult words in `text`."""
+    found = [m.group(0).lower() for pattern in _CONDUCT for m in pattern.finditer(text)]
+    return list(dict.fromkeys(found))
 
 
 def _debt_words(line: str, playbook: Playbook, ctx: CallContext, *, company: bool = True) -> list[str]:
