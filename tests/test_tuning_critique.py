@@ -146,3 +146,17 @@ def test_a_sent_back_proposal_is_followed_by_another(default: Playbook) -> None:
     assert [r.approved for _, r in ex.rounds] == [False, True]
     assert ex.approved is not None and ex.approved[1].settings.max_reprompts == 3
     assert "[opt_out]" in ex.text() and "approved" in ex.text()
+
+
+def test_an_edit_the_critique_blamed_is_not_proposed_again(default: Playbook) -> None:
+    from tests.test_tuning_writer import hardship_refused
+    from tuning.analysis import analyse
+
+    writer = OfflineWriter(seed=2)
+    analysis = analyse([hardship_refused()], default)
+    first = writer.propose(default, analysis)
+    assert first is not None
+    blamed = first.edits[0]
+    writer.avoid(blamed)
+    while (p := writer.propose(default, analysis)) is not None:
+        assert blamed not in p.edits

@@ -62,6 +62,8 @@ def exchange(writer: OfflineWriter, playbook: Playbook, results: list[ScenarioRe
         out.rounds.append((proposal, verdict))
         if verdict.approved:
             break
+        if verdict.culprit is not None:
+            writer.avoid(verdict.culprit)
         feedback.append(verdict.text)
     return out
 

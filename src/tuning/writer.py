@@ -175,11 +175,17 @@ def _courtesy(playbook: Playbook) -> Iterator[list[Edit]]:
 
 class OfflineWriter:
     """Proposes edits from a failure analysis, deterministically for a seed. It remembers
-    every proposal it made (`tried`), so it never proposes the same one twice in a run."""
+    every proposal it made (`tried`), so it never proposes the same one twice in a run, and
+    every edit the critique blamed (`avoided`), so no later bundle carries it."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self.tried: set[str] = set()
+        self.avoided: set[str] = set()
+
+    def avoid(self, edit: Edit) -> None:
+        """Never propose `edit` again, in any bundle (the critique blamed it on a rule)."""
+        self.avoided.add(edit.model_dump_json())
 
     def _remedies(self, kind: str, playbook: Playbook, analysis: FailureAnalysis) -> Iterator[list[Edit]]:
         match kind:
@@ -227,7 +233,7 @@ class OfflineWriter:
         is the critique's reasons for the proposals it sent back, kept in the audit trail;
         the proposals themselves are already marked tried."""
         for p in self.candidates(playbook, analysis):
-            if p.key not in self.tried:
+            if p.key not in self.tried and not any(e.model_dump_json() in self.avoided for e in p.edits):
                 self.tried.add(p.key)
                 return p
         return None
