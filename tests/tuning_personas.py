@@ -1,91 +1,48 @@
 """A first `evaluate(playbook, scenario_set)` for the tuning tests: the packaged personas
-on the existing text driver (evaluation.text_call), scored by a plain rubric (task
-completion from the outcome and plan reached, efficiency from the number of agent turns).
-It stands in for the evaluator (evaluation.scoring / judges) until that lands; the
-compliance of a candidate is the critique's job here, so every call counts as compliant.
+(and two held-out ones in tests/tuning_data) play whole calls on the existing text driver
+(the evaluator's test calls, tests/evaluator_calls.py), scored by the evaluator itself
+(evaluation.scoring.evaluate_call with the rubric judge). A persona's expected plan (full,
+instalment) also counts: a promise under another plan scores only the share of the task
+the rubric gives it, halved, so the writer has a reason to offer what the debtor needs.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from pathlib import Path
+
+import pytest
 
 from ai.playbook import Playbook
-from evaluation.models import (
-    Backstory,
-    CallScore,
-    RecordedAction,
-    Scenario,
-    SimulatedCall,
-    SimulatedTurn,
-)
-from evaluation.personas import Persona, load_persona
-from evaluation.text_call import run_text_call
+from evaluation.judges import RubricJudge
+from evaluation.personas import load_persona
+from evaluation.scoring import evaluate_call, weighted_score
+from tests.evaluator_calls import simulate
 from tuning.analysis import ScenarioResult
 
-CLOCK = {"today": "2026-11-21", "now": "2026-11-21T09:00:00"}
-STARTED = dt.datetime(2026, 11, 21, 14, 0, tzinfo=dt.UTC)
+DATA = Path(__file__).with_name("tuning_data")
+
+#: scenario sets of (persona, weight): training, and held out (other debtors, and the same
+#: kinds of debtor with other names, facts and words)
+PERSONA_SETS: dict[str, list[tuple[str, int]]] = {
+    "train": [("cooperative", 3), ("hardship", 3), ("hostile", 2), ("disputer", 2),
+              ("callback", 1), ("already-paid", 1), ("wrong-person", 2), ("silent", 1)],
+    "heldout": [("interrupter", 3), (str(DATA / "hardship-two.yaml"), 3),
+                (str(DATA / "cooperative-two.yaml"), 3)],
+}
 
 
-def _variant(name: str, new: str, **identity: object) -> Persona:
-    p = load_persona(name)
-    return p.model_copy(update={"name": new, "identity": {**p.identity, **identity}})
-
-
-def persona_sets() -> dict[str, list[tuple[Persona, int]]]:
-    """Scenario sets of (persona, weight): training and held-out (other debtors, and the
-    same kinds of debtor owing other amounts to other creditors; the persona rules answer
-    with the persona's own name and birth year, so those stay)."""
-    p = load_persona
-    return {
-        "train": [(p("cooperative"), 3), (p("hardship"), 3), (p("hostile"), 2), (p("disputer"), 2),
-                  (p("callback"), 1), (p("already-paid"), 1), (p("wrong-person"), 2)],
-        "heldout": [(p("interrupter"), 3), (p("silent"), 1),
-                    (_variant("hardship", "hardship-two", balance=1800.0, creditor="Pine Card"), 3),
-                    (_variant("cooperative", "cooperative-two", balance=640.0,
-                              creditor="Harbor Medical Group"), 3)],
-    }
-
-
-def scenario_of(persona: Persona, weight: int) -> Scenario:
-    i = persona.identity
-    return Scenario(
-        name=persona.name, personality=persona.name, weight=weight,
-        expected_outcomes=[persona.expected_outcome],
-        backstory=Backstory(debtor_name=i["debtor_name"], birth_year=i["birth_year"],
-                            creditor=i["creditor"], balance=i["balance"],
-                            first_contact=i.get("first_contact", True)),
-    )
-
-
-def rubric(persona: Persona, call: SimulatedCall) -> CallScore:
+async def scenario_result(playbook: Playbook, persona_ref: str, weight: int) -> ScenarioResult:
+    persona = load_persona(persona_ref)
+    with pytest.MonkeyPatch.context() as mp:
+        call, scenario = await simulate(playbook, persona_ref, mp)
+    scenario = scenario.model_copy(update={"weight": weight})
+    score = await evaluate_call(call, scenario, playbook, judge=RubricJudge())
     plan = call.outcome_fields.get("ptp_plan")
-    if call.outcome == persona.expected_outcome and (persona.expected_plan in (None, plan)):
-        task, why = 100.0, "reached the expected outcome"
-    elif call.outcome == "promise_to_pay" == persona.expected_outcome:
-        task, why = 50.0, f"a promise under plan {plan}, not {persona.expected_plan}"
-    else:
-        task, why = 0.0, f"ended {call.outcome}, expected {persona.expected_outcome}"
-    agent_turns = sum(1 for t in call.turns if t.speaker == "agent")
-    efficiency = max(0.0, 100.0 - 5.0 * max(0, agent_turns - 6))
-    score = round(0.7 * task + 0.3 * efficiency, 2)
-    return CallScore(task_completion=task, task_analysis=why, efficiency=efficiency,
-                     efficiency_analysis=f"{agent_turns} agent turns", compliance_passed=True,
-                     hostility=0.0, judge="rubric", samples=[score], score=score, passed=score >= 70)
-
-
-async def simulate(playbook: Playbook, persona: Persona, weight: int) -> ScenarioResult:
-    r = await run_text_call(playbook, persona, context=CLOCK)
-    call = SimulatedCall(
-        call_id=r.call_id, mode="text", scenario=persona.name, outcome=r.outcome,
-        outcome_fields=r.outcome_fields,
-        turns=[SimulatedTurn(**t) for t in r.turns],
-        actions=[RecordedAction(kind=a.kind, data=a.data, turn=0) for a in r.actions],
-        stages=r.stages, barge_ins=r.barge_ins, seconds=r.seconds, started_at=STARTED,
-    )
-    return ScenarioResult(scenario_of(persona, weight), call, rubric(persona, call))
+    if persona.expected_plan is not None and plan is not None and plan != persona.expected_plan:
+        score = score.model_copy(update={"score": round(score.score / 2, 2), "passed": False})
+    return ScenarioResult(scenario, call, score)
 
 
 async def evaluate(playbook: Playbook, scenario_set: str) -> tuple[float, list[ScenarioResult]]:
-    results = [await simulate(playbook, p, w) for p, w in persona_sets()[scenario_set]]
-    total = sum(r.scenario.weight for r in results)
-    return round(sum(r.scenario.weight * r.score.score for r in results) / total, 2), results
+    results = [await scenario_result(playbook, ref, w) for ref, w in PERSONA_SETS[scenario_set]]
+    return weighted_score([(r.scenario.weight, r.score.score) for r in results]), results
