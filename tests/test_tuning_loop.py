@@ -1,5 +1,6 @@
-"""The offline tuning loop on the text driver with the packaged personas: the shipped weak
-playbook scores worse than the default, and tuning raises its held-out score by at least
+"""The offline tuning loop on the text driver with the packaged personas, each call scored by
+the evaluator (tests/tuning_personas.py): the shipped weak playbook scores worse than the
+default, and tuning raises its held-out score by at least
 20 points within 5 iterations with every accepted version compliant; weak playbooks
 written by hand (reordered, curt) improve too; from the default the held-out score never
 drops; every iteration is recorded with the writer's and the critique's texts."""
