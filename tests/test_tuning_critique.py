@@ -160,3 +160,15 @@ def test_an_edit_the_critique_blamed_is_not_proposed_again(default: Playbook) ->
     writer.avoid(blamed)
     while (p := writer.propose(default, analysis)) is not None:
         assert blamed not in p.edits
+
+
+def test_the_paths_follow_a_transfer_that_cannot_happen(default: Playbook) -> None:
+    from tuning.paths import Step, walk
+
+    reached = walk(default)
+    assert Step("no_transfer", False) in reached and Step("no_transfer", True) in reached
+    assert reached[Step("no_transfer", False)][-1] == "(on unavailable) no_transfer"
+    data = _data(default)
+    data["states"]["no_transfer"]["say"] = ["Nobody can take the call about your {creditor} account."]
+    data["states"]["no_transfer"]["pre_verification"] = False  # the loader no longer looks
+    assert [(p.rule, p.where) for p in check_data(data)] == [("verification_before_debt", "states.no_transfer")]

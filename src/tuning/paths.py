@@ -38,10 +38,14 @@ def waits(st: State) -> bool:
 def edges(playbook: Playbook, step: Step) -> Iterator[tuple[str, Step]]:
     """(how, next step) from `step`."""
     st = playbook.states.get(step.state)
-    if st is None or st.end:
+    if st is None:
         return
+    # an ending state may still turn elsewhere on an engine event (a transfer with no
+    # number to transfer to goes on to no_transfer)
     for key, target in st.on.items():
         yield f"on {key}", Step(target, step.verified or key == VERIFIED)
+    if st.end:
+        return
     if st.next:
         yield "next", Step(st.next, step.verified)
     if waits(st):
