@@ -71,6 +71,10 @@ class ScriptedPolicy:
         self._abuse = 0
         self._misses = 0
         self._disclose_first = False
+        # the sentences of the disclosure as said, and whether the caller missed part of it
+        # (talked over it): then it is said again before the call goes on
+        self._disclosure: list[str] = []
+        self._disclosure_unheard: list[str] = []
         self._out: list[PolicyOutput] = []
         self._intents = [
             (name, [re.compile(p, re.IGNORECASE) for p in patterns])
@@ -116,8 +120,22 @@ class ScriptedPolicy:
     async def respond(
         self, history: list[Message], event: PolicyEvent
     ) -> AsyncIterator[PolicyOutput]:
+        self.heard(history)
         for item in self.handle(event):
             yield item
+
+    def heard(self, history: list[Message]) -> None:
+        """Note what the caller heard (the engine's history keeps only what was played): a
+        disclosure they talked over is owed again, from its first sentence not heard."""
+        if not self._disclosure or self._disclosure_unheard:
+            return
+        said = " ".join(" ".join(m.content.split()) for m in history if m.role == "assistant")
+        for i, sentence in enumerate(self._disclosure):
+            if " ".join(sentence.split()) not in said:
+                self._disclosure_unheard = self._disclosure[i:]
+                self._disclosure = []
+                return
+        self._disclosure = []  # heard in full: nothing more to check
 
     def handle(self, event: PolicyEvent) -> list[PolicyOutput]:
         """The synchronous core of `respond` (same outputs, as a list)."""
@@ -203,7 +221,10 @@ class ScriptedPolicy:
         lines = st.say
         if st.say_repeat_contact is not None and not self.ctx.first_contact:
             lines = st.say_repeat_contact
+        start = len(self._out)
         self._say(*lines)
+        if name == self.playbook.state("verify").on.get("verified"):
+            self._disclosure = [o.text for o in self._out[start:] if isinstance(o, Say)]
         if name == "transfer":
             self._act("transfer", number=self.playbook.settings.transfer_number,
                       reason="caller asked for a person")
@@ -273,6 +294,16 @@ class ScriptedPolicy:
         routes = (self.playbook.routes.post_verification if self.verified
                   else self.playbook.routes.pre_verification)
         st = self.playbook.state(self.state)
+        if self._disclosure_unheard and not any(
+            i in found and i in routes for i in self.playbook.routes.overriding
+        ):
+            # they spoke over the disclosure, so what they said answers nothing we asked
+            # after it: say the rest of the disclosure, then ask again
+            unheard, self._disclosure_unheard = self._disclosure_unheard, []
+            self._out.extend(Say(sentence) for sentence in unheard)
+            self._ask(st)
+            return
+        self._disclosure_unheard = []
         if "abuse" in found:
             self._abuse += 1
             if self._abuse >= 2 and not ({"stop", "attorney"} & set(found)):
