@@ -279,7 +279,7 @@ def understand(text: str, facts: Facts) -> Meaning:
         if _DEBT.search(h) or mentions_balance or (creditor and creditor in h):
             acts.add("debt_named")
         instal = bool(_INSTAL.search(h))
-        paying = bool(_PAY.search(h)) or instal or mentions_balance
+        paying = bool(_PAY.search(h) or _SETTLE.search(h)) or instal or mentions_balance
         count_m = _COUNT.search(h)
         if instal and paying:
             acts.add("offer_instalments")
