@@ -21,7 +21,7 @@ from typing import Literal
 
 from ai.extract import normalize, parse_date, words_to_digits
 
-__all__ = ["Act", "Facts", "Meaning", "amounts_in", "understand"]
+__all__ = ["Act", "Facts", "Meaning", "amounts_in", "heard", "understand"]
 
 Act = Literal[
     "greeting", "introduction", "identity_request", "name_question", "verification",
@@ -119,7 +119,8 @@ _FULL = _rx(r"full (balance|amount|payment|sum)", r"in full", r"entire (balance|
             r"all at once", r"pay (it|this|that) off")
 _SETTLE = _rx(r"settle", r"settlement", r"reduced", r"reduction", r"discount(ed)?", r"lower (amount|sum)",
               r"less than", r"(close|resolve|clear) (the|your|this) (account|balance|debt)",
-              r"(one|1) time offer", r"in full satisfaction", r"forgive", r"waive", r"knock off",
+              r"(one|1) time offer", r"in full satisfaction",
+              r"consider (it|the account|the debt|this|that) (resolved|settled|closed|paid)", r"forgive", r"waive", r"knock off",
               r"(percent|%) off", r"instead of")
 _INSTAL = _rx(r"monthly", r"(a|per|each|every) month", r"instal?lments?", r"split", r"spread",
               r"payment plan", r"smaller (payments|amounts|parts)", r"(\d+|several|a few) (monthly )?payments",
@@ -147,6 +148,7 @@ _CONFIRM = _rx(
 _EMPATHY = _rx(
     r"sorry to hear", r"i (completely |totally |really )?understand", r"(thats|that is) understandable",
     r"(that|it) (must|sounds|can) be (hard|difficult|tough|stressful|frustrating)", r"i hear you",
+    r"(that|it) (sounds|seems) (really |very |so )?(hard|difficult|tough|stressful|rough)",
     r"thank you for (telling|sharing|letting|explaining|being)", r"i appreciate", r"i know (this|that|its|it is) (hard|difficult|not easy)",
     r"no (pressure|rush)", r"take your time", r"we want to help", r"(here|happy) to help",
     r"find something that works", r"work (something out|with you)",
@@ -170,7 +172,7 @@ _NOT_UNDERSTOOD = _rx(r"(didnt|did not|couldnt|could not) (catch|hear|understand
                       r"(could|can|would) you repeat", r"repeat (that|yourself)", r"i missed (that|what)",
                       r"pardon", r"come again", r"not sure i (understood|follow)")
 _OPT_OUT_ACK = _rx(r"(will not|wont|not going to|will no longer) (call|contact|phone|ring)",
-                   r"(remove|removed|take|taken) (you|your number)", r"no (more|further) calls",
+                   r"(remove|removed|take|taken) (you|your number)", r"(no|any) (more|further) calls",
                    r"stop (calling|contacting)")
 _ACK = _rx(r"(ive|i have|we have|weve) (noted|recorded|made a note|written down|logged)", r"noted",
            r"we will (verify|check|look into|investigate|review|send)", r"in writing", r"validation",
@@ -178,6 +180,7 @@ _ACK = _rx(r"(ive|i have|we have|weve) (noted|recorded|made a note|written down|
 _COUNT = re.compile(r"\b(\d+) (?:equal |monthly |weekly |smaller |separate )*(?:payments|instal?lments|months|parts)\b")
 _MONTHS = (r"january|february|march|april|may|june|july|august|september|october|november|december|"
            r"jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec")
+_PHONE = re.compile(r"\b(1 )?\d{3} \d{3} \d{4}\b")
 _NUMBER = re.compile(r"(?P<cur>\$ ?)?(?P<num>\d+(?:\.\d+)?)(?P<ord>st|nd|rd|th)?(?: (?P<k>thousand|k|grand))?")
 
 
@@ -196,6 +199,7 @@ def amounts_in(text: str) -> list[float]:
     """Money amounts named in heard text, in order: "$250", "250 dollars", "1250 dollars and
     50 cents", a bare "800" after "of" or "pay"; not counts, days, times or years."""
     found: list[float] = []
+    text = _PHONE.sub(" ", text)
     for m in _NUMBER.finditer(text):
         if m.group("ord"):
             continue
@@ -250,7 +254,9 @@ def understand(text: str, facts: Facts) -> Meaning:
     count and the date the offer, question or restatement carries."""
     meaning = Meaning(text=text, words=len(text.split()))
     creditor = heard(facts.creditor)
-    for raw in _sentences(text):
+    sentences = _sentences(text)
+    turn_question = any(_is_question(raw, heard(raw)) for raw in sentences)
+    for raw in sentences:
         h = heard(raw)
         if not h:
             continue
@@ -281,7 +287,8 @@ def understand(text: str, facts: Facts) -> Meaning:
         instal = bool(_INSTAL.search(h))
         paying = bool(_PAY.search(h) or _SETTLE.search(h)) or instal or mentions_balance
         count_m = _COUNT.search(h)
-        if instal and paying:
+        asks_amount = bool(_ASK_AMOUNT.search(h))
+        if instal and paying and not (asks_amount and not amounts):
             acts.add("offer_instalments")
             if count_m:
                 meaning.count = int(count_m.group(1))
@@ -290,9 +297,9 @@ def understand(text: str, facts: Facts) -> Meaning:
                 meaning.amount = per[-1]
             elif meaning.count and meaning.amount is None:
                 meaning.amount = round(facts.balance / meaning.count, 2)
-        elif paying and amounts and not _ASK_AMOUNT.search(h):
+        elif paying and amounts and not asks_amount:
             lesser = [a for a in amounts if a < facts.balance * 0.995]
-            if lesser and (_SETTLE.search(h) or question or "accept" in h):
+            if lesser and (_SETTLE.search(h) or turn_question or "accept" in h):
                 acts.add("offer_settlement")
                 meaning.amount = lesser[-1]
             elif mentions_balance and (question or _FULL.search(h)):
@@ -301,7 +308,7 @@ def understand(text: str, facts: Facts) -> Meaning:
         elif paying and _FULL.search(h) and question and not _SETTLE.search(h):
             acts.add("offer_full")
             meaning.amount = facts.balance
-        if _ASK_AMOUNT.search(h):
+        if asks_amount:
             acts.add("ask_amount")
         if _ASK_DATE.search(h):
             acts.add("date_question")
