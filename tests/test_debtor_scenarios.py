@@ -13,7 +13,12 @@ import pytest
 
 from ai.playbook import load_playbook
 from evaluation.debtor import make_debtor
-from evaluation.library_data import SCENARIO_SETS, LibraryDataError, load_personalities, load_scenario_set
+from evaluation.library_data import (
+    SCENARIO_SETS,
+    LibraryDataError,
+    load_personalities,
+    load_scenario_set,
+)
 from evaluation.models import Scenario
 from evaluation.text_call import run_text_simulation
 
