@@ -13,6 +13,7 @@ import pytest
 
 from ai.playbook import load_playbook
 from evaluation.debtor import make_debtor
+from evaluation.debtor_scripted import ScriptedDebtor
 from evaluation.library_data import (
     SCENARIO_SETS,
     LibraryDataError,
@@ -110,3 +111,41 @@ def test_make_debtor_refuses_a_personality_the_scenario_does_not_name() -> None:
     scenario = next(s for s in ALL if s.name == "cooperative")
     with pytest.raises(ValueError, match="personality: scenario 'cooperative' is played by"):
         make_debtor(scenario, PERSONALITIES["hostile"], seed=1)
+
+
+def _debtor(name: str, seed: int = 1) -> ScriptedDebtor:
+    scenario = next(s for s in ALL if s.name == name)
+    return ScriptedDebtor(PERSONALITIES[scenario.personality], scenario.backstory, seed=seed,
+                          today=dt.date(2026, 11, 20))
+
+
+def test_scripted_debtor_reveals_facts_only_when_asked_and_checks_restatements() -> None:
+    d = _debtor("cooperative")
+    hello = d.answer("Hi, this is Sam from Acme Services. Am I talking to John Smith?")
+    assert hello is not None and "1984" not in hello
+    assert d.answer("What year were you born?") is not None and "1984" in (d.last_reply or "")
+    assert d.answer("Could you pay the full 1,250 dollars in one go?") is not None and d.agreed == 1250.0
+    date = d.answer("What date works for you?")
+    assert date is not None and d.agreed_date is not None and d.agreed_date >= dt.date(2026, 11, 23)
+    wrong = d.answer(f"So that's 1,000 dollars on {d.agreed_date:%B} {d.agreed_date.day}, right?")
+    assert wrong is not None and wrong.startswith("No")
+    right = d.answer(f"So that's 1,250 dollars on {d.agreed_date:%B} {d.agreed_date.day}, right?")
+    assert right is not None and right.startswith("Yes")
+    assert d.answer("Thanks, have a great day, bye.") is None and d.hung_up
+
+
+def test_a_third_party_says_nothing_about_the_debtors_affairs() -> None:
+    d = _debtor("relative-answers")
+    said = [d.answer(t) for t in ("May I speak with Daniel Ortiz?", "What year was he born?",
+                                  "It's about his Granite Auto Finance loan of 5,400 dollars.")]
+    assert all(s is not None for s in said)
+    assert not any("1993" in s or "5,400" in s for s in said if s)
+
+
+def test_patience_runs_out_on_a_pushy_agent() -> None:
+    d = _debtor("hostile")
+    d.answer("Is this Dave Miller?")
+    d.answer("What year were you born?")
+    lines = [d.answer("You owe 890 dollars. Can you pay the full 890 dollars today?") for _ in range(4)]
+    assert d.hung_up and d.anger > PERSONALITIES["hostile"].patience
+    assert any(line and "call" in line.lower() for line in lines)  # asked to stop calling
