@@ -149,3 +149,14 @@ def test_patience_runs_out_on_a_pushy_agent() -> None:
     lines = [d.answer("You owe 890 dollars. Can you pay the full 890 dollars today?") for _ in range(4)]
     assert d.hung_up and d.anger > PERSONALITIES["hostile"].patience
     assert any(line and "call" in line.lower() for line in lines)  # asked to stop calling
+
+
+@pytest.mark.parametrize("scenario", ALL, ids=lambda s: s.name)
+async def test_the_default_playbook_stays_compliant_with_every_shipped_debtor(scenario: Scenario) -> None:
+    from evaluation.judges import RubricJudge
+    from evaluation.scoring import evaluate_call
+
+    call = await run_text_simulation(DEFAULT, scenario, PERSONALITIES[scenario.personality], seed=2)
+    score = await evaluate_call(call, scenario, DEFAULT, judge=RubricJudge(),
+                                personality=PERSONALITIES[scenario.personality])
+    assert score.compliance_passed, score.violations

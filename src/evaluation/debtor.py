@@ -13,8 +13,9 @@ from evaluation.models import Personality, Scenario
 
 __all__ = ["DEFAULT_STARTED_AT", "Debtor", "call_day", "make_debtor"]
 
-#: when a simulated call starts unless told otherwise: a weekday morning in US time zones
-DEFAULT_STARTED_AT = dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC)
+#: when a simulated call starts unless told otherwise: a Friday, 09:00 in Los Angeles and
+#: 12:00 in New York (inside the calling window in every US time zone)
+DEFAULT_STARTED_AT = dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.UTC)
 
 
 class Debtor(Protocol):
