@@ -30,6 +30,7 @@ from evaluation.debtor_llm import LLMDebtorConfig
 from evaluation.models import Personality, RecordedAction, Scenario, SimulatedCall, SimulatedTurn
 from evaluation.personas import Persona, PersonaDebtor, load_persona
 from evaluation.phone import SimulatedPhone
+from evaluation.text_call import simulation_context
 from media.codec import FRAME_MS, AudioFormat, decode
 from media.tts_audio import synthesize_for_carrier
 
@@ -339,7 +340,7 @@ async def run_audio_simulation(
     `stt`; the call as the server stored it."""
     started_at = started_at or DEFAULT_STARTED_AT
     debtor = make_debtor(scenario, personality, seed=seed, llm=llm, started_at=started_at)
-    context = {**scenario.backstory.call_context(), "now": started_at.isoformat()}
+    context = simulation_context(scenario, started_at)
     try:
         r = await _call(server_url, debtor, scenario.name, context, scenario.backstory.phone, stt, tts,
                         carrier, exotel_rate, printer, wav, max_seconds, api_key)
