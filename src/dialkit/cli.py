@@ -163,17 +163,21 @@ def migrate() -> None:
 
 @app.command()
 def personas() -> None:
-    """List the simulated debtor personas."""
-    from evaluation.personas import list_personas
+    """List the simulated debtors: the shipped scenarios (set: name, personality)."""
+    from evaluation.library_data import SCENARIO_SETS, load_scenario_set
 
-    for name in list_personas():
-        print(name)
+    for set_name in SCENARIO_SETS:
+        for s in load_scenario_set(set_name):
+            print(f"{s.name}\t{set_name}\t{s.personality}")
 
 
 @app.command()
 def call(
     simulate: Annotated[bool, typer.Option("--simulate", help="call a simulated debtor")] = False,
-    persona: Annotated[str, typer.Option(help="simulated debtor persona")] = "cooperative",
+    persona: Annotated[str, typer.Option(
+        help="a shipped scenario (or personality) the simulated debtor plays; see `dialkit personas`")
+    ] = "cooperative",
+    seed: Annotated[int, typer.Option(help="the simulated debtor's seed")] = 1,
     url: Annotated[
         str | None, typer.Option(help="server to call (ws:// or http://); default: start one here")
     ] = None,
@@ -198,11 +202,13 @@ def call(
     if carrier not in ("twilio", "exotel"):
         console.print("--carrier must be twilio or exotel")
         raise typer.Exit(2)
-    from evaluation.personas import list_personas
+    from evaluation.simulate import SimulationChoiceError, find_scenario
 
-    if persona not in list_personas():
-        console.print(f"unknown persona {persona!r}; choose from: {', '.join(list_personas())}")
-        raise typer.Exit(2)
+    try:
+        scenario, personality = find_scenario(persona)
+    except SimulationChoiceError as e:
+        console.print(str(e))
+        raise typer.Exit(2) from None
     settings = Settings()
     if url is None:
         settings.check_bind()  # the in-process server binds settings.host
@@ -211,13 +217,14 @@ def call(
         if url is not None or wav is not None:
             console.print("--url and --wav need --mode audio")
             raise typer.Exit(2)
-        text_result = _run(_simulate_text(settings, persona, max_seconds))
+        text_result = _run(_simulate_text(settings, scenario, personality, seed, max_seconds))
         if as_json:
             print(json.dumps(text_result.as_json()))
         else:
             _print_summary(text_result)
         return
-    result = _run(_simulate(settings, persona, url, carrier, sample_rate, as_json, wav, max_seconds))
+    result = _run(_simulate(settings, scenario, personality, seed, url, carrier, sample_rate,
+                            as_json, wav, max_seconds))
     if as_json:
         print(json.dumps(result.as_json()))
     else:
@@ -226,12 +233,13 @@ def call(
 
 
 async def _simulate(
-    settings: Settings, persona: str, url: str | None, carrier: str, rate: int, quiet: bool,
-    wav: Path | None, max_seconds: float,
+    settings: Settings, scenario: Any, personality: Any, seed: int, url: str | None,
+    carrier: str, rate: int, quiet: bool, wav: Path | None, max_seconds: float,
 ) -> Any:
     from dialkit.providers import build_providers
     from dialkit.server import start_server
-    from evaluation.audio_call import run_simulated_call
+    from evaluation.audio_call import run_audio_simulation
+    from evaluation.simulate import SimulationView
 
     def printer(speaker: str, text: str) -> None:
         if not quiet:
@@ -247,28 +255,33 @@ async def _simulate(
             console.print(f"[dim]server started in-process on {url}[/]")
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     try:
-        return await run_simulated_call(
-            url, persona, providers.stt, providers.tts, carrier=carrier, exotel_rate=rate,
-            printer=printer, wav=wav, max_seconds=max_seconds, api_key=api_key,
+        call = await run_audio_simulation(
+            url, scenario, personality, seed=seed, stt=providers.stt, tts=providers.tts,
+            carrier=carrier, exotel_rate=rate, printer=printer, wav=wav,
+            max_seconds=max_seconds, api_key=api_key,
         )
+        return SimulationView(call, carrier=carrier, wav=str(wav) if wav else None)
     finally:
         if runner is not None:
             await runner.cleanup()
 
 
-async def _simulate_text(settings: Settings, persona: str, max_seconds: float) -> Any:
-    """The persona against the policy the server would give this call, on a virtual clock."""
+async def _simulate_text(
+    settings: Settings, scenario: Any, personality: Any, seed: int, max_seconds: float,
+) -> Any:
+    """The scenario's debtor against the policy the server would give this call, on a
+    virtual clock."""
     from dialkit.providers import build_providers
-    from evaluation.personas import load_persona
-    from evaluation.text_call import run_text_call
+    from evaluation.simulate import SimulationView
+    from evaluation.text_call import run_text_simulation
 
     providers = await build_providers(settings, warmup=False)
     try:
-        p = load_persona(persona)
-        return await run_text_call(
-            providers.playbook, p, policy=providers.policy_factory(p.context()),
-            max_seconds=max_seconds,
+        call = await run_text_simulation(
+            providers.playbook, scenario, personality, seed=seed,
+            policy=providers.policy_factory, max_seconds=max_seconds,
         )
+        return SimulationView(call)
     finally:
         await providers.close()
 

@@ -27,7 +27,7 @@ import websockets
 
 from ai.protocols import STT, TTS
 from evaluation.audio_call import DebtorVoice
-from evaluation.personas import Persona, SimulatedDebtor, load_persona
+from evaluation.personas import Persona, PersonaDebtor, load_persona
 from evaluation.phone import SimulatedPhone
 from media.codec import decode
 from media.tts_audio import synthesize_for_carrier
@@ -133,7 +133,7 @@ class PersonaLine(Line):
 
     def __init__(self, persona: Persona, stt: STT, tts: TTS) -> None:
         self.persona = persona
-        self.debtor = SimulatedDebtor(persona)
+        self.debtor = PersonaDebtor(persona)
         self.stt = stt
         self.tts = tts
         self.voice: DebtorVoice | None = None

@@ -1,14 +1,17 @@
 """A simulated debtor on a simulated phone: hears the agent through speech recognition,
 answers through speech synthesis, all over the carrier protocol.
 
-`run_simulated_call` creates the call through the server's API, dials its media
-WebSocket, plays the persona until someone hangs up, then reads the stored call back.
+`run_audio_simulation` plays a scenario's debtor (`evaluation.debtor.Debtor`, scripted or
+LLM), `run_simulated_call` a regex persona: each creates the call through the server's API,
+dials its media WebSocket, plays the debtor until someone hangs up, then reads the stored
+call back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +24,13 @@ import numpy as np
 
 from ai.protocols import STT, TTS
 from ai.types import AudioIn, AudioSpec, SpeechStarted, UtteranceEnd
-from evaluation.personas import Persona, SimulatedDebtor, load_persona
+from ai.vocabulary import OUTCOME_COLUMNS
+from evaluation.debtor import DEFAULT_STARTED_AT, Debtor, make_debtor
+from evaluation.debtor_llm import LLMDebtorConfig
+from evaluation.models import Personality, RecordedAction, Scenario, SimulatedCall, SimulatedTurn
+from evaluation.personas import Persona, PersonaDebtor, load_persona
 from evaluation.phone import SimulatedPhone
+from evaluation.text_call import simulation_context
 from media.codec import FRAME_MS, AudioFormat, decode
 from media.tts_audio import synthesize_for_carrier
 
@@ -49,6 +57,9 @@ class SimulationResult:
     stages: list[str] = field(default_factory=list)
     wav: str | None = None
     phone: dict[str, Any] = field(default_factory=dict)
+    outcome_fields: dict[str, Any] = field(default_factory=dict)
+    actions: list[RecordedAction] = field(default_factory=list)
+    seconds: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -84,7 +95,7 @@ def ws_base(url: str) -> str:
 class DebtorVoice:
     """The debtor's ears (STT over played agent audio) and mouth (TTS into the phone)."""
 
-    def __init__(self, phone: SimulatedPhone, debtor: SimulatedDebtor, stt: STT, tts: TTS,
+    def __init__(self, phone: SimulatedPhone, debtor: Debtor, stt: STT, tts: TTS,
                  printer: Printer | None) -> None:
         self.phone = phone
         self.debtor = debtor
@@ -172,7 +183,7 @@ class DebtorVoice:
             if self.loop.time() - self._agent_audio_t < TURN_END_S:
                 continue
             text, self._unanswered = " ".join(self._unanswered), []
-            reply = self.debtor.reply(text)
+            reply = await self.debtor.reply(text)
             if reply:
                 self.say(reply)
 
@@ -215,13 +226,20 @@ async def run_simulated_call(
     max_seconds: float = 240.0,
     api_key: str | None = None,
 ) -> SimulationResult:
+    """A regex persona's call over the carrier protocol."""
     persona: Persona = load_persona(persona_name)
-    debtor = SimulatedDebtor(persona)
+    return await _call(url, PersonaDebtor(persona), persona_name, persona.context(), persona.phone,
+                       stt, tts, carrier, exotel_rate, printer, wav, max_seconds, api_key)
+
+
+async def _call(
+    url: str, debtor: Debtor, name: str, context: dict[str, Any], to: str, stt: STT, tts: TTS,
+    carrier: str, exotel_rate: int, printer: Printer | None, wav: Path | None,
+    max_seconds: float, api_key: str | None,
+) -> SimulationResult:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(base_url=http_base(url), headers=headers, timeout=30) as api:
-        resp = await api.post("/api/calls", json={
-            "carrier": carrier, "context": persona.context(), "to": persona.phone,
-        })
+        resp = await api.post("/api/calls", json={"carrier": carrier, "context": context, "to": to})
         resp.raise_for_status()
         created = resp.json()
         call_id, token = created["call_id"], created["token"]
@@ -236,6 +254,9 @@ async def run_simulated_call(
         phone.on_played = voice.on_played
         await voice.start()
         await phone.connect()
+        opening = debtor.opening()
+        if opening:
+            voice.say(opening)
         deadline = time.monotonic() + max_seconds
         try:
             while not phone.closed.is_set():
@@ -269,11 +290,12 @@ async def run_simulated_call(
         | {"voice_to_voice_ms": t.get("voice_to_voice_ms")}
         for t in detail.get("turns", [])
     ]
-    barge_ins = sum(1 for e in detail.get("events", []) if e["kind"] == "barge_in")
-    stages = [e["data"]["stage"] for e in detail.get("events", []) if e["kind"] == "stage"]
+    events = detail.get("events", [])
+    barge_ins = sum(1 for e in events if e["kind"] == "barge_in")
+    stages = [e["data"]["stage"] for e in events if e["kind"] == "stage"]
     return SimulationResult(
         call_id=call_id,
-        persona=persona_name,
+        persona=name,
         carrier=carrier,
         outcome=outcome.get("outcome"),
         promise_to_pay=ptp,
@@ -288,4 +310,48 @@ async def run_simulated_call(
         wav=str(wav) if wav else None,
         phone={"close_code": phone.close_code, "clears": phone.stats.clears,
                "bad_chunks": phone.stats.bad_chunks},
+        outcome_fields={k: v for k, v in outcome.items() if k in OUTCOME_COLUMNS},
+        actions=[RecordedAction(kind=e["kind"].removeprefix("action."), data=e.get("data") or {},
+                                turn=sum(1 for t in turns if (t["end_ms"] or 0) <= e["t_ms"]))
+                 for e in events if e["kind"].startswith("action.")],
+        seconds=max((t["end_ms"] or 0 for t in turns), default=0) / 1000,
+    )
+
+
+async def run_audio_simulation(
+    server_url: str,
+    scenario: Scenario,
+    personality: Personality,
+    *,
+    seed: int,
+    stt: STT,
+    tts: TTS,
+    carrier: str = "twilio",
+    exotel_rate: int = 8000,
+    llm: LLMDebtorConfig | None = None,
+    started_at: dt.datetime | None = None,
+    printer: Printer | None = None,
+    wav: Path | None = None,
+    max_seconds: float = 240.0,
+    api_key: str | None = None,
+) -> SimulatedCall:
+    """One scenario's call in audio mode: its debtor's speech through `tts`, the carrier
+    protocol over a real WebSocket to the server at `server_url`, the agent heard through
+    `stt`; the call as the server stored it."""
+    started_at = started_at or DEFAULT_STARTED_AT
+    debtor = make_debtor(scenario, personality, seed=seed, llm=llm, started_at=started_at)
+    context = simulation_context(scenario, started_at)
+    try:
+        r = await _call(server_url, debtor, scenario.name, context, scenario.backstory.phone, stt, tts,
+                        carrier, exotel_rate, printer, wav, max_seconds, api_key)
+    finally:
+        close = getattr(debtor, "close", None)
+        if close is not None:
+            await close()
+    return SimulatedCall(
+        call_id=r.call_id, mode="audio", scenario=scenario.name, outcome=r.outcome,
+        outcome_fields=r.outcome_fields, turns=[SimulatedTurn.model_validate(t) for t in r.turns],
+        actions=r.actions, stages=r.stages, barge_ins=r.barge_ins, seconds=r.seconds,
+        started_at=started_at, debtor_hung_up=debtor.hung_up, status=r.status,
+        failure_reason=r.failure_reason,
     )

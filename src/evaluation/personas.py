@@ -18,6 +18,7 @@ from ai.vocabulary import Outcome, PlanKind
 __all__ = [
     "PERSONA_DIR",
     "Persona",
+    "PersonaDebtor",
     "PersonaError",
     "Rule",
     "SimulatedDebtor",
@@ -188,3 +189,26 @@ class SimulatedDebtor:
                     self._uses[i] = used + 1
                     return rule
         return None
+
+
+class PersonaDebtor:
+    """A regex persona as a `evaluation.debtor.Debtor`, for the drivers that take one."""
+
+    def __init__(self, persona: Persona) -> None:
+        self.simulated = SimulatedDebtor(persona)
+        self.name = persona.name
+        self.words_per_minute = 170
+        self.interrupt_after_ms = persona.interrupt_after_ms
+
+    @property
+    def hung_up(self) -> bool:
+        return self.simulated.hung_up
+
+    def opening(self) -> str | None:
+        return None
+
+    async def reply(self, agent_text: str) -> str | None:
+        return self.simulated.reply(agent_text)
+
+    def interruption(self, agent_text: str, words_per_minute: float) -> str | None:
+        return self.simulated.interruption(agent_text, words_per_minute)

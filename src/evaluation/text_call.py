@@ -1,20 +1,24 @@
-"""The text driver: a persona talks to the conversation engine on a virtual clock, with no
-audio, no sockets and no database — the same engine, playbook and policy as a live call.
+"""The text driver: a simulated debtor talks to the conversation engine on a virtual clock,
+with no audio, no sockets and no database — the same engine, playbook and policy as a live
+call. `run_text_simulation` plays a scenario; `run_text_call` a regex persona.
 
 Only transport, STT and TTS differ from a live call. Agent sentences "play" for as long as
 their words take at the agent's speaking rate; the debtor's utterances produce the voice
 activity and the transcript a live call's VAD and STT would (onset, voiced time, end of
 speech, final transcript after the endpointing delay), so barge-in, backchannels, reprompts
 and hang-up after the goodbye are decided by the engine exactly as on a live call. Turn
-times come from the virtual clock; the JSON is the audio mode's (`SimulationResult`).
+times come from the virtual clock; the JSON is the audio mode's (`SimulationResult`). A
+debtor's reply may take real time (an LLM debtor): the driver awaits it with the virtual
+clock stopped, so the call's timing does not depend on the model's latency.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +27,16 @@ from ai.conversation import commands as cmd
 from ai.conversation import inputs as ev
 from ai.playbook import Playbook
 from ai.playbook_policy import ScriptedPolicy
-from ai.protocols import Policy
+from ai.protocols import Policy, PolicyFactory
 from ai.types import Action
 from ai.vocabulary import outcome_fields
-from evaluation.personas import Persona, SimulatedDebtor
+from evaluation.debtor import DEFAULT_STARTED_AT, Debtor, make_debtor
+from evaluation.debtor_llm import LLMDebtorConfig
+from evaluation.models import Personality, RecordedAction, Scenario, SimulatedCall, SimulatedTurn
+from evaluation.personas import Persona, PersonaDebtor
 
-__all__ = ["TextCallResult", "VirtualClock", "run_text_call"]
+__all__ = ["TextCallResult", "VirtualClock", "run_text_call", "run_text_simulation",
+           "simulation_context"]
 
 AGENT_WORDS_PER_MINUTE = 160
 DEBTOR_WORDS_PER_MINUTE = 170
@@ -62,6 +70,8 @@ class TextCallResult:
     barge_ins: int
     outcome_fields: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    action_turns: list[int] = field(default_factory=list)  # turns recorded before each action
+    debtor_hung_up: bool = False
 
     @property
     def promise_to_pay(self) -> dict[str, Any] | None:
@@ -76,6 +86,18 @@ class TextCallResult:
     def action(self, kind: str) -> Action | None:
         """The last action of this kind, if any."""
         return next((a for a in reversed(self.actions) if a.kind == kind), None)
+
+    def simulated_call(self, scenario: str, started_at: dt.datetime) -> SimulatedCall:
+        """This call in the evaluation vocabulary."""
+        return SimulatedCall(
+            call_id=self.call_id, mode="text", scenario=scenario, outcome=self.outcome,
+            outcome_fields=self.outcome_fields,
+            turns=[SimulatedTurn.model_validate(t) for t in self.turns],
+            actions=[RecordedAction(kind=a.kind, data=dict(a.data), turn=n)
+                     for a, n in zip(self.actions, self.action_turns, strict=True)],
+            stages=self.stages, barge_ins=self.barge_ins, seconds=round(self.seconds, 3),
+            started_at=started_at, debtor_hung_up=self.debtor_hung_up,
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -107,7 +129,7 @@ class _Playing:
 
 
 class _TextCall:
-    def __init__(self, engine: Conversation, clock: VirtualClock, debtor: SimulatedDebtor) -> None:
+    def __init__(self, engine: Conversation, clock: VirtualClock, debtor: Debtor) -> None:
         self.engine = engine
         self.clock = clock
         self.debtor = debtor
@@ -126,6 +148,8 @@ class _TextCall:
         self.done = False
         self.turns: list[dict[str, Any]] = []
         self.fields: dict[str, Any] = {}
+        self.actions: list[tuple[Action, int]] = []
+        self._unanswered: list[tuple[str, float]] = []  # agent turns the debtor is to answer
         self.t0 = 0.0
 
     # ---- event loop --------------------------------------------------------------------
@@ -135,7 +159,11 @@ class _TextCall:
 
     async def run(self, max_seconds: float) -> None:
         self.feed(ev.Started(0.0))
+        opening = self.debtor.opening()
+        if opening:
+            self.speak(opening, DEBTOR_THINK_MS / 1000)
         await self.drain_replies()
+        await self.answer()
         while self._heap and not self.done:
             t, _, fn = heapq.heappop(self._heap)
             if t > max_seconds:
@@ -143,6 +171,7 @@ class _TextCall:
             self.clock.t = max(self.clock.t, t)
             fn()
             await self.drain_replies()
+            await self.answer()
             if self.debtor.hung_up and self.clock.t >= self._debtor_busy_until and not self._playing:
                 break
         self.apply(self.engine.finish(self.clock.t))
@@ -212,6 +241,7 @@ class _TextCall:
                 self.record_turn(c)
             case cmd.RecordAction():
                 self.fields.update(outcome_fields(c.action))
+                self.actions.append((c.action, len(self.turns)))
             case cmd.PlayFiller() | cmd.RecordEvent():
                 pass
 
@@ -252,9 +282,15 @@ class _TextCall:
             return
         if self.clock.t < self._debtor_busy_until:
             return  # the debtor is already talking over the agent
-        reply = self.debtor.reply(c.text)
-        if reply:
-            self.speak(reply, self.clock.t + DEBTOR_THINK_MS / 1000)
+        self._unanswered.append((c.text, self.clock.t))
+
+    async def answer(self) -> None:
+        """The debtor's replies to the agent turns recorded since the last step."""
+        while self._unanswered:
+            text, t = self._unanswered.pop(0)
+            reply = await self.debtor.reply(text)
+            if reply and not self.done:
+                self.speak(reply, t + DEBTOR_THINK_MS / 1000)
 
     def maybe_interrupt(self, reply_id: int) -> None:
         """A persona that barges in on long agent turns starts talking `interrupt_after_ms`
@@ -264,7 +300,7 @@ class _TextCall:
             return
         line = self.debtor.interruption(text, AGENT_WORDS_PER_MINUTE)
         if line:
-            after = (self.debtor.persona.interrupt_after_ms or 0) / 1000
+            after = (self.debtor.interrupt_after_ms or 0) / 1000
             self.speak(line, self._reply_start.get(reply_id, self.clock.t) + after)
 
     def _voice(self, onset: float, voiced_ms: int) -> Callable[[], None]:
@@ -272,7 +308,7 @@ class _TextCall:
 
     def speak(self, text: str, onset: float) -> None:
         """The voice activity and transcript a live call's VAD and STT would produce."""
-        dur = speaking_ms(text, DEBTOR_WORDS_PER_MINUTE) / 1000
+        dur = speaking_ms(text, self.debtor.words_per_minute or DEBTOR_WORDS_PER_MINUTE) / 1000
         end = onset + dur
         self._debtor_busy_until = end + self.rules.endpointing_ms / 1000
         self.at(onset, lambda: self.feed(ev.SpeechStarted(onset)))
@@ -285,6 +321,28 @@ class _TextCall:
         self.at(final_t, lambda: self.feed(ev.Final(final_t, text, end, stt_ms=0.0)))
 
 
+async def _run(playbook: Playbook, debtor: Debtor, name: str, ctx: dict[str, Any],
+               policy: Policy | PolicyFactory | None, max_seconds: float | None) -> TextCallResult:
+    if policy is None:
+        policy = ScriptedPolicy(playbook, ctx)
+    elif not hasattr(policy, "respond"):
+        policy = policy(ctx, playbook)  # a factory: the policy for this call's context
+    clock = VirtualClock()
+    engine = conversation_for(policy, playbook, ctx, clock, playback_lead_ms=0)  # type: ignore[arg-type]
+    call = _TextCall(engine, clock, debtor)
+    await call.run(max_seconds or float(engine.rules.max_call_seconds) + 60)
+    fields = call.fields
+    outcome = fields.get("outcome") or engine.final_outcome
+    return TextCallResult(
+        call_id=str(uuid.uuid4()), persona=name, outcome=outcome,
+        turns=[{k: v for k, v in t.items() if k != "seq"}
+               for t in sorted(call.turns, key=lambda t: t["seq"])],
+        actions=[a for a, _ in call.actions], action_turns=[n for _, n in call.actions],
+        stages=list(engine.stages), barge_ins=engine.barge_ins, outcome_fields=fields,
+        seconds=clock.t, debtor_hung_up=debtor.hung_up,
+    )
+
+
 async def run_text_call(
     playbook: Playbook,
     persona: Persona,
@@ -293,21 +351,38 @@ async def run_text_call(
     context: dict[str, Any] | None = None,
     max_seconds: float | None = None,
 ) -> TextCallResult:
-    """One whole simulated call in text mode. `policy` defaults to the scripted playbook;
-    `context` overrides the persona's call context."""
+    """One whole simulated call of a regex persona in text mode. `policy` defaults to the
+    scripted playbook; `context` overrides the persona's call context."""
     ctx = {**persona.context(), **(context or {})}
-    clock = VirtualClock()
-    engine = conversation_for(policy or ScriptedPolicy(playbook, ctx), playbook, ctx, clock,
-                              playback_lead_ms=0)
-    call = _TextCall(engine, clock, SimulatedDebtor(persona))
-    await call.run(max_seconds or float(engine.rules.max_call_seconds) + 60)
-    fields = call.fields
-    outcome = fields.get("outcome") or engine.final_outcome
-    return TextCallResult(
-        call_id=str(uuid.uuid4()), persona=persona.name, outcome=outcome,
-        turns=[{k: v for k, v in t.items() if k != "seq"}
-               for t in sorted(call.turns, key=lambda t: t["seq"])],
-        actions=list(engine.actions),
-        stages=list(engine.stages), barge_ins=engine.barge_ins, outcome_fields=fields,
-        seconds=clock.t,
-    )
+    return await _run(playbook, PersonaDebtor(persona), persona.name, ctx, policy, max_seconds)
+
+
+def simulation_context(scenario: Scenario, started_at: dt.datetime) -> dict[str, Any]:
+    """The call context the agent gets for a scenario: the backstory's, on the call's clock."""
+    return {**scenario.backstory.call_context(), "now": started_at.isoformat()}
+
+
+async def run_text_simulation(
+    playbook: Playbook,
+    scenario: Scenario,
+    personality: Personality,
+    *,
+    seed: int,
+    policy: Policy | PolicyFactory | None = None,
+    llm: LLMDebtorConfig | None = None,
+    started_at: dt.datetime | None = None,
+    context: Mapping[str, Any] | None = None,
+    max_seconds: float | None = None,
+) -> SimulatedCall:
+    """One scenario's call in text mode: its debtor (scripted, or the model in `llm`)
+    against `policy` (a policy, a policy factory, or by default the scripted playbook)."""
+    started_at = started_at or DEFAULT_STARTED_AT
+    ctx = {**simulation_context(scenario, started_at), **(context or {})}
+    debtor = make_debtor(scenario, personality, seed=seed, llm=llm, started_at=started_at)
+    try:
+        result = await _run(playbook, debtor, scenario.name, ctx, policy, max_seconds)
+    finally:
+        close = getattr(debtor, "close", None)
+        if close is not None:
+            await close()
+    return result.simulated_call(scenario.name, started_at)

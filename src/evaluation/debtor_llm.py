@@ -1,0 +1,146 @@
+"""The LLM debtor: an OpenAI-compatible chat model plays a `Personality` in a `Backstory`.
+
+The system prompt frames the model as a person receiving an outbound call, gives it the
+personality's parameters and the backstory's facts, and tells it to reveal a fact only when
+asked and never to invent one beyond them; the model ends the call by writing the stop
+marker (`[END_CALL]`). Each agent turn is a user message, each debtor line an assistant
+message, through the official `openai` SDK (async).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from openai import AsyncOpenAI
+
+from evaluation.models import RESISTANCE, TRIGGERS, Backstory, Personality
+
+__all__ = ["END_CALL", "LLMDebtor", "LLMDebtorConfig", "LLMDebtorError", "system_prompt"]
+
+END_CALL = "[END_CALL]"
+_BRACKETS = re.compile(r"\[[A-Z_ ]+\]|\*[^*]*\*")  # stage directions the model may add
+
+
+class LLMDebtorError(RuntimeError):
+    """The model could not be reached or gave no usable reply."""
+
+
+@dataclass(frozen=True)
+class LLMDebtorConfig:
+    """Where the debtor's model runs (any OpenAI-compatible `base_url`)."""
+
+    api_key: str
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    temperature: float = 0.7
+    max_tokens: int = 120
+    timeout_s: float = 30.0
+
+
+def _money(amount: float, currency: str) -> str:
+    return f"{amount:,.2f} {currency}"
+
+
+def system_prompt(personality: Personality, backstory: Backstory, today: dt.date) -> str:
+    """The debtor's instructions: who they are, what they know, how they behave."""
+    p, b = personality, backstory
+    ca = p.can_afford
+    limit = _money(min(ca.limit(b.balance), b.balance), b.currency)
+    afford = (f"at most {limit} per month in instalments, or at most {limit} at once"
+              if ca.instalments_ok else f"at most {limit}, in one payment only (no instalments)")
+    if b.answered_by == "third_party":
+        who = (f"You are {b.answerer_name or 'someone'} and you answered the phone of "
+               f"{b.debtor_name}. You are NOT {b.debtor_name}; you know nothing about their money.")
+    elif b.answered_by == "voicemail":
+        who = "You are an answering machine: say only a short greeting asking to leave a message."
+    else:
+        who = f"You are {b.debtor_name}, born in {b.birth_year}."
+    lines = [
+        "You are playing a person who just picked up an outbound phone call; the messages you",
+        "receive are what the caller says, as speech recognition heard it. Answer as that",
+        "person would on the phone: one or two short spoken sentences, no stage directions.",
+        who,
+        "What you know (reveal a fact only when the caller asks for it, and never invent any",
+        "fact that is not written here; if asked something you do not know, say you don't know):",
+        f"- You have an account with {b.creditor}; its past-due balance is {_money(b.balance, b.currency)}.",
+        f"- Today is {today:%A, %B} {today.day}, {today.year}.",
+    ]
+    if b.monthly_income is not None:
+        lines.append(f"- Your monthly income is {_money(b.monthly_income, b.currency)}.")
+    lines += [f"- {event}" for event in b.life_events]
+    if b.paid_on is not None:
+        lines.append(f"- You paid this debt on {b.paid_on:%B} {b.paid_on.day}, {b.paid_on.year}.")
+    lines += [
+        f"You can pay {afford}, and not before {ca.earliest_days} days from today.",
+        f"Willingness to pay, 0 to 1: {p.willingness_to_pay:.1f}. Patience, 0 to 10: {p.patience}.",
+    ]
+    if b.will_agree:
+        lines.append("You would agree to: " + "; ".join(b.will_agree) + ".")
+    if b.will_not_agree:
+        lines.append("You will not agree to: " + "; ".join(b.will_not_agree) + ".")
+    if p.resistance:
+        lines.append("How you resist, in this order: "
+                     + "; ".join(f"{r} ({RESISTANCE[r]})" for r in p.resistance) + ".")
+    if p.anger_triggers:
+        lines.append("You get angrier when: " + "; ".join(TRIGGERS[t] for t in p.anger_triggers) + ".")
+    if p.calm_triggers:
+        lines.append("You calm down when: " + "; ".join(TRIGGERS[t] for t in p.calm_triggers) + ".")
+    if p.description:
+        lines.append(f"Your character: {p.description}")
+    lines += [
+        "Never agree to pay more than you can afford. Confirm a summary only if it matches",
+        "exactly what you agreed to. Do not say you are an AI.",
+        f"When you hang up, or the caller says goodbye, end your message with {END_CALL}.",
+    ]
+    return "\n".join(lines)
+
+
+class LLMDebtor:
+    """One call's LLM-played debtor (the `Debtor` protocol)."""
+
+    def __init__(self, personality: Personality, backstory: Backstory, config: LLMDebtorConfig,
+                 *, seed: int, today: dt.date) -> None:
+        self.name = personality.name
+        self.personality = personality
+        self.config = config
+        self.seed = seed
+        self.words_per_minute = personality.speaking_wpm
+        self.interrupt_after_ms: int | None = None  # the model answers whole turns only
+        self.hung_up = False
+        self.silent = personality.silent
+        self.messages: list[dict[str, str]] = [
+            {"role": "system", "content": system_prompt(personality, backstory, today)}]
+        self._client = AsyncOpenAI(api_key=config.api_key, base_url=config.base_url,
+                                   timeout=config.timeout_s, max_retries=1)
+
+    def opening(self) -> str | None:
+        return None
+
+    def interruption(self, agent_text: str, words_per_minute: float) -> str | None:
+        return None
+
+    async def reply(self, agent_text: str) -> str | None:
+        if self.hung_up or self.silent:
+            return None
+        self.messages.append({"role": "user", "content": agent_text})
+        try:
+            resp = await self._client.chat.completions.create(
+                model=self.config.model, messages=self.messages,  # type: ignore[arg-type]
+                temperature=self.config.temperature, max_tokens=self.config.max_tokens,
+                seed=self.seed,
+            )
+        except Exception as e:  # the SDK's errors, timeouts and connection failures
+            raise LLMDebtorError(f"debtor model {self.config.model}: {type(e).__name__}: {e}") from e
+        if not resp.choices:
+            raise LLMDebtorError(f"debtor model {self.config.model}: no choices in the reply")
+        content = resp.choices[0].message.content or ""
+        self.messages.append({"role": "assistant", "content": content})
+        if END_CALL in content:
+            self.hung_up = True
+        text = re.sub(r"\s+", " ", _BRACKETS.sub(" ", content)).strip()
+        return text or None
+
+    async def close(self) -> None:
+        await self._client.close()
