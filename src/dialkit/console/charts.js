@@ -21,21 +21,23 @@ export function stackedBars(title, series, rows, { unit = "", height = 180 } = {
   for (const frac of [0, 0.5, 1]) {
     const y = pad.top + inner * (1 - frac);
     root.append(svg("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: "grid" }));
+    const tick = max * frac;
     root.append(svg("text", { x: pad.left - 4, y: y + 4, class: "axis", "text-anchor": "end" },
-      `${Math.round(max * frac)}${unit}`));
+      `${max >= 10 ? Math.round(tick) : Math.round(tick * 10) / 10}${unit}`));
   }
+  const barWidth = Math.min(step * 0.7, 36);
   rows.forEach((row, i) => {
     let y = pad.top + inner;
-    const x = pad.left + i * step + step * 0.15;
+    const x = pad.left + i * step + (step - barWidth) / 2;
     row.values.forEach((v, s) => {
       if (!v) return;
       const h = (v / max) * inner;
       y -= h;
-      root.append(svg("rect", { x, y, width: step * 0.7, height: h, class: `bar ${series[s].cls}` },
+      root.append(svg("rect", { x, y, width: barWidth, height: h, class: `bar ${series[s].cls}` },
         svg("title", {}, `${row.label}: ${series[s].name} ${Math.round(v)}${unit}`)));
     });
     if (rows.length <= 24 || i % 2 === 0) {
-      root.append(svg("text", { x: x + step * 0.35, y: height - 10, class: "axis", "text-anchor": "middle" }, row.label));
+      root.append(svg("text", { x: x + barWidth / 2, y: height - 10, class: "axis", "text-anchor": "middle" }, row.label));
     }
   });
   return root;
@@ -62,4 +64,21 @@ export function meter(title, rate) {
     "aria-label": `${title}: ${rate === null || rate === undefined ? "no data" : (rate * 100).toFixed(1) + " %"}` },
   svg("rect", { x: 0, y: 0, width, height: 16, rx: 4, class: "meter-bg" }),
   svg("rect", { x: 0, y: 0, width: width * value, height: 16, rx: 4, class: "meter-fill" }));
+}
+
+// One horizontal bar split by series (e.g. leads per state), with the counts in its tooltip.
+export function splitBar(title, series, values) {
+  const width = 600;
+  const total = values.reduce((a, b) => a + (b || 0), 0);
+  const root = svg("svg", { viewBox: `0 0 ${width} 28`, class: "split", role: "img", "aria-label":
+    `${title}: ${series.map((s, i) => `${s.name} ${values[i]}`).join(", ")}` }, svg("title", {}, title));
+  let x = 0;
+  series.forEach((s, i) => {
+    if (!values[i] || !total) return;
+    const w = (values[i] / total) * width;
+    root.append(svg("rect", { x, y: 0, width: w, height: 28, class: `bar ${s.cls}` }, svg("title", {}, `${s.name}: ${values[i]}`)));
+    x += w;
+  });
+  if (!total) root.append(svg("rect", { x: 0, y: 0, width, height: 28, class: "meter-bg" }));
+  return root;
 }

@@ -1,7 +1,7 @@
 // One campaign: start / pause / resume / cancel, progress (from its status), the lead upload
 // with its row report, its do-not-call list and its analytics charts.
 import { api } from "../api.js";
-import { legend, meter, stackedBars } from "../charts.js";
+import { legend, meter, splitBar, stackedBars } from "../charts.js";
 import { act, badge, el, field, fmt, pct, section, table } from "../ui.js";
 import { dncPanel } from "./dnc.js";
 
@@ -94,11 +94,11 @@ export async function render(main, [id]) {
       statusBadge.replaceChildren(badge(s.status), s.status_reason ? ` ${s.status_reason}` : "");
       if (!controls.contains(document.activeElement)) drawControls();
       const done = s.leads.done + s.leads.dnc + s.leads.exhausted + s.leads.canceled;
-      const row = { label: "leads", values: LEAD_STATES.map((x) => s.leads[x.key]) };
       progress.replaceChildren(
         stats([["Leads", s.total_leads], ["Finished", `${done} (${pct(s.total_leads ? done / s.total_leads : null)})`],
           ["Live attempts", s.live_attempts], ["Completed calls", s.attempts.completed]]),
-        s.total_leads ? el("div", {}, stackedBars("Leads per state", LEAD_STATES, [row], { height: 140 }), legend(LEAD_STATES)) : null);
+        s.total_leads ? el("div", { class: "progress" }, splitBar("Leads per state", LEAD_STATES, LEAD_STATES.map((x) => s.leads[x.key])),
+          legend(LEAD_STATES.map((x) => ({ ...x, name: `${x.name} ${s.leads[x.key]}` })))) : null);
     } catch (err) {
       progress.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
     }
