@@ -171,6 +171,18 @@ async def test_a_campaign_is_created_its_leads_uploaded_and_started(
     await live.locator("a[href^='#/call/']").first.click()
     await page.locator(".turn-agent").first.wait_for()
     await console.shot(page, "campaign-call")
+    await page.locator(".badge-completed").first.wait_for()
+
+    # back on the campaign (the theme follows the system's until toggled): its progress and
+    # analytics count the call
+    await page.emulate_media(color_scheme="dark")
+    await page.get_by_role("link", name="Campaigns").click()
+    await page.get_by_role("link", name="Console December").click()
+    completed = page.locator(".stats div", has=page.locator("dt", has_text="Completed calls"))
+    await completed.locator("dd", has_text="1").wait_for()
+    assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
+    await page.locator("svg[aria-label^='Attempts by local hour']").wait_for()
+    await console.shot(page, "campaign-dark")
     assert not console.errors, console.errors
     await page.context.close()
 
@@ -232,11 +244,15 @@ async def test_every_page_loads_without_console_errors(console: Console) -> None
         routes[f"campaign/{campaigns[0]['id']}"] = campaigns[0]["name"]
     if calls:
         routes[f"call/{calls[0]['id']}"] = "Call"
-    for route, heading in routes.items():
-        await page.goto(console.url + "#/" + route)
-        await page.locator("h1", has_text=heading).wait_for()
-        await page.locator("section.card").first.wait_for()
-        await console.shot(page, "page-" + route.split("/")[0])
+    for size, (width, height) in {"laptop": (1280, 860), "tablet": (768, 1024)}.items():
+        await page.set_viewport_size({"width": width, "height": height})
+        for route, heading in routes.items():
+            await page.goto(console.url + "#/" + route)
+            await page.locator("h1", has_text=heading).wait_for()
+            await page.locator("section.card").first.wait_for()
+            # nothing wider than the screen: no sideways scrolling on a tablet
+            assert await page.evaluate("document.documentElement.scrollWidth") <= width, (size, route)
+            await console.shot(page, f"page-{route.split('/')[0]}-{size}")
     await page.goto(console.url + "#/operations")
     await page.locator("td", has_text="tone").wait_for()  # the providers table is filled
     # the dark theme

@@ -1,18 +1,26 @@
 """What the console reads besides the campaign routes: the call history with its filters
 (GET /api/calls), the live calls as server-sent events over a real media call, the
-configuration status (never a secret in it), and the campaign / job-queue gauges of /metrics."""
+configuration status (never a secret in it), the campaign / job-queue gauges of /metrics, and
+the shipped Grafana dashboard and Prometheus configuration."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest_asyncio
+import yaml
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+import ai.metrics
+import dialkit.ops_metrics
+import media.metrics
 from dialkit.config import Settings
 from dialkit.providers import build_providers
 from dialkit.server import start_server
@@ -180,3 +188,24 @@ async def test_metrics_carry_campaign_progress_and_job_queue_depth(light_server:
         await pool.execute("DELETE FROM campaigns WHERE id = $1", cid)
     async with httpx.AsyncClient(base_url=light_server.http) as http:
         assert str(cid) not in (await http.get("/metrics")).text  # a campaign gone drops its series
+
+
+def test_the_dashboard_reads_metrics_the_server_exports() -> None:
+    root = Path(__file__).resolve().parents[1]
+    dashboard = json.loads((root / "ops/grafana/dialkit.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {re.sub(r"_(bucket|total)$", "", m) for e in exprs for m in re.findall(r"dialkit_\w+", e)}
+    assert ai.metrics and media.metrics and dialkit.ops_metrics  # every metric module registered
+    exported = {m.name for m in REGISTRY.collect()}
+    assert used and used <= exported, used - exported
+    for needed in ("dialkit_campaign_leads", "dialkit_job_queue_jobs", "dialkit_provider_fallbacks",
+                   "dialkit_voice_to_voice_seconds", "dialkit_media_late_chunks", "dialkit_active_calls"):
+        assert needed in used, needed
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    assert "./ops/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in compose["prometheus"]["volumes"]
+    assert any("dialkit.json" in v for v in compose["grafana"]["volumes"])
+    scrape = yaml.safe_load((root / "ops/prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["static_configs"][0]["targets"] == ["dialkit:8080"] and scrape["metrics_path"] == "/metrics"
+    provisioned = yaml.safe_load((root / "ops/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert provisioned["datasources"][0]["uid"] == "prometheus"
+    assert {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])} == {"prometheus"}

@@ -70,7 +70,7 @@ export function meter(title, rate) {
 export function splitBar(title, series, values) {
   const width = 600;
   const total = values.reduce((a, b) => a + (b || 0), 0);
-  const root = svg("svg", { viewBox: `0 0 ${width} 28`, class: "split", role: "img", "aria-label":
+  const root = svg("svg", { viewBox: `0 0 ${width} 28`, class: "split", role: "img", preserveAspectRatio: "none", "aria-label":
     `${title}: ${series.map((s, i) => `${s.name} ${values[i]}`).join(", ")}` }, svg("title", {}, title));
   let x = 0;
   series.forEach((s, i) => {

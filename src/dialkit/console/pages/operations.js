@@ -22,7 +22,7 @@ export async function render(main) {
     ["Public URL", s.public_url || "—"], ["Call cap", fmt(s.max_concurrent_calls)], ["Default playbook", s.default_playbook],
     ["dialkit", s.versions.dialkit], ["Python", s.versions.python], ["aiohttp", s.versions.aiohttp], ["procrastinate", fmt(s.versions.procrastinate)],
   ];
-  main.append(section("Server", el("dl", { class: "stats" }, pairs.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))))));
+  main.append(section("Server", el("dl", { class: "stats facts" }, pairs.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))))));
   main.append(section("Playbooks", el("ul", {}, s.playbooks.map((p) => el("li", {}, p)))));
   main.append(section("Elsewhere", el("ul", {},
     el("li", {}, el("a", { href: "/metrics" }, "Prometheus metrics"), " (scraped by ops/prometheus.yml; the Grafana dashboard is ops/grafana/dialkit.json)"),
