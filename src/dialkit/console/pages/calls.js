@@ -14,7 +14,8 @@ function liveTable(calls) {
     { label: "Campaign", render: (c) => c.campaign_id ? link(`#/campaign/${c.campaign_id}`, c.campaign_name || "campaign") : "single call" },
     { label: "State", render: (c) => badge(c.status || "live") },
     { label: "Carrier", key: "carrier" },
-    { label: "Duration", render: (c) => seconds(typeof c.started === "number" ? now - c.started : c.duration_s) },
+    { label: "Duration", render: (c) => el("span", { class: "duration", dataset: typeof c.started === "number" ? { started: c.started } : {} },
+      seconds(typeof c.started === "number" ? now - c.started : c.duration_s)) },
     { label: "Turns", key: "turns" },
     { label: "Last turn", render: (c) => c.last_text ? `${c.last_speaker}: ${c.last_text}` : "—" },
   ], calls, { caption: "Calls in progress on every node", empty: "No call in progress." });
@@ -26,17 +27,21 @@ export async function render(main) {
   const liveState = el("p", { class: "status-line", "aria-live": "polite" }, "Connecting…");
   main.append(section("Live", liveState, liveBox));
 
-  let latest = [];
   const stopFeed = subscribe("/api/calls/live/events", (name, data) => {
     if (name !== "calls") return;
-    latest = data;
-    liveBox.replaceChildren(liveTable(latest));
+    const focused = liveBox.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
+    liveBox.replaceChildren(liveTable(data));
+    if (focused) { const again = liveBox.querySelector(`a[href="${CSS.escape(focused)}"]`); if (again) again.focus(); }
   }, (state, detail) => {
     liveState.textContent = state === "open" ? "Live: updates as calls start and end."
       : state === "reconnecting" ? "Connection lost; reconnecting…" : `Live feed error: ${detail || ""}`;
   });
-  // durations tick between events
-  const ticker = setInterval(() => { if (latest.length) liveBox.replaceChildren(liveTable(latest)); }, 1000);
+  // durations tick between events (in place: the keyboard focus stays where it is)
+  const ticker = setInterval(() => {
+    for (const cell of liveBox.querySelectorAll(".duration[data-started]")) {
+      cell.textContent = seconds(Date.now() / 1000 - Number(cell.dataset.started));
+    }
+  }, 1000);
 
   const campaign = el("select", { name: "campaign_id" }, el("option", { value: "" }, "Any"));
   const outcome = el("select", { name: "outcome" }, el("option", { value: "" }, "Any"),
