@@ -115,7 +115,9 @@ async def test_the_console_loads_without_a_key_under_a_strict_policy(console: Co
         assert "<script>" not in page.text  # modules only, from this origin
         script = await http.get("/console/app.js")
         assert script.status_code == 200 and "javascript" in script.headers["Content-Type"]
+        assert (await http.get("/console", follow_redirects=False)).headers["Location"] == "/console/"
         assert (await http.get("/console/../server.py")).status_code == 404
+        assert (await http.get("/console/%2e%2e/server.py")).status_code == 404
         assert (await http.get("/console/pages/nothing.js")).status_code == 404
         assert (await http.get("/api/campaigns")).status_code == 401  # the data needs the key
 
@@ -172,6 +174,15 @@ async def test_a_campaign_is_created_its_leads_uploaded_and_started(
     await page.locator(".turn-agent").first.wait_for()
     await console.shot(page, "campaign-call")
     await page.locator(".badge-completed").first.wait_for()
+
+    # the call history, filtered to this campaign, lists that one call
+    await page.get_by_role("link", name="Calls").click()
+    filters = page.get_by_role("form", name="Call history filters")
+    await filters.get_by_label("Campaign").select_option(label="Console December")
+    await filters.get_by_role("button", name="Show calls").click()
+    history = page.locator("section", has=page.locator("h2", has_text="History"))
+    await history.locator("caption", has_text="1 call(s)").wait_for()
+    assert await history.locator("tbody td", has_text="Console December").count() == 1
 
     # back on the campaign (the theme follows the system's until toggled): its progress and
     # analytics count the call
