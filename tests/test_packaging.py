@@ -67,6 +67,16 @@ def test_wheel_carries_every_migration(wheel: Path) -> None:
 
 
 @pytest.mark.slow
+def test_wheel_carries_the_console(wheel: Path) -> None:
+    console = ROOT / "src" / "dialkit" / "console"
+    expected = {f"dialkit/console/{p.relative_to(console).as_posix()}": p.read_bytes()
+                for p in console.rglob("*") if p.is_file()}
+    with zipfile.ZipFile(wheel) as zf:
+        inside = {n: zf.read(n) for n in zf.namelist() if n.startswith("dialkit/console/")}
+    assert "dialkit/console/index.html" in expected and inside == expected
+
+
+@pytest.mark.slow
 def test_installed_wheel_migrates_from_outside_the_tree(
     wheel: Path, admin_database_url: str, tmp_path: Path
 ) -> None:

@@ -1,5 +1,6 @@
-"""The call API: create a call (POST /api/calls), the live calls of every node, one call's
-record, and its transcript as a download (JSON, text or CSV)."""
+"""The call API: create a call (POST /api/calls), the call history (GET /api/calls, with
+filters), the live calls of every node, one call's record, and its transcript as a download
+(JSON, text or CSV)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from ai.context import ContextError, resolve_context
 from ai.playbook import UnknownPlaybook
+from ai.vocabulary import Outcome
 from campaigns.leads import neutralise_cell
-from dialkit import single_dial
+from dialkit import call_list, single_dial
+from dialkit.api_analytics import DateRange
 from dialkit.bodies import BodyError, check_storable
 from dialkit.openapi import ApiError, Routes
 from dialkit.state import STATE, AppState
@@ -178,6 +181,62 @@ async def live_calls(request: web.Request) -> list[dict[str, Any]]:
         if isinstance(started, int | float):
             entry["started_at"] = datetime.fromtimestamp(started, UTC).isoformat()
     return calls
+
+
+CallStatus = Literal["created", "in_progress", "completed", "failed"]
+
+
+class CallListQuery(DateRange):
+    campaign_id: uuid.UUID | None = Field(default=None, description="only the calls this campaign dialled")
+    outcome: list[Outcome] = Field(default_factory=list, description="only calls with these outcomes")
+    status: list[CallStatus] = Field(default_factory=list, description="only calls in these states")
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=200, description="`next_cursor` of the page before")
+
+
+class CallLine(BaseModel):
+    id: str
+    status: CallStatus
+    carrier: str
+    to_number: str | None
+    playbook: str | None = Field(description="name@version")
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    failure_reason: str | None
+    campaign_id: str | None
+    campaign_name: str | None
+    outcome: str | None
+    ptp_amount: float | None
+    turns: int
+    last_speaker: str | None
+    last_text: str | None
+
+
+class CallPage(BaseModel):
+    items: list[CallLine]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")
+
+
+@routes.get("/api/calls", query=CallListQuery, response=CallPage, summary="The call history, newest first",
+            responses={422: "'from' is after 'to'"})
+async def list_calls(request: web.Request, query: CallListQuery) -> CallPage:
+    """Calls created in the date range (`from` / `to` as in the analytics routes), of one
+    campaign, with these outcomes or states; each with its campaign, outcome and last turn."""
+    since, until = query.bounds()
+    try:
+        before = call_list.read_cursor(query.cursor) if query.cursor else None
+    except ValueError as exc:
+        raise ApiError(400, f"cursor: {exc}", field="cursor") from None
+    pool = request.app[STATE].pool
+    assert pool is not None
+    found = await call_list.list_calls(pool, call_list.CallFilter(
+        campaign_id=query.campaign_id, outcomes=query.outcome, statuses=query.status,
+        since=since, until=until, before=before, limit=query.limit + 1))
+    page = found[: query.limit]
+    more = len(found) > query.limit
+    return CallPage(items=[CallLine.model_validate(c) for c in page],
+                    next_cursor=call_list.cursor_of(page[-1]) if more else None)
 
 
 async def _detail(state: AppState, call_id: str) -> dict[str, Any]:

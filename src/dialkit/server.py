@@ -18,10 +18,14 @@ from dialkit import (
     api_audit,
     api_calls,
     api_campaigns,
+    api_config,
+    api_live,
     apikeys,
     campaign_hooks,
     carrier_hooks,
+    console_routes,
     db,
+    ops_metrics,
 )
 from dialkit.config import Settings, UnsafeBindError
 from dialkit.jobs import start_for_server
@@ -92,6 +96,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    await ops_metrics.refresh(request.app[STATE].pool)  # campaign progress, job queue depth
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -307,10 +312,13 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     app.on_response_prepare.append(_node_header)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
+    api_live.install(app)  # GET /api/calls/live/events, before /api/calls/{call_id}
     api_calls.routes.install(app)
     api_campaigns.install(app)  # campaigns, leads (and their worker processes), DNC
     api_analytics.routes.install(app)
     api_audit.routes.install(app)
+    api_config.routes.install(app)
+    console_routes.install(app)  # the web console at /console/
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
