@@ -43,7 +43,8 @@ from campaigns.scheduler import global_room
 from campaigns.settle import settle
 from campaigns.status import end_attempt
 from media.auth import issue_token
-from media.call_control import CallControl, CallControlError, TwilioCallControl, mask_number
+from media.call_control import CallControl, CallControlError, mask_number
+from media.twilio_control import TwilioCallControl
 
 __all__ = ["CreateCall", "DialResult", "Dialer", "lead_context"]
 

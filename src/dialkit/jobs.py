@@ -46,7 +46,9 @@ from campaigns.status import call_finished
 from dialkit.config import Settings
 from dialkit.live import Registry
 from dialkit.store import CallStore
-from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
+from media.call_control import CallControl
+from media.exotel_control import ExotelCallControl
+from media.twilio_control import TwilioCallControl
 
 log = structlog.get_logger("dialkit.jobs")
 
