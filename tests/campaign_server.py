@@ -14,7 +14,7 @@ from dialkit.config import Settings
 from dialkit.providers import Providers
 from dialkit.server import build_app
 from emulators.twilio_api import running_twilio_api
-from media.call_control import TwilioCallControl
+from media.twilio_control import TwilioCallControl
 from tests.conftest import RunningServer
 
 PLAYBOOK = "collections-default@1.0"

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -180,3 +185,51 @@ async def light_server(base_settings: Settings, light_providers: Providers) -> A
     yield RunningServer(runner, port, base_settings)
     await runner.cleanup()
     await asyncio.sleep(0)
+
+
+@dataclass
+class ServeProcess:
+    """A `dialkit serve` process: its URL and the file its stderr (the logs) goes to."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+ServeFactory = Callable[..., AbstractContextManager[ServeProcess]]
+
+
+@pytest.fixture(scope="session")
+def dialkit_serve(database_url: str, redis_url: str, redis_prefix: str) -> ServeFactory:
+    """Starts a real `dialkit serve --port 0` on the test database and Redis, light providers
+    (null STT, tone TTS), `tmp` as its data directory and `env` added to its environment:
+    `with dialkit_serve(tmp, DIALKIT_API_KEY=...) as server:`; stopped on leaving."""
+
+    @contextmanager
+    def serve(tmp: Path, **env: str) -> Iterator[ServeProcess]:
+        log = tmp / "stderr.log"
+        full_env = {
+            **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+            "DIALKIT_REDIS_PREFIX": redis_prefix, "DIALKIT_DATA_DIR": str(tmp),
+            "DIALKIT_STT": "null", "DIALKIT_TTS": "tone", **env,
+        }
+        cmd = [str(Path(sys.executable).with_name("dialkit")), "serve", "--port", "0"]
+        with log.open("wb") as err:
+            proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=err)
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            found = re.search(rb"serving on http://127\.0\.0\.1:(\d+)", log.read_bytes())
+            port = int(found.group(1)) if found else None
+            time.sleep(0.1)
+        if port is None:
+            proc.kill()
+            proc.wait(10)
+            pytest.fail(f"dialkit serve did not start: {log.read_text()[-2000:]}")
+        try:
+            yield ServeProcess(proc, f"http://127.0.0.1:{port}", log)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    return serve

@@ -6,11 +6,9 @@ asyncpg's, tracebacks included — carries a full phone number, a media token or
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from hypothesis import strategies as st
 
 from media.auth import issue_token
 from tests.carrier_client import DEMO_CONTEXT
+from tests.conftest import ServeFactory
 
 PHONE = "+14155550123"
 PHONE_DIGITS = "4155550123"
@@ -32,8 +31,7 @@ CONTEXT = {**DEMO_CONTEXT, "callback_number": PHONE}
 
 
 class Served:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-        self.proc = proc
+    def __init__(self, url: str, log: Path) -> None:
         self.url = url
         self.log = log
         self._read = 0
@@ -50,33 +48,15 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(database_url: str, redis_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("served")
-    log = tmp / "stderr.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DIALKIT_REDIS_PREFIX": redis_prefix,
-        "DIALKIT_DATA_DIR": str(tmp), "DIALKIT_MEDIA_SECRET": MEDIA_SECRET, "DIALKIT_API_KEY": API_KEY,
-        "DIALKIT_STT": "null", "DIALKIT_TTS": "tone", "DIALKIT_LOG_LEVEL": "DEBUG",
-        "DIALKIT_EVENT_LOOP": "asyncio", "COLUMNS": "200",
-    }
-    cmd = [str(Path(sys.executable).with_name("dialkit")), "serve", "--port", "0"]
-    with log.open("wb") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline and proc.poll() is None:
-        found = re.search(rb"serving on http://127\.0\.0\.1:(\d+)", log.read_bytes())
-        port = int(found.group(1)) if found else None
-        time.sleep(0.1)
-    if port is None:
-        proc.kill()
-        pytest.fail(f"dialkit serve did not start: {log.read_text()[-2000:]}")
-    server = Served(proc, f"http://127.0.0.1:{port}", log)
-    yield server
-    server.http.close()
-    proc.terminate()
-    proc.wait(10)
+def served(dialkit_serve: ServeFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with dialkit_serve(
+        tmp_path_factory.mktemp("served"), DIALKIT_MEDIA_SECRET=MEDIA_SECRET,
+        DIALKIT_API_KEY=API_KEY, DIALKIT_LOG_LEVEL="DEBUG", DIALKIT_EVENT_LOOP="asyncio",
+        COLUMNS="200",
+    ) as process:
+        server = Served(process.url, process.log)
+        yield server
+        server.http.close()
 
 
 def _leaks(text: str) -> list[str]:

@@ -15,19 +15,12 @@ from aiohttp import WSMsgType, web
 from emulators import serve
 from emulators.exotel_api import ExotelFlow, running_exotel_api
 from emulators.twilio_api import running_twilio_api
-from media.call_control import (
-    CallControl,
-    CallControlError,
-    ExotelCallControl,
-    TwilioCallControl,
-    connect_applet_response,
-    mask_number,
-    stream_twiml,
-    transfer_twiml,
-)
+from media.call_control import CallControl, CallControlError, mask_number
 from media.detect import CarrierDetector
 from media.events import Event, Start
+from media.exotel_control import ExotelCallControl, connect_applet_response
 from media.protocol import CarrierProtocol
+from media.twilio_control import TwilioCallControl, stream_twiml, transfer_twiml
 
 FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05}
 
@@ -201,7 +194,7 @@ async def test_twilio_dial_refused_for_missing_from() -> None:
 
 
 async def test_logs_mask_numbers_and_hide_secrets(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="media.call_control")
+    caplog.set_level(logging.DEBUG, logger="media")  # every call-control module
     async with running_twilio_api(auth_token="very-secret-token") as api:
         async with twilio_client(api) as cc:
             sid = await cc.dial(

@@ -16,7 +16,7 @@ from emulators.carriers import running_carriers
 from emulators.fates import Fate, Quirks, SeededFates
 from emulators.twilio_api import TwilioApi, running_twilio_api
 from evaluation.personas import load_persona
-from media.call_control import TwilioCallControl, stream_twiml
+from media.twilio_control import TwilioCallControl, stream_twiml
 from media.twilio_signature import validate_twilio_signature
 from tests.callback_receiver import Got, receiver, wait_until
 from tests.carrier_client import call_detail, create_call

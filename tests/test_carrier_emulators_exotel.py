@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from emulators.carrier_line import QuietLine
 from emulators.exotel_api import ExotelApi, ExotelFlow, running_exotel_api
 from emulators.fates import Fate, Quirks
-from media.call_control import ExotelCallControl
+from media.exotel_control import ExotelCallControl
 from tests.callback_receiver import receiver
 from tests.carrier_client import call_detail, create_call
 from tests.conftest import RunningServer

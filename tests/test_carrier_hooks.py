@@ -12,7 +12,7 @@ from dialkit.carrier_hooks import ReplayGuard
 from dialkit.live import MemoryRegistry
 from emulators.exotel_api import running_exotel_api
 from emulators.twilio_api import running_twilio_api
-from media.call_control import ExotelCallControl, TransferTarget
+from media.exotel_control import ExotelCallControl, TransferTarget
 from media.twilio_signature import twilio_signature
 from tests.carrier_client import call_detail
 from tests.test_call_end_transfer import dialkit_server, next_mark, twilio_call, twilio_settings

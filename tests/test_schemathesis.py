@@ -6,13 +6,7 @@ schema. Requests carry the bootstrap API key."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +18,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.campaign_server import campaign_body
 from tests.carrier_client import DEMO_CONTEXT
+from tests.conftest import ServeFactory
 
 KEY = "schemathesis-key-" + "s" * 32
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -45,32 +40,11 @@ def _csv(ctx: Any, value: Any) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def served(database_url: str, redis_url: str, redis_prefix: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("schemathesis")
-    log = tmp / "stderr.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DIALKIT_REDIS_PREFIX": redis_prefix,
-        "DIALKIT_DATA_DIR": str(tmp), "DIALKIT_API_KEY": KEY, "DIALKIT_STT": "null",
-        "DIALKIT_TTS": "tone", "DIALKIT_LOG_LEVEL": "WARNING",
-    }
-    cmd = [str(Path(sys.executable).with_name("dialkit")), "serve", "--port", "0"]
-    with log.open("wb") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline and proc.poll() is None:
-        found = re.search(rb"serving on http://127\.0\.0\.1:(\d+)", log.read_bytes())
-        port = int(found.group(1)) if found else None
-        time.sleep(0.1)
-    if port is None:
-        proc.kill()
-        pytest.fail(f"dialkit serve did not start: {log.read_text()[-2000:]}")
-    yield f"http://127.0.0.1:{port}"
-    served_log = log.read_text(errors="replace")  # what the requests caused (not the shutdown)
-    proc.terminate()
-    proc.wait(10)
+def served(dialkit_serve: ServeFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with dialkit_serve(tmp_path_factory.mktemp("schemathesis"), DIALKIT_API_KEY=KEY,
+                       DIALKIT_LOG_LEVEL="WARNING") as server:
+        yield server.url
+        served_log = server.log.read_text(errors="replace")  # what the requests caused
     assert "Traceback" not in served_log, served_log[-3000:]
 
 

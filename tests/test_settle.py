@@ -112,7 +112,8 @@ async def test_reconcile_after_a_crash(pool: asyncpg.Pool) -> None:
         asked.append((carrier, sid))
         return "busy"
 
-    async def redefer(attempt_id: str) -> None:
+    async def redefer(attempt_id: str, carrier: str) -> None:
+        assert carrier == "twilio"
         redeferred.append(attempt_id)
 
     done = await reconcile.reconcile(pool, now=AT, carrier_status=carrier_status,

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from dialkit.config import Settings
 from dialkit.live import RedisTransferStore
 from emulators.twilio_api import running_twilio_api
-from media.call_control import TransferTarget
+from media.exotel_control import TransferTarget
 from media.twilio_signature import twilio_signature
 from tests.carrier_client import DEMO_CONTEXT, TwilioClient
 from tests.test_call_end_transfer import next_mark

@@ -43,7 +43,8 @@ from campaigns.scheduler import global_room
 from campaigns.settle import settle
 from campaigns.status import end_attempt
 from media.auth import issue_token
-from media.call_control import CallControl, CallControlError, TwilioCallControl, mask_number
+from media.call_control import CallControl, CallControlError, mask_number
+from media.twilio_control import TwilioCallControl
 
 __all__ = ["CreateCall", "DialResult", "Dialer", "lead_context"]
 
@@ -111,9 +112,10 @@ class Dialer:
             playbook = self.find_playbook(ref)
             resolved = resolve_context(context, playbook, now=self.clock(), phone=row["phone"])
         except ContextError as exc:
-            return await self._refuse(aid, f"invalid call context for playbook {ref}: {exc}")
+            return await self._refuse(aid, f"invalid call context for playbook {ref}: {exc}",
+                                      permanent=True)
         except PlaybookError as exc:
-            return await self._refuse(aid, f"playbook {ref} unavailable: {exc}")
+            return await self._refuse(aid, f"playbook {ref} unavailable: {exc}", permanent=True)
         return await self._place(aid, row["carrier"], row["phone"], row["caller_id"],
                                  playbook, resolved, context)
 
@@ -137,19 +139,22 @@ class Dialer:
                 "INSERT INTO attempts (carrier, state) VALUES ($1, 'queued') RETURNING id", carrier)
         return await self._place(aid, carrier, to, caller_id, playbook, resolved, context)
 
-    async def _refuse(self, aid: uuid.UUID, reason: str) -> DialResult:
-        at = self.clock()
+    async def _refuse(self, aid: uuid.UUID, reason: str, *, permanent: bool) -> DialResult:
+        """No call placed for a queued attempt: it fails with the reason. `permanent` (the
+        lead's data or its playbook): the lead is exhausted, "refused"; otherwise
+        (configuration): the attempt is retried per its `failed` rule, "unavailable"."""
+        at, reason = self.clock(), reason[:500]
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT id, state FROM attempts WHERE id = $1 AND state = 'queued' FOR UPDATE", aid)
             if row is None:
                 return DialResult("skipped", str(aid), reason="not queued")
-            await end_attempt(conn, row, "failed", at, ACTOR, error=reason[:500])
+            await end_attempt(conn, row, "failed", at, ACTOR, error=reason)
             await audit.record(conn, ACTOR, audit.DIAL, "attempt", str(aid),
-                               {"placed": False, "reason": reason[:500]})
-            await settle(conn, aid, at=at, permanent=reason[:500], actor=ACTOR)
+                               {"placed": False, "reason": reason})
+            await settle(conn, aid, at=at, permanent=reason if permanent else None, actor=ACTOR)
         log.warning("dial refused for attempt %s: %s", aid, reason[:200])
-        return DialResult("refused", str(aid), reason=reason)
+        return DialResult("refused" if permanent else "unavailable", str(aid), reason=reason)
 
     async def _fail(self, aid: uuid.UUID, reason: str) -> DialResult:
         at = self.clock()
@@ -174,11 +179,11 @@ class Dialer:
     ) -> DialResult:
         control = self.controls.get(carrier)
         if control is None:
-            return await self._refuse_or_fail(aid, f"carrier {carrier} is not configured")
+            return await self._refuse(aid, f"carrier {carrier} is not configured", permanent=False)
         if not self.public_url:
-            return await self._refuse_or_fail(
+            return await self._refuse(
                 aid, "DIALKIT_PUBLIC_URL is unset: the carrier could not reach our media and"
-                     " status URLs")
+                     " status URLs", permanent=False)
         claimed = await self.pool.fetchval(
             "UPDATE attempts SET state = 'dialing', dialed_at = $2, updated_at = now()"
             " WHERE id = $1 AND state = 'queued' RETURNING id", aid, self.clock(),
@@ -219,17 +224,3 @@ class Dialer:
                 "to": mask_number(to)})
         log.info("dialled attempt %s to %s: %s", aid, mask_number(to), sid)
         return DialResult("dialed", str(aid), sid, call_id)
-
-    async def _refuse_or_fail(self, aid: uuid.UUID, reason: str) -> DialResult:
-        """Configuration, not the lead: the attempt fails and is retried per its rule."""
-        at = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT id, state FROM attempts WHERE id = $1 AND state = 'queued' FOR UPDATE", aid)
-            if row is None:
-                return DialResult("skipped", str(aid), reason="not queued")
-            await end_attempt(conn, row, "failed", at, ACTOR, error=reason)
-            await audit.record(conn, ACTOR, audit.DIAL, "attempt", str(aid),
-                               {"placed": False, "reason": reason})
-            await settle(conn, aid, at=at, actor=ACTOR)
-        return DialResult("unavailable", str(aid), reason=reason)

@@ -9,8 +9,8 @@ line with what the carriers say, without ever dialling a lead twice.
 - Attempts `dialing` without a SID for `lost_after` (the process died between the claim and
   the carrier's answer) fail with "lost before the carrier answered": the lead is retried
   per its `failed` rule, so never sooner than that rule allows.
-- Attempts `queued` for `queued_after` get their dial job again (`redefer`): the job's
-  atomic claim makes a duplicate harmless.
+- Attempts `queued` for `queued_after` get their dial job again (`redefer(attempt id,
+  carrier)`): the job's atomic claim makes a duplicate harmless.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def reconcile(
     *,
     now: dt.datetime,
     carrier_status: CarrierStatus | None,
-    redefer: Callable[[str], Awaitable[None]],
+    redefer: Callable[[str, str], Awaitable[None]],
     live_calls: Collection[str] = (),
     orphan_after: dt.timedelta = dt.timedelta(minutes=2),
     stale_after: dt.timedelta = dt.timedelta(seconds=60),
@@ -106,11 +106,12 @@ async def reconcile(
             await settle(conn, row["id"], at=now, actor=ACTOR)
         out.lost.append(str(row["id"]))
     queued = await pool.fetch(
-        "SELECT id FROM attempts WHERE state = 'queued' AND created_at < $1 ORDER BY created_at"
+        "SELECT id, carrier FROM attempts WHERE state = 'queued' AND created_at < $1"
+        " ORDER BY created_at"
         " LIMIT $2", now - queued_after, limit,
     )
     for row in queued:
-        await redefer(str(row["id"]))
+        await redefer(str(row["id"]), row["carrier"])
         out.redeferred.append(str(row["id"]))
     if out.calls_closed or out.lost or out.redeferred or out.statuses_applied:
         log.info("reconciled: %d calls closed, %d statuses, %d lost, %d re-deferred",

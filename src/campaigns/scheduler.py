@@ -68,6 +68,8 @@ ACTOR = "scheduler"
 @dataclass
 class CampaignTick:
     campaign_id: str
+    #: the campaign's carrier (its dial jobs go to that carrier's queue)
+    carrier: str = ""
     #: attempts created (queued), to be given dial jobs
     queued: list[str] = field(default_factory=list)
     #: leads examined (a decision was made for each)
@@ -88,6 +90,11 @@ class TickResult:
     @property
     def queued(self) -> list[str]:
         return [a for c in self.campaigns for a in c.queued]
+
+    @property
+    def dials(self) -> list[tuple[str, str]]:
+        """(attempt id, carrier) of every attempt created."""
+        return [(a, c.carrier) for c in self.campaigns for a in c.queued]
 
     @property
     def decisions(self) -> int:
@@ -147,6 +154,7 @@ async def tick_campaign(
         if camp is None:
             out.stopped = "not_running"
             return out
+        out.carrier = camp["carrier"]
         if camp["starts_at"] is not None and now < camp["starts_at"]:
             out.stopped = "not_started"
             return out

@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from campaigns.dnc import DncEntry
 from campaigns.lead_import import ImportReport
 from campaigns.models import CampaignSettings
-from campaigns.store import Campaign
 
 LeadState = Literal["pending", "retry", "callback", "dialing", "done", "dnc", "exhausted", "canceled"]
 CampaignStatus = Literal["draft", "running", "paused", "completed", "canceled"]
@@ -35,16 +34,6 @@ class CampaignOut(BaseModel):
     settings: CampaignSettings
     created_at: dt.datetime
     updated_at: dt.datetime
-
-    @classmethod
-    def of(cls, c: Campaign) -> CampaignOut:
-        return cls(
-            id=c.id, name=c.name, playbook=c.playbook, carrier=c.carrier, caller_id=c.caller_id,
-            status=c.status, status_reason=c.status_reason,  # type: ignore[arg-type]
-            max_concurrent=c.max_concurrent, max_attempts=c.max_attempts, starts_at=c.starts_at,
-            ends_at=c.ends_at, webhook_url=c.webhook_url, settings=c.settings,
-            created_at=c.created_at, updated_at=c.updated_at,
-        )
 
 
 class CampaignCreated(CampaignOut):

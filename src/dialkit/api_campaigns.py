@@ -93,7 +93,8 @@ async def create_campaign(request: web.Request, body: CampaignCreate) -> Campaig
         campaign, secret = await campaigns.create(conn, body, playbook.name, playbook.version)
         await audit.record(conn, request["actor"], audit.API_WRITE, "campaign", str(campaign.id),
                            {"op": "create", "name": campaign.name, "playbook": campaign.playbook})
-    return CampaignCreated(**CampaignOut.of(campaign).model_dump(), webhook_secret=secret)
+    out = CampaignOut.model_validate(campaign, from_attributes=True)
+    return CampaignCreated(**out.model_dump(), webhook_secret=secret)
 
 
 def _cursor(c: campaigns.Campaign) -> str:
@@ -116,7 +117,7 @@ async def list_campaigns(request: web.Request, query: CampaignListQuery) -> Camp
                                            limit=query.limit + 1, before=before)
     page = found[: query.limit]
     more = len(found) > query.limit
-    return CampaignPage(items=[CampaignOut.of(c) for c in page],
+    return CampaignPage(items=[CampaignOut.model_validate(c, from_attributes=True) for c in page],
                         next_cursor=_cursor(page[-1]) if more else None)
 
 
@@ -124,9 +125,10 @@ async def list_campaigns(request: web.Request, query: CampaignListQuery) -> Camp
             responses={404: ErrorBody})
 async def get_campaign(request: web.Request) -> CampaignOut:
     try:
-        return CampaignOut.of(await campaigns.get(pool_of(request), campaign_id(request)))
+        campaign = await campaigns.get(pool_of(request), campaign_id(request))
     except campaigns.CampaignNotFound as exc:
         raise refused(exc) from None
+    return CampaignOut.model_validate(campaign, from_attributes=True)
 
 
 @routes.patch("/api/campaigns/{id}", body=CampaignUpdate, response=CampaignOut,
@@ -146,7 +148,7 @@ async def update_campaign(request: web.Request, body: CampaignUpdate) -> Campaig
                 "op": "update", "fields": sorted(body.model_fields_set)})
     except (campaigns.CampaignNotFound, campaigns.TransitionRefused, ValueError) as exc:
         raise refused(exc) from None
-    return CampaignOut.of(campaign)
+    return CampaignOut.model_validate(campaign, from_attributes=True)
 
 
 @routes.delete("/api/campaigns/{id}", response=CampaignOut, responses={404: ErrorBody},
@@ -160,7 +162,7 @@ async def delete_campaign(request: web.Request) -> CampaignOut:
                                {"op": "delete"})
     except campaigns.CampaignNotFound as exc:
         raise refused(exc) from None
-    return CampaignOut.of(campaign)
+    return CampaignOut.model_validate(campaign, from_attributes=True)
 
 
 def _carrier_configured(request: web.Request, campaign: campaigns.Campaign) -> None:
@@ -189,7 +191,7 @@ def _transition_route(action: str, summary: str) -> None:
         jobs = request.app[STATE].jobs
         if campaign.status == "running" and jobs is not None:
             await jobs.kick()  # dial now rather than at the next periodic tick
-        return CampaignOut.of(campaign)
+        return CampaignOut.model_validate(campaign, from_attributes=True)
 
     handler.__name__ = f"{action}_campaign"
     handler.__doc__ = summary

@@ -27,7 +27,7 @@ from aiohttp import BasicAuth, web
 from redis.exceptions import RedisError
 
 from dialkit.live import RedisRegistry, Registry
-from media.call_control import ExotelCallControl, connect_applet_response
+from media.exotel_control import ExotelCallControl, connect_applet_response
 from media.twilio_signature import validate_twilio_signature
 
 log = structlog.get_logger("dialkit.carrier_hooks")

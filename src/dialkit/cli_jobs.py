@@ -1,7 +1,8 @@
 """`dialkit worker`: a job worker without the HTTP server (dials, scheduler ticks, the
 reconciliation, outcome webhooks), for more dialing capacity beside `dialkit serve`.
 Any number may run, on any machine with the same DATABASE_URL (and REDIS_URL when the
-servers use it, so the reconciliation sees every node's live calls)."""
+servers use it, so the reconciliation sees every node's live calls). A worker takes the
+dial jobs only of the carriers whose credentials it has (`dialkit.jobs.worker_queues`)."""
 
 from __future__ import annotations
 

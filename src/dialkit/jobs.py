@@ -1,6 +1,7 @@
 """Durable background jobs on procrastinate, over the same PostgreSQL as everything else.
 
-- `dialkit.dial` (attempt_id): one dial attempt (`campaigns.dialer.Dialer.dial`);
+- `dialkit.dial` (attempt_id): one dial attempt (`campaigns.dialer.Dialer.dial`), on its
+  carrier's queue (`dial-twilio`, `dial-exotel`);
 - `dialkit.scheduler_tick`: every `DIALKIT_SCHEDULER_TICK_S` seconds (a procrastinate
   periodic task, deferred once per period whatever the number of workers), and at once
   when a campaign starts or resumes (`kick`); its queueing lock keeps one waiting at most;
@@ -15,6 +16,11 @@ borrows one briefly per job fetch and result; the jobs' own SQL runs on asyncpg.
 tables are created by `dialkit.db.migrate`. `dialkit serve` runs a worker in-process once
 it listens (unless DIALKIT_RUN_JOBS=false), so one process does everything; `dialkit
 worker` runs more.
+
+Queues: a worker listens on the general queue (`default`: every job but the dials) and on
+the dial queue of each carrier it has credentials for, so a dial job waits for a worker
+that can place it rather than failing on one that cannot (a process without Exotel
+credentials never takes an Exotel dial).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +46,9 @@ from campaigns.status import call_finished
 from dialkit.config import Settings
 from dialkit.live import Registry
 from dialkit.store import CallStore
-from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
+from media.call_control import CallControl
+from media.exotel_control import ExotelCallControl
+from media.twilio_control import TwilioCallControl
 
 log = structlog.get_logger("dialkit.jobs")
 
@@ -51,6 +59,8 @@ OUTBOX = "dialkit.outbox"
 AUDIT_PURGE = "dialkit.audit_purge"
 #: psycopg connections procrastinate may open per process (LISTEN + job bookkeeping)
 JOB_POOL_SIZE = 4
+#: procrastinate's default queue: every job but the dials
+GENERAL_QUEUE = "default"
 
 
 def _now() -> dt.datetime:
@@ -77,6 +87,16 @@ def conninfo(database_url: str) -> str:
     if database_url.startswith("postgres://"):
         return "postgresql://" + database_url[len("postgres://"):]
     return database_url
+
+
+def dial_queue(carrier: str) -> str:
+    """The queue of a carrier's dial jobs."""
+    return f"dial-{carrier}"
+
+
+def worker_queues(carriers: Iterable[str]) -> list[str]:
+    """What a worker able to dial `carriers` listens on: the general queue and theirs."""
+    return [GENERAL_QUEUE, *(dial_queue(c) for c in sorted(carriers))]
 
 
 def _cron_every(seconds: int) -> str:
@@ -119,8 +139,8 @@ class Jobs:
             rt = self._rt()
             result = await scheduler.tick(rt.pool, now=rt.clock(),
                                           global_cap=rt.settings.max_concurrent_calls)
-            for attempt_id in result.queued:
-                await self.defer_dial(attempt_id)
+            for attempt_id, carrier in result.dials:
+                await self.defer_dial(attempt_id, carrier)
 
         @app.periodic(cron=_cron_every(s.reconcile_s), periodic_id="every")
         @app.task(name=RECONCILE, queueing_lock=RECONCILE, pass_context=False)
@@ -148,11 +168,13 @@ class Jobs:
 
     # ---- deferring -----------------------------------------------------------------
 
-    async def defer_dial(self, attempt_id: str) -> None:
-        """A dial job for the attempt; a job already waiting for it is enough."""
+    async def defer_dial(self, attempt_id: str, carrier: str) -> None:
+        """A dial job for the attempt, on its carrier's queue; a job already waiting for it
+        is enough."""
+        task = self.app.configure_task(DIAL, queue=dial_queue(carrier),
+                                       queueing_lock=f"dial:{attempt_id}")
         with contextlib.suppress(job_errors.AlreadyEnqueued):
-            await self.app.configure_task(DIAL, queueing_lock=f"dial:{attempt_id}").defer_async(
-                attempt_id=attempt_id)
+            await task.defer_async(attempt_id=attempt_id)
 
     async def kick(self) -> None:
         """Tick the scheduler now (a campaign started or resumed)."""
@@ -199,12 +221,16 @@ class Jobs:
 
     async def run_worker(self, concurrency: int | None = None, name: str = "dialkit",
                          **options: Any) -> None:
+        """A worker on the general queue and the dial queues of the carriers this process
+        can dial (`runtime.controls`)."""
         try:
             await self.reconcile(startup=True)
         except Exception as exc:  # the periodic reconciliation tries again
             log.warning("startup_reconcile_failed", error=type(exc).__name__)
+        queues = worker_queues(self._rt().controls)
+        log.info("job_worker_starting", worker=name, queues=",".join(queues))
         await self.app.run_worker_async(
-            concurrency=concurrency or self.settings.job_concurrency, name=name,
+            queues=queues, concurrency=concurrency or self.settings.job_concurrency, name=name,
             install_signal_handlers=False, delete_jobs="successful",
             shutdown_graceful_timeout=5.0, **options,
         )

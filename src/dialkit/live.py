@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from media.call_control import TransferTarget
+from media.exotel_control import TransferTarget
 
 log = structlog.get_logger("dialkit.live")
 

@@ -33,11 +33,13 @@ from ai.protocols import STT, TTS, VAD, Policy, PolicyFactory
 from ai.resilience import FallbackPolicyFactory, FallbackSTT, FallbackTTS
 from ai.vad import WebRtcVad
 from dialkit.config import Settings
-from media.call_control import CallControl, ExotelCallControl, TwilioCallControl
+from media.call_control import CallControl
 from media.codec import FRAME_MS
 from media.events import CLOSE_POLICY, ProtocolError
+from media.exotel_control import ExotelCallControl
 from media.ports import CallInfo
 from media.session_services import SessionConfig
+from media.twilio_control import TwilioCallControl
 
 if TYPE_CHECKING:
     from ai.tts_elevenlabs import ElevenLabsTTS

@@ -38,10 +38,10 @@ from dialkit.state import STATE, AppState
 from dialkit.store import CallStore
 from media.admission import StartGate
 from media.auth import TokenError, verify_token
-from media.call_control import ExotelCallControl
 from media.detect import DetectingProtocol
 from media.events import CLOSE_POLICY, CLOSE_TRY_AGAIN, ProtocolError
 from media.exotel import ExotelProtocol, query_sample_rate
+from media.exotel_control import ExotelCallControl
 from media.ports import CallInfo
 from media.protocol import CarrierProtocol
 from media.sanitize import close_reason

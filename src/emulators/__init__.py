@@ -9,7 +9,8 @@ The carrier emulators (twilio_api, exotel_api) can also play each created call o
 carrier would, by a fate scripted per number (`fates`): status callbacks, and for an answered
 call the media WebSocket with a callee on the line (`carrier_line`); `carriers` starts both.
 
-This module holds what they share: request recording, fault injection, Basic auth, serving.
+This module holds what they share: request recording, fault injection, Basic auth, the
+gate every carrier REST request passes (`gate`), serving.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import asyncio
 import base64
 import binascii
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 from aiohttp import web
 
@@ -104,3 +106,35 @@ async def apply_faults(faults: Faults) -> int | None:
     if faults.delay_s:
         await asyncio.sleep(faults.delay_s)
     return faults.statuses.popleft() if faults.statuses else None
+
+
+#: why a request is turned away before its handler runs: an injected fault, credentials that
+#: do not match, or an account in the path other than the credentials'
+Refusal = Literal["fault", "unauthenticated", "other_account"]
+#: a carrier's error answer: (HTTP status, why, headers) -> the response
+Refuse = Callable[[int, Refusal, dict[str, str] | None], web.Response]
+
+
+async def gate(
+    request: web.Request,
+    requests: list[RecordedRequest],
+    faults: Faults,
+    password_of: dict[str, str],
+    account: str,
+    refuse: Refuse,
+) -> tuple[RecordedRequest, web.Response | None]:
+    """What every carrier REST request passes first: it is recorded (with its Basic user);
+    then an injected fault answers, if one is queued (after the injected delay; 401 / 403
+    are the carrier's statuses for the other two refusals); then the credentials; then the
+    path's `{account}`, which must be `account`. The response is None when it may go on."""
+    user = basic_auth_user(request, password_of)
+    entry = await record(request, requests, user)
+    injected = await apply_faults(faults)
+    if injected is not None:
+        headers = {"Retry-After": faults.retry_after} if faults.retry_after else None
+        return entry, refuse(injected, "fault", headers)
+    if user is None:
+        return entry, refuse(401, "unauthenticated", None)
+    if request.match_info["account"] != account:
+        return entry, refuse(403, "other_account", None)
+    return entry, None

@@ -31,7 +31,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from emulators import Faults, RecordedRequest, apply_faults, basic_auth_user, record, serve
+from emulators import Faults, RecordedRequest, Refusal, gate, serve
 from emulators.carrier_line import Line, LineChoice, Speech, make_line
 from emulators.exotel_calls import (
     TERMINAL,
@@ -134,17 +134,8 @@ class ExotelApi:
         return make_line(choice, self.speech)
 
     async def _gate(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
-        user = basic_auth_user(request, {self.api_key: self.api_token})
-        entry = await record(request, self.requests, user)
-        injected = await apply_faults(self.faults)
-        if injected is not None:
-            headers = {"Retry-After": self.faults.retry_after} if self.faults.retry_after else None
-            return entry, _error(injected, "Injected fault", headers)
-        if user is None:
-            return entry, _error(401, "Authentication failed. Invalid API Key or Token.")
-        if request.match_info["account"] != self.account_sid:
-            return entry, _error(403, "Account SID does not match the API credentials")
-        return entry, None
+        return await gate(request, self.requests, self.faults,
+                          {self.api_key: self.api_token}, self.account_sid, _refuse)
 
     async def _connect(self, request: web.Request) -> web.Response:
         entry, refused = await self._gate(request)
@@ -287,6 +278,17 @@ def _sid() -> str:
 
 def _stream_sid(call: ExotelCall) -> str:
     return "MZ" + call.sid[:24]
+
+
+_REFUSALS: dict[Refusal, str] = {
+    "fault": "Injected fault",
+    "unauthenticated": "Authentication failed. Invalid API Key or Token.",
+    "other_account": "Account SID does not match the API credentials",
+}
+
+
+def _refuse(status: int, why: Refusal, headers: dict[str, str] | None) -> web.Response:
+    return _error(status, _REFUSALS[why], headers)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -34,7 +34,7 @@ import aiohttp
 import orjson
 
 from emulators.carrier_line import Line, LineChoice, run_media
-from emulators.fates import CallbackQueue, CallbackRecord, Fate, form_encoded
+from emulators.fates import CallbackQueue, CallbackRecord, Fate, form_encoded, play_out
 from evaluation.phone import SimulatedPhone
 from media.codec import AudioFormat
 
@@ -194,20 +194,12 @@ class ExotelCallPlayer:
 
     async def play(self, call: ExotelCall) -> None:
         assert call.fate is not None
-        queue = CallbackQueue(self.session, call.sid, call.fate.quirks, self.records,
-                              retries=CALLBACK_RETRIES)
-        try:
-            await self._progress(call, call.fate, queue)
-        except asyncio.CancelledError:
-            queue.cancel()
-            raise
-        except Exception:
-            log.exception("emulated call %s failed", call.sid[-6:])
-            if call.status not in TERMINAL:
-                self._finish(call, queue, "failed")
-        await queue.close()
-        call.ended.set()
-        call.done.set()
+        fate = call.fate
+        await play_out(
+            call, lambda queue: self._progress(call, fate, queue),
+            lambda queue, status: self._finish(call, queue, status),
+            terminal=TERMINAL, session=self.session, records=self.records,
+            retries=CALLBACK_RETRIES, ended=call.ended)
 
     async def _progress(self, call: ExotelCall, fate: Fate, queue: CallbackQueue) -> None:
         if fate.kind == "failed":

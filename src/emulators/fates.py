@@ -8,7 +8,8 @@ delayed, or dropped.
 
 `CallbackQueue` delivers one call's callbacks in order (quirks applied) over a real HTTP
 connection and records every delivery in `CallbackRecord`s, so a test can assert the exact
-sequence its receiver saw.
+sequence its receiver saw. `play_out` runs one call's course (each carrier's player writes
+the course) over its callback queue.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -324,3 +325,45 @@ class CallbackQueue:
             log.info("callback %s for %s not delivered: %s", item.event, self.call_sid[-6:],
                      type(exc).__name__)
             return 0
+
+
+class PlayedCall(Protocol):
+    """What `play_out` needs of a carrier's emulated call."""
+
+    sid: str
+    status: str
+    fate: Fate | None
+    done: asyncio.Event
+
+
+async def play_out(
+    call: PlayedCall,
+    progress: Callable[[CallbackQueue], Awaitable[None]],
+    finish: Callable[[CallbackQueue, str], None],
+    *,
+    terminal: Collection[str],
+    session: Callable[[], aiohttp.ClientSession],
+    records: list[CallbackRecord],
+    retries: int = 0,
+    ended: asyncio.Event | None = None,
+) -> None:
+    """Play one call out: `progress` runs its course, emitting callbacks onto the call's
+    queue; an unexpected error ends the call as `finish(queue, "failed")` unless it had
+    already ended (a status in `terminal`); the queue delivers what is left, then `ended`
+    (a carrier's own end-of-call signal, if it has one) and `call.done` are set. `retries`
+    as in `CallbackQueue`."""
+    assert call.fate is not None
+    queue = CallbackQueue(session, call.sid, call.fate.quirks, records, retries=retries)
+    try:
+        await progress(queue)
+    except asyncio.CancelledError:
+        queue.cancel()
+        raise
+    except Exception:
+        log.exception("emulated call %s failed", call.sid[-6:])
+        if call.status not in terminal:
+            finish(queue, "failed")
+    await queue.close()
+    if ended is not None:
+        ended.set()
+    call.done.set()

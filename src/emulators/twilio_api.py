@@ -41,7 +41,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
-from emulators import Faults, RecordedRequest, apply_faults, basic_auth_user, record, serve
+from emulators import Faults, RecordedRequest, Refusal, gate, serve
 from emulators.carrier_line import Line, LineChoice, Speech, make_line
 from emulators.fates import CallbackRecord, FateBook, FateSource, seconds_field
 from emulators.twilio_calls import API, TERMINAL, TwilioCall, TwilioCallPlayer
@@ -123,16 +123,8 @@ class TwilioApi:
         return make_line(choice, self.speech)
 
     async def _gate(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
-        user = basic_auth_user(request, {self.account_sid: self.auth_token})
-        entry = await record(request, self.requests, user)
-        injected = await apply_faults(self.faults)
-        if injected is not None:
-            code = 20429 if injected == 429 else 20500
-            headers = {"Retry-After": self.faults.retry_after} if self.faults.retry_after else None
-            return entry, _error(injected, code, _MESSAGES.get(injected, "Error"), headers)
-        if user is None or request.match_info["account"] != user:
-            return entry, _error(401, 20003, "Authenticate")
-        return entry, None
+        return await gate(request, self.requests, self.faults,
+                          {self.account_sid: self.auth_token}, self.account_sid, _refuse)
 
     async def _create(self, request: web.Request) -> web.Response:
         entry, refused = await self._gate(request)
@@ -249,6 +241,13 @@ def _error(
         "status": status,
     }
     return web.json_response(body, status=status, headers=headers)
+
+
+def _refuse(status: int, why: Refusal, headers: dict[str, str] | None) -> web.Response:
+    if why == "fault":
+        code = 20429 if status == 429 else 20500
+        return _error(status, code, _MESSAGES.get(status, "Error"), headers)
+    return _error(401, 20003, "Authenticate")  # another account's path as well
 
 
 def _not_found(request: web.Request) -> web.Response:

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 
 from emulators.carrier_line import Line, LineChoice, run_media
-from emulators.fates import CallbackQueue, CallbackRecord, Fate, with_query
+from emulators.fates import CallbackQueue, CallbackRecord, Fate, play_out, with_query
 from evaluation.phone import SimulatedPhone
 from media.codec import MULAW_8K
 from media.twilio_signature import twilio_signature
@@ -154,18 +154,11 @@ class TwilioCallPlayer:
 
     async def play(self, call: TwilioCall) -> None:
         assert call.fate is not None
-        queue = CallbackQueue(self.session, call.sid, call.fate.quirks, self.records)
-        try:
-            await self._progress(call, call.fate, queue)
-        except asyncio.CancelledError:
-            queue.cancel()
-            raise
-        except Exception:
-            log.exception("emulated call %s failed", call.sid[-6:])
-            if call.status not in TERMINAL:
-                self._finish(call, queue, "failed")
-        await queue.close()
-        call.done.set()
+        fate = call.fate
+        await play_out(
+            call, lambda queue: self._progress(call, fate, queue),
+            lambda queue, status: self._finish(call, queue, status),
+            terminal=TERMINAL, session=self.session, records=self.records)
 
     async def _progress(self, call: TwilioCall, fate: Fate, queue: CallbackQueue) -> None:
         if fate.kind == "failed":

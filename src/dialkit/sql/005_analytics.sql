@@ -12,14 +12,17 @@
 --   re-applied, and an upgrade (completed -> voicemail) moves it from one counter to the
 --   other; a deleted row takes away exactly what it added.
 -- * analytics_hourly: counters per (campaign, UTC hour of attempts.created_at, the lead's
---   local hour of the attempt, lead currency).
+--   local hour of the attempt, lead currency); analytics_daily: the same per UTC day, so a
+--   month-long report reads ~30 day rows per key plus the hour rows of its partial first
+--   and last days. Counters are integers (summed faster than bigint); handle_ms is bigint.
 -- * analytics_latency: log-spaced histograms per (campaign, UTC hour, metric, bucket), stored
 --   sparsely (one row per non-empty bucket). metric 1 = voice-to-voice latency of agent turns
 --   (turns.voice_to_voice_ms), metric 2 = greeting latency of connected calls (call_events
 --   'greeting_audio', latency_ms). Bucket 0 holds values below 1 ms; bucket i >= 1 holds
 --   [1.05^(i-1), 1.05^i) ms; bucket 255 holds everything from 1.05^254 ms (about 4 minutes).
--- * analytics_daily_latency: the same histograms summed per UTC day, so a month-long report
---   reads ~30 day rows per bucket plus the hour rows of its partial first and last days.
+-- * analytics_daily_latency: the same histograms summed per UTC day, read the same way.
+-- * The rollup tables leave half of each page free (fillfactor 50), so the updates of the
+--   current hour's rows stay HOT (no index churn) and are pruned in place.
 --
 -- Locking: analytics_refresh takes the attempt's row lock first, so concurrent writers of an
 -- attempt and of its call's records take turns, and each sees the other's committed rows.
@@ -113,25 +116,51 @@ CREATE TABLE IF NOT EXISTS analytics_hourly (
     hour         timestamptz NOT NULL,
     local_hour   smallint NOT NULL,
     currency     text NOT NULL,
-    attempts     bigint NOT NULL DEFAULT 0,
-    ended        bigint NOT NULL DEFAULT 0,
-    completed    bigint NOT NULL DEFAULT 0,
-    voicemail    bigint NOT NULL DEFAULT 0,
-    no_answer    bigint NOT NULL DEFAULT 0,
-    busy         bigint NOT NULL DEFAULT 0,
-    failed       bigint NOT NULL DEFAULT 0,
-    canceled     bigint NOT NULL DEFAULT 0,
-    right_party  bigint NOT NULL DEFAULT 0,
-    promises     bigint NOT NULL DEFAULT 0,
+    attempts     integer NOT NULL DEFAULT 0,
+    ended        integer NOT NULL DEFAULT 0,
+    completed    integer NOT NULL DEFAULT 0,
+    voicemail    integer NOT NULL DEFAULT 0,
+    no_answer    integer NOT NULL DEFAULT 0,
+    busy         integer NOT NULL DEFAULT 0,
+    failed       integer NOT NULL DEFAULT 0,
+    canceled     integer NOT NULL DEFAULT 0,
+    right_party  integer NOT NULL DEFAULT 0,
+    promises     integer NOT NULL DEFAULT 0,
     ptp_amount   numeric(18, 2) NOT NULL DEFAULT 0,
-    opt_outs     bigint NOT NULL DEFAULT 0,
-    handled      bigint NOT NULL DEFAULT 0,
+    opt_outs     integer NOT NULL DEFAULT 0,
+    handled      integer NOT NULL DEFAULT 0,
     handle_ms    bigint NOT NULL DEFAULT 0,
-    greeted      bigint NOT NULL DEFAULT 0,
-    abandoned    bigint NOT NULL DEFAULT 0,
+    greeted      integer NOT NULL DEFAULT 0,
+    abandoned    integer NOT NULL DEFAULT 0,
     PRIMARY KEY (campaign_id, hour, local_hour, currency)
-);
+) WITH (fillfactor = 50);
 CREATE INDEX IF NOT EXISTS analytics_hourly_hour_idx ON analytics_hourly (hour);
+
+-- the same counters per UTC day (reports read whole days here, partial days by the hour)
+CREATE TABLE IF NOT EXISTS analytics_daily (
+    campaign_id  uuid NOT NULL,
+    day          timestamptz NOT NULL,
+    local_hour   smallint NOT NULL,
+    currency     text NOT NULL,
+    attempts     integer NOT NULL DEFAULT 0,
+    ended        integer NOT NULL DEFAULT 0,
+    completed    integer NOT NULL DEFAULT 0,
+    voicemail    integer NOT NULL DEFAULT 0,
+    no_answer    integer NOT NULL DEFAULT 0,
+    busy         integer NOT NULL DEFAULT 0,
+    failed       integer NOT NULL DEFAULT 0,
+    canceled     integer NOT NULL DEFAULT 0,
+    right_party  integer NOT NULL DEFAULT 0,
+    promises     integer NOT NULL DEFAULT 0,
+    ptp_amount   numeric(18, 2) NOT NULL DEFAULT 0,
+    opt_outs     integer NOT NULL DEFAULT 0,
+    handled      integer NOT NULL DEFAULT 0,
+    handle_ms    bigint NOT NULL DEFAULT 0,
+    greeted      integer NOT NULL DEFAULT 0,
+    abandoned    integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (campaign_id, day, local_hour, currency)
+) WITH (fillfactor = 50);
+CREATE INDEX IF NOT EXISTS analytics_daily_day_idx ON analytics_daily (day);
 
 CREATE TABLE IF NOT EXISTS analytics_latency (
     campaign_id  uuid NOT NULL,
@@ -140,7 +169,7 @@ CREATE TABLE IF NOT EXISTS analytics_latency (
     bucket       smallint NOT NULL,
     n            bigint NOT NULL,
     PRIMARY KEY (campaign_id, hour, metric, bucket)
-);
+) WITH (fillfactor = 50);
 CREATE INDEX IF NOT EXISTS analytics_latency_hour_idx ON analytics_latency (hour);
 
 CREATE TABLE IF NOT EXISTS analytics_daily_latency (
@@ -150,10 +179,14 @@ CREATE TABLE IF NOT EXISTS analytics_daily_latency (
     bucket       smallint NOT NULL,
     n            bigint NOT NULL,
     PRIMARY KEY (campaign_id, day, metric, bucket)
-);
+) WITH (fillfactor = 50);
 CREATE INDEX IF NOT EXISTS analytics_daily_latency_day_idx ON analytics_daily_latency (day);
 
--- Add (sign 1) or take away (sign -1) one ledger row's counters.
+-- Add (sign 1) or take away (sign -1) one ledger row's counters, by the hour and by the day.
+-- The two upserts are one statement for two tables, written out twice: a table name cannot
+-- be a parameter of a static statement, and a dynamic one (EXECUTE format(...)) is planned
+-- again on every call, about 95 µs more per upsert here (0.4 ms more per attempt whose
+-- counters change, on a trigger path of about 1.3 ms per attempt).
 CREATE OR REPLACE FUNCTION analytics_add_counters(f analytics_attempts, sign integer)
 RETURNS void AS $$
 BEGIN
@@ -162,12 +195,39 @@ BEGIN
         no_answer, busy, failed, canceled, right_party, promises, ptp_amount, opt_outs, handled,
         handle_ms, greeted, abandoned)
     VALUES (
-        f.campaign_id, f.hour, f.local_hour, f.currency, sign * f.attempts, sign * f.ended,
-        sign * f.completed, sign * f.voicemail, sign * f.no_answer, sign * f.busy,
-        sign * f.failed, sign * f.canceled, sign * f.right_party, sign * f.promises,
-        sign * f.ptp_amount, sign * f.opt_outs, sign * f.handled, sign * f.handle_ms,
-        sign * f.greeted, sign * f.abandoned)
+        f.campaign_id, f.hour, f.local_hour, f.currency,
+        sign * f.attempts, sign * f.ended, sign * f.completed, sign * f.voicemail,
+        sign * f.no_answer, sign * f.busy, sign * f.failed, sign * f.canceled,
+        sign * f.right_party, sign * f.promises, sign * f.ptp_amount, sign * f.opt_outs,
+        sign * f.handled, sign * f.handle_ms, sign * f.greeted, sign * f.abandoned)
     ON CONFLICT (campaign_id, hour, local_hour, currency) DO UPDATE SET
+        attempts = h.attempts + EXCLUDED.attempts,
+        ended = h.ended + EXCLUDED.ended,
+        completed = h.completed + EXCLUDED.completed,
+        voicemail = h.voicemail + EXCLUDED.voicemail,
+        no_answer = h.no_answer + EXCLUDED.no_answer,
+        busy = h.busy + EXCLUDED.busy,
+        failed = h.failed + EXCLUDED.failed,
+        canceled = h.canceled + EXCLUDED.canceled,
+        right_party = h.right_party + EXCLUDED.right_party,
+        promises = h.promises + EXCLUDED.promises,
+        ptp_amount = h.ptp_amount + EXCLUDED.ptp_amount,
+        opt_outs = h.opt_outs + EXCLUDED.opt_outs,
+        handled = h.handled + EXCLUDED.handled,
+        handle_ms = h.handle_ms + EXCLUDED.handle_ms,
+        greeted = h.greeted + EXCLUDED.greeted,
+        abandoned = h.abandoned + EXCLUDED.abandoned;
+    INSERT INTO analytics_daily AS h (
+        campaign_id, day, local_hour, currency, attempts, ended, completed, voicemail,
+        no_answer, busy, failed, canceled, right_party, promises, ptp_amount, opt_outs, handled,
+        handle_ms, greeted, abandoned)
+    VALUES (
+        f.campaign_id, date_trunc('day', f.hour, 'UTC'), f.local_hour, f.currency,
+        sign * f.attempts, sign * f.ended, sign * f.completed, sign * f.voicemail,
+        sign * f.no_answer, sign * f.busy, sign * f.failed, sign * f.canceled,
+        sign * f.right_party, sign * f.promises, sign * f.ptp_amount, sign * f.opt_outs,
+        sign * f.handled, sign * f.handle_ms, sign * f.greeted, sign * f.abandoned)
+    ON CONFLICT (campaign_id, day, local_hour, currency) DO UPDATE SET
         attempts = h.attempts + EXCLUDED.attempts,
         ended = h.ended + EXCLUDED.ended,
         completed = h.completed + EXCLUDED.completed,
@@ -244,6 +304,7 @@ BEGIN
         SELECT NOT EXISTS (SELECT 1 FROM campaigns WHERE id = old.campaign_id) INTO campaign_gone;
         IF campaign_gone THEN
             DELETE FROM analytics_hourly WHERE campaign_id = old.campaign_id;
+            DELETE FROM analytics_daily WHERE campaign_id = old.campaign_id;
             DELETE FROM analytics_latency WHERE campaign_id = old.campaign_id;
             DELETE FROM analytics_daily_latency WHERE campaign_id = old.campaign_id;
             DELETE FROM analytics_attempts WHERE attempt_id = p_attempt;
@@ -365,6 +426,7 @@ CREATE TRIGGER analytics_call_span_updated AFTER UPDATE ON calls
 CREATE OR REPLACE FUNCTION analytics_rebuild(p_campaign uuid) RETURNS void AS $$
 BEGIN
     DELETE FROM analytics_hourly WHERE campaign_id = p_campaign;
+    DELETE FROM analytics_daily WHERE campaign_id = p_campaign;
     DELETE FROM analytics_latency WHERE campaign_id = p_campaign;
     DELETE FROM analytics_daily_latency WHERE campaign_id = p_campaign;
     DELETE FROM analytics_attempts WHERE campaign_id = p_campaign;
@@ -376,6 +438,13 @@ BEGIN
            sum(handle_ms), sum(greeted), sum(abandoned)
     FROM analytics_attempts WHERE campaign_id = p_campaign
     GROUP BY campaign_id, hour, local_hour, currency;
+    INSERT INTO analytics_daily
+    SELECT campaign_id, date_trunc('day', hour, 'UTC'), local_hour, currency, sum(attempts),
+           sum(ended), sum(completed), sum(voicemail), sum(no_answer), sum(busy), sum(failed),
+           sum(canceled), sum(right_party), sum(promises), sum(ptp_amount), sum(opt_outs),
+           sum(handled), sum(handle_ms), sum(greeted), sum(abandoned)
+    FROM analytics_hourly WHERE campaign_id = p_campaign
+    GROUP BY 1, 2, 3, 4;
     INSERT INTO analytics_latency
     SELECT campaign_id, hour, metric, bucket, count(*)
     FROM (SELECT campaign_id, hour, 1::smallint AS metric, unnest(v2v) AS bucket
