@@ -10,7 +10,6 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType
 from phonenumbers import timezone as number_timezone
-from phonenumbers.phonenumberutil import _number_type_helper
 
 __all__ = ["is_zone", "parse_number", "region_and_type", "zones_for"]
 
@@ -79,7 +78,7 @@ def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
                 if re.match(metadata.leading_digits, national):
                     break
             else:
-                kind = _number_type_helper(national, metadata)
+                kind = _number_type(national, metadata)
                 if kind != PhoneNumberType.UNKNOWN:
                     return region, kind
         else:
@@ -89,7 +88,63 @@ def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
     if metadata is None:
         return "", PhoneNumberType.UNKNOWN
-    return region, _number_type_helper(national, metadata)
+    return region, _number_type(national, metadata)
+
+
+# A type's description in a region's metadata, ready to match: the lengths a number of that
+# type may have (empty: any) and its pattern; None when no number is of that type.
+_Desc = tuple[frozenset[int], re.Pattern[str]] | None
+_SPECIAL_TYPES = (
+    ("premium_rate", PhoneNumberType.PREMIUM_RATE), ("toll_free", PhoneNumberType.TOLL_FREE),
+    ("shared_cost", PhoneNumberType.SHARED_COST), ("voip", PhoneNumberType.VOIP),
+    ("personal_number", PhoneNumberType.PERSONAL_NUMBER), ("pager", PhoneNumberType.PAGER),
+    ("uan", PhoneNumberType.UAN), ("voicemail", PhoneNumberType.VOICEMAIL),
+)
+# per metadata (they live as long as the library): general, special types in the library's
+# order, fixed line, mobile, whether fixed line and mobile share one pattern
+_TypePlan = tuple[_Desc, tuple[tuple[_Desc, int], ...], _Desc, _Desc, bool]
+_PLANS: dict[int, _TypePlan] = {}
+
+
+def _desc(desc: object) -> _Desc:
+    pattern = getattr(desc, "national_number_pattern", None)
+    if not pattern:
+        return None
+    return frozenset(getattr(desc, "possible_length", ()) or ()), re.compile(pattern)
+
+
+def _plan(metadata: PhoneMetadata) -> _TypePlan:
+    specials = tuple((d, kind) for name, kind in _SPECIAL_TYPES
+                     if (d := _desc(getattr(metadata, name))) is not None)
+    plan = (_desc(metadata.general_desc), specials, _desc(metadata.fixed_line),
+            _desc(metadata.mobile), bool(metadata.same_mobile_and_fixed_line_pattern))
+    _PLANS[id(metadata)] = plan
+    return plan
+
+
+def _matches(desc: _Desc, national: str) -> bool:
+    if desc is None:
+        return False
+    lengths, pattern = desc
+    return (not lengths or len(national) in lengths) and pattern.fullmatch(national) is not None
+
+
+def _number_type(national: str, metadata: PhoneMetadata) -> int:
+    """The library's `_number_type_helper` with each pattern compiled once (it looks every
+    one up again per number, most of the cost of a type check)."""
+    general, specials, fixed, mobile, same = _PLANS.get(id(metadata)) or _plan(metadata)
+    if not _matches(general, national):
+        return PhoneNumberType.UNKNOWN
+    for desc, kind in specials:
+        if _matches(desc, national):
+            return kind
+    if _matches(fixed, national):
+        if same or _matches(mobile, national):
+            return PhoneNumberType.FIXED_LINE_OR_MOBILE
+        return PhoneNumberType.FIXED_LINE
+    if not same and _matches(mobile, national):
+        return PhoneNumberType.MOBILE
+    return PhoneNumberType.UNKNOWN
 
 
 @lru_cache(maxsize=1024)
