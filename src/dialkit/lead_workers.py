@@ -48,6 +48,8 @@ def _watch_parent(parent: int) -> None:
 
 def _warm() -> None:
     """Import the checking code and load phonenumbers' metadata before the first block."""
+    import uuid
+
     from campaigns.lead_import import check_block
     from campaigns.leads import LeadParser
 
@@ -55,7 +57,7 @@ def _warm() -> None:
     blocks = parser.split(b"name,phone,amount_due,currency,due_date,account_ref\n"
                           b"A,+12025550101,1,USD,2026-01-01,A\n")
     for block in blocks:
-        check_block(parser.checker, block)
+        check_block(parser.checker, block, uuid.UUID(int=0))
 
 
 @dataclass
