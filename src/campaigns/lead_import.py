@@ -27,6 +27,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import asyncpg
 import orjson
@@ -152,6 +153,7 @@ class CheckedBlock:
         return len(self.refs)
 
 
+@lru_cache(maxsize=4096)  # a file holds few distinct sets of zones
 def _array(values: tuple[str, ...]) -> str:
     # a text[] literal with every element quoted: {"America/New_York","..."}
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
