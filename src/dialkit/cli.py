@@ -151,12 +151,16 @@ def migrate() -> None:
 
     async def main() -> None:
         from dialkit import db
+        from evaluation.library_seed import seed_library
 
         url = settings.database_url or db.embedded_database_url(settings.data_dir)
         pool = await db.create_pool(url)
         applied = await db.migrate(pool)
+        seeded = await seed_library(pool)
         await pool.close()
         console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+        if seeded:
+            console.print(f"evaluation library: added {seeded.summary()}")
 
     _run(main())
 

@@ -18,6 +18,7 @@ from dialkit import (
     api_audit,
     api_calls,
     api_campaigns,
+    api_library,
     apikeys,
     campaign_hooks,
     carrier_hooks,
@@ -32,6 +33,7 @@ from dialkit.providers import Providers, build_providers
 from dialkit.scopes import Scope
 from dialkit.state import STATE, AppState
 from dialkit.store import CallStore
+from evaluation.library_seed import seed_library
 from media.admission import StartGate
 from media.auth import TokenError, verify_token
 from media.call_control import ExotelCallControl
@@ -228,6 +230,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state.database_url = url
     state.pool = await db.create_pool(url)
     await db.migrate(state.pool)
+    await seed_library(state.pool)  # the shipped evaluation library (H-library)
     state.store = CallStore(state.pool)
     if settings.redis_url:
         state.registry = RedisRegistry.from_url(settings.redis_url, settings.redis_prefix)
@@ -311,6 +314,7 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     api_campaigns.install(app)  # campaigns, leads (and their worker processes), DNC
     api_analytics.routes.install(app)
     api_audit.routes.install(app)
+    api_library.install(app)  # personalities, prompt versions, scenarios, sets (H-library)
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))

@@ -41,12 +41,17 @@ class SeedReport:
     scenarios: list[str] = field(default_factory=list)
     scenario_sets: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        parts = [f"{len(v)} {k.replace('_', ' ')}" for k, v in vars(self).items() if v]
+        return ", ".join(parts) or "nothing"
+
     def __bool__(self) -> bool:
         return bool(self.prompt_versions or self.personalities or self.scenarios or self.scenario_sets)
 
 
-def shipped_library() -> tuple[dict[str, Personality], dict[str, list[Scenario]]]:
-    """The shipped personalities and scenario sets (evaluation.library_data)."""
+def shipped_library() -> tuple[dict[str, Personality], dict[str, list[Scenario]], dict[str, str]]:
+    """The shipped personalities, scenario sets and the sets' descriptions
+    (evaluation.library_data)."""
     try:
         library_data = importlib.import_module("evaluation.library_data")
     except ModuleNotFoundError as exc:
@@ -54,24 +59,27 @@ def shipped_library() -> tuple[dict[str, Personality], dict[str, list[Scenario]]
             raise
         # a tree without the shipped debtor data seeds its prompt versions only
         log.warning("library_data_missing")
-        return {}, {}
-
-    sets = {name: library_data.load_scenario_set(name) for name in library_data.SCENARIO_SETS}
-    return library_data.load_personalities(), sets
+        return {}, {}, {}
+    names = library_data.SCENARIO_SETS
+    sets = {name: library_data.load_scenario_set(name) for name in names}
+    about = {name: library_data.scenario_set_description(name) for name in names}
+    return library_data.load_personalities(), sets, about
 
 
 async def seed_library(
     pool: asyncpg.Pool | asyncpg.Connection, *,
     personalities: Mapping[str, Personality] | None = None,
     scenario_sets: Mapping[str, list[Scenario]] | None = None,
+    descriptions: Mapping[str, str] | None = None,
     playbooks: list[Path] | None = None,
 ) -> SeedReport:
     """Store what is shipped and not yet stored (arguments replace the shipped data, for
     tests); returns what was added."""
     if personalities is None or scenario_sets is None:
-        shipped_personalities, shipped_sets = shipped_library()
+        shipped_personalities, shipped_sets, shipped_about = shipped_library()
         personalities = shipped_personalities if personalities is None else personalities
-        scenario_sets = shipped_sets if scenario_sets is None else scenario_sets
+        if scenario_sets is None:
+            scenario_sets, descriptions = shipped_sets, shipped_about
     if playbooks is None:
         playbooks = sorted(PACKAGED_PLAYBOOKS.glob("*.yaml"))
     report = SeedReport()
@@ -80,7 +88,7 @@ async def seed_library(
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SEED_LOCK)
         await _prompt_versions(conn, playbooks, report)
         await _personalities(conn, personalities, report)
-        await _scenario_sets(conn, scenario_sets, report)
+        await _scenario_sets(conn, scenario_sets, descriptions or {}, report)
     if report:
         log.info("library_seeded", prompt_versions=report.prompt_versions,
                  personalities=len(report.personalities), scenarios=len(report.scenarios),
@@ -119,7 +127,7 @@ async def _personalities(conn: asyncpg.Connection, found: Mapping[str, Personali
 
 
 async def _scenario_sets(conn: asyncpg.Connection, sets: Mapping[str, list[Scenario]],
-                         report: SeedReport) -> None:
+                         descriptions: Mapping[str, str], report: SeedReport) -> None:
     for set_name, scenarios in sets.items():
         if await conn.fetchval("SELECT 1 FROM scenario_sets WHERE name = $1", set_name):
             continue
@@ -138,7 +146,7 @@ async def _scenario_sets(conn: asyncpg.Connection, sets: Mapping[str, list[Scena
                 report.scenarios.append(added)
         set_id = await conn.fetchval(
             "INSERT INTO scenario_sets (name, description, created_by) VALUES ($1, $2, $3)"
-            " RETURNING id", set_name, f"shipped with dialkit ({len(scenarios)} scenarios)", SEEDED_BY)
+            " RETURNING id", set_name, descriptions.get(set_name, ""), SEEDED_BY)
         # a scenario of that name the user deleted stays out of the set
         await conn.execute(
             "INSERT INTO scenario_set_members (set_id, position, scenario_id)"

@@ -119,10 +119,20 @@ def _version(row: asyncpg.Record) -> PromptVersion:
     return PromptVersion(**data)
 
 
+class _PlainYaml(YamlLoader):
+    """No aliases: `*name` references can expand a small text into an enormous document."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def _playbook_mapping(playbook: Mapping[str, Any] | str) -> dict[str, Any]:
     if isinstance(playbook, str):
         try:
-            playbook = yaml.load(playbook, Loader=YamlLoader)
+            playbook = yaml.load(playbook, Loader=_PlainYaml)
         except yaml.YAMLError as exc:
             raise Invalid(f"playbook: not valid YAML: {exc}", field="playbook") from None
     if not isinstance(playbook, Mapping):
@@ -178,8 +188,12 @@ async def create_prompt_version(
         latest = await conn.fetchrow("SELECT id, version FROM prompt_versions WHERE name = $1"
                                      " ORDER BY version DESC LIMIT 1", name)
         version = latest["version"] + 1 if latest else 1
-        parent_id = (await get_prompt_version(conn, parent)).id if parent is not None else (
-            latest["id"] if latest else None)
+        parent_id = latest["id"] if latest else None
+        if parent is not None:
+            try:
+                parent_id = (await get_prompt_version(conn, parent)).id
+            except NotFound as exc:
+                raise Invalid(f"parent: {exc.reason}", field="parent") from None
         data, text, params = checked_content(name, version, playbook, system_prompt_template, llm)
         row = await conn.fetchrow(
             f"INSERT INTO prompt_versions (name, version, parent_id, playbook, system_prompt_template,"
@@ -192,14 +206,14 @@ async def create_prompt_version(
 
 async def get_prompt_version(db: Executor, ref: int | str) -> PromptVersion:
     """By id, `name@version`, or a name alone (its highest active version); NotFound."""
-    if isinstance(ref, int) or ref.isdigit():
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         ident = int(ref)
         row = await db.fetchrow(f"SELECT {_COLUMNS} FROM prompt_versions WHERE id = $1",
                                 ident) if ident < 2**63 else None
     else:
         name, at, version = ref.partition("@")
         if at:
-            if not version.isdigit() or len(version) > 9:
+            if not (version.isascii() and version.isdigit()) or len(version) > 9:
                 raise NotFound(f"no prompt version {ref[:100]!r} (name@version, the version a"
                                " whole number)", field="prompt_version")
             row = await db.fetchrow(f"SELECT {_COLUMNS} FROM prompt_versions"
