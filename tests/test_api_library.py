@@ -8,7 +8,10 @@ audit trail of each write."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -277,3 +280,37 @@ async def test_generated_by_an_llm_and_its_malformed_json_refused(
                 assert r.status_code == 200 and r.json()["mode"] == "templates"
         finally:
             await runner.cleanup()
+
+
+async def test_the_cli_lists_shows_and_generates(api: httpx.AsyncClient, light_server: RunningServer) -> None:
+    personality = await _personality(api, resistance=["callback"], willingness_to_pay=0.6)
+    scenario = await _scenario(api, personality)
+    env = {**os.environ, "DIALKIT_URL": light_server.http, "COLUMNS": "250"}
+    env.pop("DIALKIT_API_KEY", None)
+
+    async def cli(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from dialkit.cli import app; app()", "library", *args,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await proc.communicate()
+        return proc.returncode or 0, output.decode()
+
+    code, text = await cli("personalities", "list")
+    assert code == 0 and personality in text, text
+    code, text = await cli("personalities", "show", personality, "--json")
+    assert code == 0 and json.loads(text)["resistance"] == ["callback"]
+    code, text = await cli("scenarios", "show", scenario["name"])
+    assert code == 0 and "Robin Fictional" in text
+    code, text = await cli("prompts", "list", "--name", "collections-default")
+    assert code == 0 and "collections-default@1" in text, text
+    code, text = await cli("prompts", "show", "collections-default@1")
+    assert code == 0 and "$disclosure" in text
+    code, text = await cli("prompts", "show", "collections-default@99")
+    assert code == 1 and "error 404: no prompt version 'collections-default@99'" in text
+    args = ("generate", "--brief", "busy at work, call back later", "--count", "2", "--seed", "3",
+            "--mode", "templates", "--json")
+    code, text = await cli(*args)
+    assert code == 0, text
+    generated = json.loads(text)
+    assert [s["tags"] for s in generated["scenarios"]] == [["generated", "callback"]] * 2
+    assert json.loads((await cli(*args))[1]) == generated

@@ -17,12 +17,14 @@ from rich.table import Table
 
 from dialkit.cli_apikey import apikey_app
 from dialkit.cli_campaign import campaign_app
+from dialkit.cli_library import library_app
 from dialkit.config import Settings, UnsafeBindError
 from dialkit.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dialkit voice-agent server")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(library_app, name="library")
 console = Console(stderr=True)
 GC_GEN0_THRESHOLD = 2_000  # allocations between young collections (CPython default: 700)
 
