@@ -263,7 +263,8 @@ async def test_generated_by_an_llm_and_its_malformed_json_refused(
                 assert r.json()["mode"] == "llm" and r.json()["saved"] == [name]
                 assert r.json()["scenarios"][0]["tags"] == ["generated", "llm"]
                 sent = emulator.requests[-1]
-                assert sent["seed"] == 5 and sent["response_format"] == {"type": "json_object"}
+                assert sent["seed"] == 5 and sent["stream"] is True
+                assert sent["response_format"] == {"type": "json_object"}
                 assert personality in sent["messages"][0]["content"]
                 assert "a debtor who disputes" in sent["messages"][1]["content"]
 

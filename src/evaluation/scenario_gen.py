@@ -10,6 +10,7 @@ so one brief and one seed always give the same scenarios.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -116,13 +117,13 @@ def _personality_for(kind_name: str, personalities: Mapping[str, Personality]) -
         if not calm:
             raise NoPersonality(f"brief: no personality can play a {kind_name} debtor")
         return max(calm, key=lambda p: p.willingness_to_pay).name
-    # the one that resists that way first, then any that does
-    ranked = sorted((p.resistance.index(kind.resistance), p.name) for p in live
-                    if kind.resistance in p.resistance)
+    # the one that resists that way first (the least willing to pay among those), then any
+    ranked = sorted((p.resistance.index(kind.resistance), p.willingness_to_pay, p.name)
+                    for p in live if kind.resistance in p.resistance)
     if not ranked:
         raise NoPersonality(f"brief: no personality resists by {kind.resistance} (for a"
                               f" {kind_name} debtor); known: {', '.join(p.name for p in live) or 'none'}")
-    return ranked[0][1]
+    return ranked[0][2]
 
 
 def generate_offline(brief: str, count: int, seed: int,
@@ -213,25 +214,28 @@ async def generate_with_llm(brief: str, count: int, seed: int,
     times out, or answers anything but valid scenarios of known personalities."""
     import openai
 
-    client = openai.AsyncOpenAI(api_key=llm.api_key, base_url=llm.base_url,
-                                timeout=llm.timeout_s, max_retries=1)
-    try:
-        reply = await client.chat.completions.create(
-            model=llm.model, temperature=llm.temperature, seed=seed,
-            response_format={"type": "json_object"},
-            messages=[{"role": "system", "content": _instructions(count, personalities)},
-                      {"role": "user", "content": f"Brief: {brief}"}],
-        )
-    except openai.APITimeoutError:
-        raise GenerationTimeout(f"the LLM did not answer within {llm.timeout_s:g} s") from None
-    except openai.APIStatusError as exc:
-        raise GenerationError(f"the LLM refused: HTTP {exc.status_code}: {exc.message[:200]}") from None
-    except openai.APIError as exc:
-        raise GenerationError(f"the LLM could not be reached: {type(exc).__name__}") from None
-    finally:
-        await client.close()
-    text = (reply.choices[0].message.content or "") if reply.choices else ""
-    return parse_llm_scenarios(text, count, personalities)
+    parts: list[str] = []
+    async with openai.AsyncOpenAI(api_key=llm.api_key, base_url=llm.base_url,
+                                  timeout=llm.timeout_s, max_retries=0) as client:
+        try:
+            # the whole answer within timeout_s (the SDK's own timeout bounds each read)
+            async with asyncio.timeout(llm.timeout_s):
+                stream = await client.chat.completions.create(
+                    model=llm.model, temperature=llm.temperature, seed=seed, stream=True,
+                    response_format={"type": "json_object"},
+                    messages=[{"role": "system", "content": _instructions(count, personalities)},
+                              {"role": "user", "content": f"Brief: {brief}"}],
+                )
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        parts.append(chunk.choices[0].delta.content)
+        except (TimeoutError, openai.APITimeoutError):
+            raise GenerationTimeout(f"the LLM did not answer within {llm.timeout_s:g} s") from None
+        except openai.APIStatusError as exc:
+            raise GenerationError(f"the LLM refused: HTTP {exc.status_code}: {exc.message[:200]}") from None
+        except (openai.APIError, ValueError) as exc:
+            raise GenerationError(f"the LLM request failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return parse_llm_scenarios("".join(parts), count, personalities)
 
 
 def parse_llm_scenarios(text: str, count: int, personalities: Mapping[str, Personality]
