@@ -11,7 +11,8 @@ its audit row (campaigns.audit) commit in one transaction.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -40,9 +41,10 @@ from evaluation import library, scenario_gen
 from evaluation.library_errors import Conflict, LibraryError, NotFound
 from evaluation.models import Personality, Scenario
 
-__all__ = ["audit_write", "changes_of", "install", "refused", "routes"]
+__all__ = ["audit_write", "changes_of", "install", "read", "refused", "routes", "write"]
 
 routes = Routes(tag="library")
+T = TypeVar("T")
 _ERRORS: dict[int, Any] = {404: ErrorBody, 409: ErrorBody}
 
 
@@ -57,6 +59,27 @@ async def audit_write(conn: Any, request: web.Request, kind: str, subject: str, 
     await audit.record(conn, request["actor"], audit.API_WRITE, kind, subject, {"op": op, **data})
 
 
+async def write(request: web.Request, kind: str, op: str, change: Callable[[Any], Awaitable[T]],
+                subject: str | Callable[[T], str], **data: Any) -> T:
+    """`change(conn)` and its audit row in one transaction (the subject named, or taken from
+    the result); a library refusal becomes the API's answer."""
+    try:
+        async with writing(request) as conn:
+            result = await change(conn)
+            await audit_write(conn, request, kind, subject if isinstance(subject, str) else subject(result),
+                              op, **data)
+    except LibraryError as exc:
+        raise refused(exc) from None
+    return result
+
+
+async def read(found: Awaitable[T]) -> T:
+    try:
+        return await found
+    except LibraryError as exc:
+        raise refused(exc) from None
+
+
 def changes_of(body: BaseModel) -> dict[str, Any]:
     """A PATCH body's fields given, as changes; a null is refused."""
     changes = body.model_dump(include=body.model_fields_set)
@@ -64,6 +87,32 @@ def changes_of(body: BaseModel) -> dict[str, Any]:
     if nulls:
         raise ApiError(400, f"{nulls[0]}: may not be null (leave it out to keep it)", field=nulls[0])
     return changes
+
+
+def _by_name(kind: str, path: str, out: Any, *, get: Any, delete: Any, summaries: tuple[str, str],
+             update: Any = None, patch: type[BaseModel] | None = None, patch_summary: str = "") -> None:
+    """GET, DELETE (and PATCH when given) of `{path}/{kind}`, the record named in the path."""
+    one = f"{path}/{{{kind}}}"
+
+    async def get_one(request: web.Request) -> Any:
+        return out.of(await read(get(pool_of(request), request.match_info[kind])))
+
+    async def delete_one(request: web.Request) -> Any:
+        name = request.match_info[kind]
+        return out.of(await write(request, kind, "delete", lambda conn: delete(conn, name), name))
+
+    async def update_one(request: web.Request, body: BaseModel) -> Any:
+        name = request.match_info[kind]
+        changes = changes_of(body)
+        return out.of(await write(request, kind, "update", lambda conn: update(conn, name, changes),
+                                  name, fields=sorted(changes)))
+
+    for handler, verb in ((get_one, "get"), (delete_one, "delete"), (update_one, "update")):
+        handler.__name__ = f"{verb}_{kind}"
+    routes.get(one, response=out, responses=_ERRORS, summary=summaries[0])(get_one)
+    if patch is not None:
+        routes.patch(one, body=patch, response=out, responses=_ERRORS, summary=patch_summary)(update_one)
+    routes.delete(one, response=out, responses=_ERRORS, summary=summaries[1])(delete_one)
 
 
 # ---- personalities ---------------------------------------------------------------------
@@ -79,50 +128,17 @@ async def list_personalities(request: web.Request, query: IncludeDeletedQuery) -
 @routes.post("/api/personalities", body=Personality, response=PersonalityOut, status=201,
              responses={409: ErrorBody}, summary="Create a personality (traits as parameters)")
 async def create_personality(request: web.Request, body: Personality) -> PersonalityOut:
-    try:
-        async with writing(request) as conn:
-            record = await library.create_personality(conn, body, actor=request["actor"])
-            await audit_write(conn, request, "personality", body.name, "create")
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return PersonalityOut.of(record)
+    return PersonalityOut.of(await write(
+        request, "personality", "create",
+        lambda conn: library.create_personality(conn, body, actor=request["actor"]), body.name))
 
 
-@routes.get("/api/personalities/{personality}", response=PersonalityOut, responses=_ERRORS,
-            summary="One personality (a deleted one too, with deleted_at)")
-async def get_personality(request: web.Request) -> PersonalityOut:
-    try:
-        return PersonalityOut.of(await library.get_personality_record(
-            pool_of(request), request.match_info["personality"]))
-    except LibraryError as exc:
-        raise refused(exc) from None
-
-
-@routes.patch("/api/personalities/{personality}", body=PersonalityPatch, response=PersonalityOut,
-              responses=_ERRORS, summary="Change some of a personality's traits")
-async def update_personality(request: web.Request, body: BaseModel) -> PersonalityOut:
-    name = request.match_info["personality"]
-    changes = changes_of(body)
-    try:
-        async with writing(request) as conn:
-            record = await library.update_personality(conn, name, changes)
-            await audit_write(conn, request, "personality", name, "update", fields=sorted(changes))
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return PersonalityOut.of(record)
-
-
-@routes.delete("/api/personalities/{personality}", response=PersonalityOut, responses=_ERRORS,
-               summary="Delete a personality: kept, marked deleted; scenarios naming it report it")
-async def delete_personality(request: web.Request) -> PersonalityOut:
-    name = request.match_info["personality"]
-    try:
-        async with writing(request) as conn:
-            record = await library.delete_personality(conn, name)
-            await audit_write(conn, request, "personality", name, "delete")
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return PersonalityOut.of(record)
+_by_name("personality", "/api/personalities", PersonalityOut,
+         get=library.get_personality_record, update=library.update_personality,
+         delete=library.delete_personality, patch=PersonalityPatch,
+         summaries=("One personality (a deleted one too, with deleted_at)",
+                    "Delete a personality: kept, marked deleted; scenarios naming it report it"),
+         patch_summary="Change some of a personality's traits")
 
 
 # ---- scenarios -------------------------------------------------------------------------
@@ -140,13 +156,9 @@ async def list_scenarios(request: web.Request, query: ScenarioListQuery) -> Scen
              responses={409: ErrorBody},
              summary="Create a scenario: a personality (not deleted) and a backstory, weight 1-5")
 async def create_scenario(request: web.Request, body: Scenario) -> ScenarioOut:
-    try:
-        async with writing(request) as conn:
-            record = await library.create_scenario(conn, body, actor=request["actor"])
-            await audit_write(conn, request, "scenario", body.name, "create")
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return ScenarioOut.of(record)
+    return ScenarioOut.of(await write(
+        request, "scenario", "create",
+        lambda conn: library.create_scenario(conn, body, actor=request["actor"]), body.name))
 
 
 @routes.post("/api/scenarios/generate", body=GenerateIn, response=GenerateOut,
@@ -160,13 +172,10 @@ async def generate_scenarios(request: web.Request, body: GenerateIn) -> Generate
     if body.mode == "llm" and key is None:
         raise ApiError(409, "mode: no LLM is configured on this server (set OPENAI_API_KEY)",
                        field="mode")
-    pool = pool_of(request)
     personalities = {r.personality.name: r.personality
-                     for r in await library.list_personalities(pool)}
-    use_llm = key is not None and body.mode != "templates"
+                     for r in await library.list_personalities(pool_of(request))}
     try:
-        if use_llm:
-            assert key is not None
+        if key is not None and body.mode != "templates":
             llm = scenario_gen.LlmSettings(api_key=key.get_secret_value(), model=settings.openai_model,
                                            base_url=settings.openai_base_url)
             scenarios = await scenario_gen.generate_with_llm(body.brief, body.count, body.seed,
@@ -179,54 +188,24 @@ async def generate_scenarios(request: web.Request, body: GenerateIn) -> Generate
         raise ApiError(504, str(exc)) from None
     except scenario_gen.GenerationError as exc:
         raise ApiError(502, str(exc)) from None
-    saved: list[str] = []
     if body.save:
         try:
             async with writing(request) as conn:
                 for s in scenarios:
                     await library.create_scenario(conn, s, actor=request["actor"])
                     await audit_write(conn, request, "scenario", s.name, "generate", brief=body.brief[:200])
-                    saved.append(s.name)
         except LibraryError as exc:
             raise refused(exc) from None
-    return GenerateOut(mode="llm" if use_llm else "templates", scenarios=scenarios, saved=saved)
+    return GenerateOut(mode="llm" if key is not None and body.mode != "templates" else "templates",
+                       scenarios=scenarios, saved=[s.name for s in scenarios] if body.save else [])
 
 
-@routes.get("/api/scenarios/{scenario}", response=ScenarioOut, responses=_ERRORS,
-            summary="One scenario, with what stops it from running")
-async def get_scenario(request: web.Request) -> ScenarioOut:
-    try:
-        return ScenarioOut.of(await library.get_scenario_record(
-            pool_of(request), request.match_info["scenario"]))
-    except LibraryError as exc:
-        raise refused(exc) from None
-
-
-@routes.patch("/api/scenarios/{scenario}", body=ScenarioPatch, response=ScenarioOut,
-              responses=_ERRORS, summary="Change some of a scenario's fields (backstory whole)")
-async def update_scenario(request: web.Request, body: BaseModel) -> ScenarioOut:
-    name = request.match_info["scenario"]
-    changes = changes_of(body)
-    try:
-        async with writing(request) as conn:
-            record = await library.update_scenario(conn, name, changes)
-            await audit_write(conn, request, "scenario", name, "update", fields=sorted(changes))
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return ScenarioOut.of(record)
-
-
-@routes.delete("/api/scenarios/{scenario}", response=ScenarioOut, responses=_ERRORS,
-               summary="Delete a scenario (kept, marked deleted; refused while in a set)")
-async def delete_scenario(request: web.Request) -> ScenarioOut:
-    name = request.match_info["scenario"]
-    try:
-        async with writing(request) as conn:
-            record = await library.delete_scenario(conn, name)
-            await audit_write(conn, request, "scenario", name, "delete")
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return ScenarioOut.of(record)
+_by_name("scenario", "/api/scenarios", ScenarioOut,
+         get=library.get_scenario_record, update=library.update_scenario,
+         delete=library.delete_scenario, patch=ScenarioPatch,
+         summaries=("One scenario, with what stops it from running",
+                    "Delete a scenario (kept, marked deleted; refused while in a set)"),
+         patch_summary="Change some of a scenario's fields (backstory whole)")
 
 
 # ---- scenario sets ---------------------------------------------------------------------
@@ -242,25 +221,17 @@ async def list_scenario_sets(request: web.Request) -> ScenarioSetList:
              responses={409: ErrorBody}, summary="Create a scenario set: scenarios in order")
 async def create_scenario_set(request: web.Request, body: ScenarioSetIn) -> ScenarioSetOut:
     members = [(m.scenario, m.weight) for m in body.members]
-    try:
-        async with writing(request) as conn:
-            record = await library.create_scenario_set(conn, body.name, members,
-                                                       description=body.description,
-                                                       actor=request["actor"])
-            await audit_write(conn, request, "scenario_set", body.name, "create", members=len(members))
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return ScenarioSetOut.of(record)
+    return ScenarioSetOut.of(await write(
+        request, "scenario_set", "create",
+        lambda conn: library.create_scenario_set(conn, body.name, members, description=body.description,
+                                                 actor=request["actor"]),
+        body.name, members=len(members)))
 
 
-@routes.get("/api/scenario-sets/{scenario_set}", response=ScenarioSetOut, responses=_ERRORS,
-            summary="One scenario set, its members in order with their weights")
-async def get_scenario_set(request: web.Request) -> ScenarioSetOut:
-    try:
-        return ScenarioSetOut.of(await library.get_scenario_set_record(
-            pool_of(request), request.match_info["scenario_set"]))
-    except LibraryError as exc:
-        raise refused(exc) from None
+_by_name("scenario_set", "/api/scenario-sets", ScenarioSetOut,
+         get=library.get_scenario_set_record, delete=library.delete_scenario_set,
+         summaries=("One scenario set, its members in order with their weights",
+                    "Delete a scenario set (its scenarios stay)"))
 
 
 @routes.put("/api/scenario-sets/{scenario_set}", body=ScenarioSetPut, response=ScenarioSetOut,
@@ -268,27 +239,10 @@ async def get_scenario_set(request: web.Request) -> ScenarioSetOut:
 async def replace_scenario_set(request: web.Request, body: ScenarioSetPut) -> ScenarioSetOut:
     name = request.match_info["scenario_set"]
     members = [(m.scenario, m.weight) for m in body.members]
-    try:
-        async with writing(request) as conn:
-            record = await library.replace_scenario_set(conn, name, members,
-                                                        description=body.description)
-            await audit_write(conn, request, "scenario_set", name, "replace", members=len(members))
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return ScenarioSetOut.of(record)
-
-
-@routes.delete("/api/scenario-sets/{scenario_set}", response=ScenarioSetOut, responses=_ERRORS,
-               summary="Delete a scenario set (its scenarios stay)")
-async def delete_scenario_set(request: web.Request) -> ScenarioSetOut:
-    name = request.match_info["scenario_set"]
-    try:
-        async with writing(request) as conn:
-            record = await library.delete_scenario_set(conn, name)
-            await audit_write(conn, request, "scenario_set", name, "delete")
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return ScenarioSetOut.of(record)
+    return ScenarioSetOut.of(await write(
+        request, "scenario_set", "replace",
+        lambda conn: library.replace_scenario_set(conn, name, members, description=body.description),
+        name, members=len(members)))
 
 
 def install(app: web.Application) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dialkit.api_campaigns import pool_of, writing
-from dialkit.api_library import audit_write, changes_of, refused
+from dialkit.api_library import audit_write, changes_of, read, refused, write
 from dialkit.api_library_models import (
     PromptVersionIn,
     PromptVersionListQuery,
@@ -45,16 +45,10 @@ def _storable(request: web.Request) -> None:
              summary="Create the next version of a prompt (playbook, template, LLM)")
 async def create_prompt_version(request: web.Request, body: PromptVersionIn) -> PromptVersionOut:
     _storable(request)
-    try:
-        async with writing(request) as conn:
-            created = await library.create_prompt_version(
-                conn, name=body.name, playbook=body.playbook,
-                system_prompt_template=body.system_prompt_template, llm=body.llm,
-                notes=body.notes, tags=body.tags, active=body.active, parent=body.parent,
-                actor=request["actor"])
-            await audit_write(conn, request, _KIND, created.ref, "create", parent_id=created.parent_id)
-    except LibraryError as exc:
-        raise refused(exc) from None
+    created = await write(request, _KIND, "create", lambda conn: library.create_prompt_version(
+        conn, name=body.name, playbook=body.playbook, system_prompt_template=body.system_prompt_template,
+        llm=body.llm, notes=body.notes, tags=body.tags, active=body.active, parent=body.parent,
+        actor=request["actor"]), lambda v: v.ref)
     return PromptVersionOut.of(created)
 
 
@@ -74,11 +68,8 @@ async def list_prompt_versions(request: web.Request, query: PromptVersionListQue
             responses={404: ErrorBody},
             summary="One prompt version: by id, name@version, or a name (its highest active version)")
 async def get_prompt_version(request: web.Request) -> PromptVersionOut:
-    try:
-        return PromptVersionOut.of(await library.get_prompt_version(
-            pool_of(request), request.match_info["prompt_version"]))
-    except LibraryError as exc:
-        raise refused(exc) from None
+    return PromptVersionOut.of(await read(library.get_prompt_version(
+        pool_of(request), request.match_info["prompt_version"])))
 
 
 @routes.patch("/api/prompt-versions/{prompt_version}", body=PromptVersionPatch,
@@ -96,8 +87,9 @@ async def update_prompt_version(request: web.Request, body: PromptVersionPatch) 
         async with writing(request) as conn:
             version, created = await library.update_prompt_version(conn, ref, changes,
                                                                    actor=request["actor"])
+            extra = {"parent_id": version.parent_id} if created else {}
             await audit_write(conn, request, _KIND, version.ref, "derive" if created else "update",
-                         fields=sorted(changes), **({"parent_id": version.parent_id} if created else {}))
+                              fields=sorted(changes), **extra)
     except LibraryError as exc:
         raise refused(exc) from None
     return web.Response(body=PromptVersionOut.of(version).model_dump_json(),
@@ -107,13 +99,8 @@ async def update_prompt_version(request: web.Request, body: PromptVersionPatch) 
 def _flag_route(action: str, active: bool) -> None:
     async def handler(request: web.Request) -> PromptVersionOut:
         ref = request.match_info["prompt_version"]
-        try:
-            async with writing(request) as conn:
-                version = await library.set_active(conn, ref, active)
-                await audit_write(conn, request, _KIND, version.ref, action)
-        except LibraryError as exc:
-            raise refused(exc) from None
-        return PromptVersionOut.of(version)
+        return PromptVersionOut.of(await write(
+            request, _KIND, action, lambda conn: library.set_active(conn, ref, active), lambda v: v.ref))
 
     handler.__name__ = f"{action}_prompt_version"
     routes.post(f"/api/prompt-versions/{{prompt_version}}/{action}", response=PromptVersionOut,
@@ -127,10 +114,6 @@ _flag_route("deactivate", False)
 @routes.delete("/api/prompt-versions/{prompt_version}", response=PromptVersionOut,
                responses=_ERRORS, summary="Delete a prompt version never used (409 once used)")
 async def delete_prompt_version(request: web.Request) -> PromptVersionOut:
-    try:
-        async with writing(request) as conn:
-            version = await library.delete_prompt_version(conn, request.match_info["prompt_version"])
-            await audit_write(conn, request, _KIND, version.ref, "delete")
-    except LibraryError as exc:
-        raise refused(exc) from None
-    return PromptVersionOut.of(version)
+    ref = request.match_info["prompt_version"]
+    return PromptVersionOut.of(await write(
+        request, _KIND, "delete", lambda conn: library.delete_prompt_version(conn, ref), lambda v: v.ref))
