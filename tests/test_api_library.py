@@ -212,12 +212,22 @@ async def test_prompt_versions_are_validated_and_immutable_once_used(
         ("prompt_version", "delete")]
 
 
-async def test_the_shipped_prompt_version_is_seeded_at_start(api: httpx.AsyncClient) -> None:
+async def test_what_is_shipped_is_seeded_at_start(api: httpx.AsyncClient) -> None:
+    from evaluation import library_data
+
     r = await api.get("/api/prompt-versions/collections-default@1")
     assert r.status_code == 200
     shipped = r.json()
     assert shipped["playbook"]["name"] == "collections-default" and "shipped" in shipped["tags"]
     assert "$disclosure" in shipped["system_prompt_template"]
+    names = {p["name"] for p in (await api.get("/api/personalities")).json()["items"]}
+    assert set(library_data.load_personalities()) <= names
+    for set_name, at_least in (("default", 8), ("default-heldout", 6)):
+        found = (await api.get(f"/api/scenario-sets/{set_name}")).json()
+        expected = library_data.load_scenario_set(set_name)
+        assert len(found["members"]) >= at_least and found["problems"] == []
+        assert [(m["scenario"], m["weight"]) for m in found["members"]] == [
+            (x.name, x.weight) for x in expected]
 
 
 async def test_generated_from_templates_the_same_seed_gives_the_same_scenarios(api: httpx.AsyncClient) -> None:

@@ -10,7 +10,6 @@ it is, so it is safe on every start and with several nodes starting at once.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -52,14 +51,8 @@ class SeedReport:
 def shipped_library() -> tuple[dict[str, Personality], dict[str, list[Scenario]], dict[str, str]]:
     """The shipped personalities, scenario sets and the sets' descriptions
     (evaluation.library_data)."""
-    try:
-        library_data = importlib.import_module("evaluation.library_data")
-    except ModuleNotFoundError as exc:
-        if exc.name != "evaluation.library_data":
-            raise
-        # a tree without the shipped debtor data seeds its prompt versions only
-        log.warning("library_data_missing")
-        return {}, {}, {}
+    from evaluation import library_data
+
     names = library_data.SCENARIO_SETS
     sets = {name: library_data.load_scenario_set(name) for name in names}
     about = {name: library_data.scenario_set_description(name) for name in names}
