@@ -60,7 +60,29 @@ def existing(served: str) -> dict[str, str]:
         campaign = httpx.post(f"{served}/api/campaigns", json=campaign_body(), headers=AUTH, timeout=30)
         assert campaign.status_code == 201, campaign.text
         known["id"] = known["campaign_id"] = campaign.json()["id"]
+    if "post" in document["paths"].get("/api/personalities", {}):
+        known.update(_library_records(served))
     return known
+
+
+def _library_records(served: str) -> dict[str, str]:
+    """A personality, a scenario, a set of it and a prompt version of the evaluation library."""
+    from ai.playbook import DEFAULT_PLAYBOOK
+
+    made = {"personality": "schemathesis-debtor", "scenario": "schemathesis-scenario",
+            "scenario_set": "schemathesis-set", "prompt_version": "schemathesis-prompt@1"}
+    backstory = {"debtor_name": "Sam Fictional", "birth_year": 1980, "creditor": "Sample Bank",
+                 "balance": 100.0}
+    for path, body in (
+        ("/api/personalities", {"name": made["personality"]}),
+        ("/api/scenarios", {"name": made["scenario"], "personality": made["personality"],
+                            "backstory": backstory, "expected_outcomes": ["promise_to_pay"]}),
+        ("/api/scenario-sets", {"name": made["scenario_set"], "members": [{"scenario": made["scenario"]}]}),
+        ("/api/prompt-versions", {"name": "schemathesis-prompt", "playbook": DEFAULT_PLAYBOOK.read_text()}),
+    ):
+        created = httpx.post(f"{served}{path}", json=body, headers=AUTH, timeout=30)
+        assert created.status_code == 201, created.text
+    return made
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ from ai.playbook import MINI_MIRANDA, PACKAGED_PLAYBOOKS, Playbook, PlaybookErro
 from ai.tools import tools_doc
 from ai.vocabulary import OUTCOMES, PLAN_KINDS
 
-__all__ = ["DEFAULT_TEMPLATE", "PROMPT_FIELDS", "load_template", "render_system_prompt"]
+__all__ = [
+    "DEFAULT_TEMPLATE", "PROMPT_FIELDS", "check_template", "load_template", "render_system_prompt",
+]
 
 DEFAULT_TEMPLATE = PACKAGED_PLAYBOOKS / "system_prompt.md"
 
@@ -45,22 +47,29 @@ def _template_path(playbook: Playbook) -> Path:
     raise PlaybookError(f"playbook {playbook.ref}: system prompt template {name!r} not found")
 
 
+def check_template(text: str, where: str = "system prompt template") -> string.Template:
+    """`text` as a template, checked: valid $ placeholders, every one of PROMPT_FIELDS;
+    raises PlaybookError naming `where`."""
+    template = string.Template(text)
+    if not template.is_valid():
+        raise PlaybookError(f"{where} has a bad $ placeholder")
+    unknown = set(template.get_identifiers()) - PROMPT_FIELDS
+    if unknown:
+        raise PlaybookError(
+            f"{where} uses unknown placeholders {sorted(unknown)} "
+            f"(known: {', '.join(sorted(PROMPT_FIELDS))})"
+        )
+    return template
+
+
 @functools.lru_cache(maxsize=64)
 def _read_template(path: Path, mtime_ns: int) -> string.Template:
     # keyed by modification time too: an edited template (tuning) is read again
     try:
-        template = string.Template(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise PlaybookError(f"cannot read system prompt template {path}: {e}") from e
-    if not template.is_valid():
-        raise PlaybookError(f"system prompt template {path} has a bad $ placeholder")
-    unknown = set(template.get_identifiers()) - PROMPT_FIELDS
-    if unknown:
-        raise PlaybookError(
-            f"system prompt template {path} uses unknown placeholders {sorted(unknown)} "
-            f"(known: {', '.join(sorted(PROMPT_FIELDS))})"
-        )
-    return template
+    return check_template(text, f"system prompt template {path}")
 
 
 def load_template(playbook: Playbook) -> string.Template:
@@ -73,8 +82,11 @@ def load_template(playbook: Playbook) -> string.Template:
     return _read_template(path, mtime_ns)
 
 
-def render_system_prompt(playbook: Playbook, ctx: CallContext) -> str:
-    """The system prompt for an LLM agent that follows `playbook` on the call `ctx`."""
+def render_system_prompt(
+    playbook: Playbook, ctx: CallContext, template: string.Template | None = None
+) -> str:
+    """The system prompt for an LLM agent that follows `playbook` on the call `ctx`, from
+    `template` (checked by check_template) or the playbook's own template file."""
     v = ctx.template_values(ptp_amount="<amount>", ptp_date="<date>", callback_time="<when>")
     s = playbook.settings
 
@@ -112,5 +124,5 @@ def render_system_prompt(playbook: Playbook, ctx: CallContext) -> str:
         "tools": tools_doc(),
         **{f"script_{st}": lines(st) for st in _SCRIPT_STATES},
     }
-    return load_template(playbook).substitute(values).rstrip() + "\n"
+    return (template or load_template(playbook)).substitute(values).rstrip() + "\n"
 

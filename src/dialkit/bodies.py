@@ -45,22 +45,22 @@ def parse_json_body(raw: bytes) -> Any:
     return value
 
 
-def _text_problem(text: str) -> str | None:
+def _text_problem(text: str, max_string: int = MAX_BODY_STRING) -> str | None:
     if "\x00" in text:
         return "must not contain NUL characters"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return "contains an unpaired surrogate (not valid Unicode)"
-    if len(text) > MAX_BODY_STRING:
-        return f"is longer than {MAX_BODY_STRING} characters"
+    if len(text) > max_string:
+        return f"is longer than {max_string} characters"
     return None
 
 
-def check_storable(value: Any) -> None:
+def check_storable(value: Any, max_string: int = MAX_BODY_STRING) -> None:
     """Raise BodyError naming the first value (by its path) the store could not keep:
     finite numbers only (no NaN, Infinity, or 1e400), 64-bit integers, text without NUL and
-    with no unpaired surrogate, at most MAX_BODY_STRING characters, nesting at most
+    with no unpaired surrogate, at most `max_string` characters, nesting at most
     MAX_BODY_DEPTH."""
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
@@ -68,7 +68,7 @@ def check_storable(value: Any) -> None:
         if depth > MAX_BODY_DEPTH:
             raise BodyError(f"nested deeper than {MAX_BODY_DEPTH} levels", path)
         if isinstance(item, str):
-            if (problem := _text_problem(item)) is not None:
+            if (problem := _text_problem(item, max_string)) is not None:
                 raise BodyError(f"text {problem}", path)
         elif isinstance(item, float):
             if not math.isfinite(item):
@@ -80,7 +80,7 @@ def check_storable(value: Any) -> None:
                 raise BodyError("integer out of range (at most 64 bits)", path)
         elif isinstance(item, dict):
             for key, child in item.items():
-                if (problem := _text_problem(key)) is not None:
+                if (problem := _text_problem(key, max_string)) is not None:
                     raise BodyError(f"a key {problem}", path or None)
                 stack.append((child, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(item, list):

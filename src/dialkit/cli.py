@@ -17,12 +17,14 @@ from rich.table import Table
 
 from dialkit.cli_apikey import apikey_app
 from dialkit.cli_campaign import campaign_app
+from dialkit.cli_library import library_app
 from dialkit.config import Settings, UnsafeBindError
 from dialkit.logs import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="dialkit voice-agent server")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(library_app, name="library")
 console = Console(stderr=True)
 GC_GEN0_THRESHOLD = 2_000  # allocations between young collections (CPython default: 700)
 
@@ -151,12 +153,16 @@ def migrate() -> None:
 
     async def main() -> None:
         from dialkit import db
+        from evaluation.library_seed import seed_library
 
         url = settings.database_url or db.embedded_database_url(settings.data_dir)
         pool = await db.create_pool(url)
         applied = await db.migrate(pool)
+        seeded = await seed_library(pool)
         await pool.close()
         console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+        if seeded:
+            console.print(f"evaluation library: added {seeded.summary()}")
 
     _run(main())
 

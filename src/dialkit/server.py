@@ -19,6 +19,7 @@ from dialkit import (
     api_calls,
     api_campaigns,
     api_config,
+    api_library,
     api_live,
     apikeys,
     campaign_hooks,
@@ -36,6 +37,7 @@ from dialkit.providers import Providers, build_providers
 from dialkit.scopes import Scope
 from dialkit.state import STATE, AppState
 from dialkit.store import CallStore
+from evaluation.library_seed import seed_library
 from media.admission import StartGate
 from media.auth import TokenError, verify_token
 from media.detect import DetectingProtocol
@@ -233,6 +235,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state.database_url = url
     state.pool = await db.create_pool(url)
     await db.migrate(state.pool)
+    await seed_library(state.pool)  # the shipped evaluation library (H-library)
     state.store = CallStore(state.pool)
     if settings.redis_url:
         state.registry = RedisRegistry.from_url(settings.redis_url, settings.redis_prefix)
@@ -319,6 +322,7 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     api_audit.routes.install(app)
     api_config.routes.install(app)
     console_routes.install(app)  # the web console at /console/
+    api_library.install(app)  # personalities, prompt versions, scenarios, sets (H-library)
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
