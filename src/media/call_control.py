@@ -164,33 +164,21 @@ class HttpCallControl:
                 if attempt == attempts:
                     log.warning("%s %s failed: %s", self.carrier, op, type(exc).__name__)
                     raise CallControlError(0, type(exc).__name__, f"{op}: {exc}") from exc
-                delay = self._backoff(attempt, None)
-                log.info(
-                    "%s %s: %s, retry %d/%d in %.2fs",
-                    self.carrier,
-                    op,
-                    type(exc).__name__,
-                    attempt,
-                    attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await self._pause(op, type(exc).__name__, attempt, attempts, None)
                 continue
             if response.status_code in RETRY_STATUSES and attempt < attempts:
-                delay = self._backoff(attempt, response.headers.get("Retry-After"))
-                log.info(
-                    "%s %s: HTTP %d, retry %d/%d in %.2fs",
-                    self.carrier,
-                    op,
-                    response.status_code,
-                    attempt,
-                    attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await self._pause(op, f"HTTP {response.status_code}", attempt, attempts,
+                                  response.headers.get("Retry-After"))
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pause(self, op: str, why: str, attempt: int, attempts: int,
+                     retry_after: str | None) -> None:
+        """Wait before attempt `attempt + 1` of `attempts`, saying why in the log."""
+        delay = self._backoff(attempt, retry_after)
+        log.info("%s %s: %s, retry %d/%d in %.2fs", self.carrier, op, why, attempt, attempts - 1, delay)
+        await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         if retry_after and retry_after.strip().isdigit():
