@@ -233,3 +233,15 @@ def dialkit_serve(database_url: str, redis_url: str, redis_prefix: str) -> Serve
             proc.wait(10)
 
     return serve
+
+
+async def run_cli(server_url: str, *args: str, columns: int = 200) -> tuple[int, str]:
+    """`dialkit *args` in a subprocess against the server at `server_url` (no API key), in a
+    terminal `columns` wide: its exit code and what it wrote (stdout and stderr)."""
+    env = {**os.environ, "DIALKIT_URL": server_url, "COLUMNS": str(columns)}
+    env.pop("DIALKIT_API_KEY", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from dialkit.cli import app; app()", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await proc.communicate()
+    return proc.returncode or 0, output.decode()

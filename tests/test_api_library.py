@@ -8,10 +8,7 @@ audit trail of each write."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,7 +23,7 @@ from dialkit.providers import Providers
 from dialkit.server import start_server
 from emulators.openai_api import Reply, running_openai
 from evaluation import library
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, run_cli
 
 BACKSTORY = {"debtor_name": "Robin Fictional", "birth_year": 1980, "creditor": "Sample Bank",
              "balance": 900.0}
@@ -296,15 +293,9 @@ async def test_generated_by_an_llm_and_its_malformed_json_refused(
 async def test_the_cli_lists_shows_and_generates(api: httpx.AsyncClient, light_server: RunningServer) -> None:
     personality = await _personality(api, resistance=["callback"], willingness_to_pay=0.6)
     scenario = await _scenario(api, personality)
-    env = {**os.environ, "DIALKIT_URL": light_server.http, "COLUMNS": "250"}
-    env.pop("DIALKIT_API_KEY", None)
 
     async def cli(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from dialkit.cli import app; app()", "library", *args,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        output, _ = await proc.communicate()
-        return proc.returncode or 0, output.decode()
+        return await run_cli(light_server.http, "library", *args, columns=250)
 
     code, text = await cli("personalities", "list")
     assert code == 0 and personality in text, text

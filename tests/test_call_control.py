@@ -7,6 +7,7 @@ import logging
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -15,14 +16,14 @@ from aiohttp import WSMsgType, web
 from emulators import serve
 from emulators.exotel_api import ExotelFlow, running_exotel_api
 from emulators.twilio_api import running_twilio_api
-from media.call_control import CallControl, CallControlError, mask_number
+from media.call_control import CallControl, CallControlError, RetrySettings, mask_number
 from media.detect import CarrierDetector
 from media.events import Event, Start
 from media.exotel_control import ExotelCallControl, connect_applet_response
 from media.protocol import CarrierProtocol
 from media.twilio_control import TwilioCallControl, stream_twiml, transfer_twiml
 
-FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05}
+FAST = RetrySettings(backoff_s=0.01, max_backoff_s=0.05)
 
 
 async def wait_until(predicate: Callable[[], bool], limit_s: float = 5.0) -> None:
@@ -33,9 +34,9 @@ async def wait_until(predicate: Callable[[], bool], limit_s: float = 5.0) -> Non
     await asyncio.wait_for(poll(), limit_s)
 
 
-def twilio_client(api, token: str | None = None, **kw) -> TwilioCallControl:  # type: ignore[no-untyped-def]
+def twilio_client(api, token: str | None = None, **retry) -> TwilioCallControl:  # type: ignore[no-untyped-def]
     return TwilioCallControl(
-        api.account_sid, token or api.auth_token, base_url=api.base_url, **{**FAST, **kw}
+        api.account_sid, token or api.auth_token, base_url=api.base_url, retry=replace(FAST, **retry)
     )
 
 
@@ -99,7 +100,8 @@ async def test_connection_refused_is_a_call_control_error() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cc = TwilioCallControl(
-        "AC1", "tok", base_url=f"http://127.0.0.1:{port}", max_attempts=2, backoff_s=0.01
+        "AC1", "tok", base_url=f"http://127.0.0.1:{port}",
+        retry=RetrySettings(max_attempts=2, backoff_s=0.01),
     )
     async with cc:
         with pytest.raises(CallControlError) as err:
@@ -278,7 +280,8 @@ def exotel_client(api, bot: Bot, key: str | None = None, **kw) -> ExotelCallCont
         key or api.api_token,
         base_url=api.base_url,
         close_stream=bot.close_stream,
-        **{**FAST, **kw},
+        retry=FAST,
+        **kw,
     )
     bot.cc = cc
     return cc

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.campaign_server import PLAYBOOK, api, campaign_body, campaign_server, lead_csv, lead_row
+from tests.conftest import run_cli
 
 __all__ = ["api", "campaign_server"]  # fixtures
 
@@ -227,21 +228,11 @@ async def test_the_routes_are_in_the_openapi_document(api) -> None:  # type: ign
 
 
 async def test_the_cli_drives_a_campaign(campaign_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
     import json
-    import os
     import re
-    import sys
-
-    env = {**os.environ, "DIALKIT_URL": campaign_server.http, "COLUMNS": "200"}
-    env.pop("DIALKIT_API_KEY", None)
 
     async def cli(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from dialkit.cli import app; app()", "campaign", *args,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        output, _ = await proc.communicate()
-        return proc.returncode or 0, output.decode()
+        return await run_cli(campaign_server.http, "campaign", *args)
 
     code, text = await cli("create", "--name", "CLI", "--playbook", "collections-default",
                            "--caller-id", "+12025550100")

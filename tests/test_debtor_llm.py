@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from ai.llm_text import LLMSettings
 from ai.playbook import load_playbook
 from emulators.openai_api import OpenAIFault, Reply, running_openai
-from evaluation.debtor_llm import END_CALL, LLMDebtorConfig, LLMDebtorError
+from evaluation.debtor_llm import END_CALL, LLMDebtorError
 from evaluation.library_data import load_personalities, load_scenario_set
 from evaluation.text_call import run_text_simulation
 
@@ -35,7 +36,7 @@ def disputing_model(messages: list[dict[str, Any]]) -> Reply:
 
 async def test_llm_debtor_plays_the_scenario_and_hangs_up_on_the_stop_marker() -> None:
     async with running_openai(reply=disputing_model) as emu:
-        config = LLMDebtorConfig(api_key=emu.api_key, base_url=emu.base_url, model="debtor-model")
+        config = LLMSettings(api_key=emu.api_key, base_url=emu.base_url, model="debtor-model")
         call = await run_text_simulation(load_playbook(), SCENARIO, PERSONALITY, seed=5, llm=config)
     assert call.outcome == "dispute", [(t.speaker, t.text) for t in call.turns]
     system = emu.requests[0]["messages"][0]
@@ -59,10 +60,10 @@ async def test_llm_debtor_plays_the_scenario_and_hangs_up_on_the_stop_marker() -
 async def test_model_failures_are_clear_errors() -> None:
     async with running_openai(reply=disputing_model) as emu:
         emu.faults.extend([OpenAIFault("status", status=500), OpenAIFault("status", status=500)])
-        config = LLMDebtorConfig(api_key=emu.api_key, base_url=emu.base_url)
+        config = LLMSettings(api_key=emu.api_key, base_url=emu.base_url)
         with pytest.raises(LLMDebtorError, match="debtor model gpt-4o-mini: InternalServerError"):
             await run_text_simulation(load_playbook(), SCENARIO, PERSONALITY, seed=1, llm=config)
     async with running_openai() as emu:
-        config = LLMDebtorConfig(api_key="wrong-key", base_url=emu.base_url)
+        config = LLMSettings(api_key="wrong-key", base_url=emu.base_url)
         with pytest.raises(LLMDebtorError, match="AuthenticationError"):
             await run_text_simulation(load_playbook(), SCENARIO, PERSONALITY, seed=1, llm=config)

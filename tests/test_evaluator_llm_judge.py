@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from ai.llm_text import LLMSettings
 from ai.playbook import Playbook, load_playbook
 from emulators.openai_api import OpenAIEmulator, OpenAIFault, Reply, running_openai
-from evaluation.judge_llm import ANCHORS, LLMJudge, LLMJudgeConfig, parse_verdict
+from evaluation.judge_llm import ANCHORS, LLMJudge, parse_verdict
 from evaluation.judges import JudgeError
 from evaluation.models import Scenario, SimulatedCall
 from evaluation.scoring import evaluate_call
@@ -53,9 +54,9 @@ class Scripted:
         return Reply(text)
 
 
-def judge_for(emu: OpenAIEmulator, **kw: Any) -> LLMJudge:
-    return LLMJudge(LLMJudgeConfig(model="gpt-4o-mini", api_key="test-openai-key",
-                                   base_url=emu.base_url, **kw))
+def judge_for(emu: OpenAIEmulator, samples: int = 3, **kw: Any) -> LLMJudge:
+    return LLMJudge(LLMSettings(model="gpt-4o-mini", api_key="test-openai-key",
+                                base_url=emu.base_url, **kw), samples=samples)
 
 
 async def test_samples_mean_and_spread(playbook: Playbook, cooperative: tuple[SimulatedCall, Scenario]) -> None:
@@ -139,9 +140,9 @@ async def test_an_http_error_fails_with_the_reason(
 
 def test_config_needs_three_samples_and_some_temperature() -> None:
     with pytest.raises(ValueError, match="at least 3"):
-        LLMJudgeConfig(model="m", api_key="k", samples=2)
+        LLMJudge(LLMSettings(model="m", api_key="k"), samples=2)
     with pytest.raises(ValueError, match="temperature"):
-        LLMJudgeConfig(model="m", api_key="k", temperature=0)
+        LLMJudge(LLMSettings(model="m", api_key="k", temperature=0))
 
 
 def test_fenced_json_is_read(cooperative: tuple[SimulatedCall, Scenario]) -> None:

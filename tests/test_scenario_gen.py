@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from ai.llm_text import LLMSettings
 from emulators.openai_api import OpenAIEmulator, OpenAIFault, Reply, running_openai
 from evaluation.models import Personality
 from evaluation.scenario_gen import (
     KINDS,
     GenerationError,
     GenerationTimeout,
-    LlmSettings,
     NoPersonality,
     generate_offline,
     generate_with_llm,
@@ -66,8 +66,8 @@ def test_a_brief_no_personality_can_play_is_refused() -> None:
         generate_offline("disputes the debt", 1, seed=1, personalities=PEOPLE)
 
 
-def _llm(emu: OpenAIEmulator, **kw: Any) -> LlmSettings:
-    return LlmSettings(api_key=emu.api_key, base_url=emu.base_url, **kw)
+def _llm(emu: OpenAIEmulator, **kw: Any) -> LLMSettings:
+    return LLMSettings(api_key=emu.api_key, base_url=emu.base_url, **kw)
 
 
 def _answer(*items: dict[str, Any]) -> str:

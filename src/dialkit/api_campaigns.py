@@ -8,8 +8,6 @@ playbook must be one the server has loaded (422 otherwise).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -30,6 +28,7 @@ from dialkit.api_campaign_models import (
     CampaignStatusOut,
     TransitionQuery,
 )
+from dialkit.cursors import cursor_for, read_cursor
 from dialkit.openapi import ApiError, ErrorBody, Routes
 from dialkit.state import STATE
 
@@ -97,15 +96,10 @@ async def create_campaign(request: web.Request, body: CampaignCreate) -> Campaig
     return CampaignCreated(**out.model_dump(), webhook_secret=secret)
 
 
-def _cursor(c: campaigns.Campaign) -> str:
-    return base64.urlsafe_b64encode(f"{c.created_at.isoformat()}|{c.id}".encode()).decode()
-
-
 def _read_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
-        when, _, cid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return dt.datetime.fromisoformat(when), uuid.UUID(cid)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return read_cursor(cursor)
+    except ValueError:
         raise ApiError(400, "cursor: not a cursor this API gave", field="cursor") from None
 
 
@@ -118,7 +112,7 @@ async def list_campaigns(request: web.Request, query: CampaignListQuery) -> Camp
     page = found[: query.limit]
     more = len(found) > query.limit
     return CampaignPage(items=[CampaignOut.model_validate(c, from_attributes=True) for c in page],
-                        next_cursor=_cursor(page[-1]) if more else None)
+                        next_cursor=cursor_for(page[-1].created_at, page[-1].id) if more else None)
 
 
 @routes.get("/api/campaigns/{id}", response=CampaignOut, summary="One campaign",

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from ai.llm_text import LLMSettings
 from campaigns import audit
 from dialkit.api_campaigns import pool_of, writing
 from dialkit.api_library_models import (
@@ -176,8 +177,8 @@ async def generate_scenarios(request: web.Request, body: GenerateIn) -> Generate
                      for r in await library.list_personalities(pool_of(request))}
     try:
         if key is not None and body.mode != "templates":
-            llm = scenario_gen.LlmSettings(api_key=key.get_secret_value(), model=settings.openai_model,
-                                           base_url=settings.openai_base_url)
+            llm = LLMSettings(api_key=key.get_secret_value(), model=settings.openai_model,
+                              base_url=settings.openai_base_url)
             scenarios = await scenario_gen.generate_with_llm(body.brief, body.count, body.seed,
                                                              personalities, llm)
         else:

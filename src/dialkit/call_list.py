@@ -4,8 +4,6 @@ with the last one. Newest first, paged by a (created_at, id) cursor."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -13,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from dialkit.cursors import cursor_for
+from dialkit.cursors import read_cursor as read_cursor  # the call list's cursors, for its API
 
 _SELECT = """
 SELECT c.id, c.status, c.carrier, c.to_number, c.playbook_name, c.playbook_version,
@@ -41,18 +42,8 @@ class CallFilter:
 
 
 def cursor_of(row: dict[str, Any]) -> str:
-    created = row["created_at"]
-    when = created if isinstance(created, str) else created.isoformat()
-    return base64.urlsafe_b64encode(f"{when}|{row['id']}".encode()).decode()
-
-
-def read_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    """ValueError when `cursor` is not one this module gave."""
-    try:
-        when, _, cid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return dt.datetime.fromisoformat(when), uuid.UUID(cid)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValueError("not a cursor this API gave") from None
+    """The cursor after a call's line."""
+    return cursor_for(row["created_at"], row["id"])
 
 
 def _line(row: asyncpg.Record) -> dict[str, Any]:

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 
+from ai.llm_text import LLMSettings
 from ai.protocols import STT, TTS
 from ai.types import AudioIn, AudioSpec, SpeechStarted, UtteranceEnd
 from ai.vocabulary import OUTCOME_COLUMNS
 from evaluation.debtor import DEFAULT_STARTED_AT, Debtor, make_debtor
-from evaluation.debtor_llm import LLMDebtorConfig
 from evaluation.models import Personality, RecordedAction, Scenario, SimulatedCall, SimulatedTurn
 from evaluation.personas import Persona, PersonaDebtor, load_persona
 from evaluation.phone import SimulatedPhone
@@ -328,7 +328,7 @@ async def run_audio_simulation(
     tts: TTS,
     carrier: str = "twilio",
     exotel_rate: int = 8000,
-    llm: LLMDebtorConfig | None = None,
+    llm: LLMSettings | None = None,
     started_at: dt.datetime | None = None,
     printer: Printer | None = None,
     wav: Path | None = None,

@@ -7,7 +7,8 @@ import datetime as dt
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from evaluation.debtor_llm import LLMDebtor, LLMDebtorConfig
+from ai.llm_text import LLMSettings
+from evaluation.debtor_llm import LLMDebtor
 from evaluation.debtor_scripted import ScriptedDebtor
 from evaluation.models import Personality, Scenario
 
@@ -50,7 +51,7 @@ def call_day(scenario: Scenario, started_at: dt.datetime | None = None) -> dt.da
 
 
 def make_debtor(scenario: Scenario, personality: Personality, *, seed: int,
-                llm: LLMDebtorConfig | None = None,
+                llm: LLMSettings | None = None,
                 started_at: dt.datetime | None = None) -> Debtor:
     """The scenario's debtor: played by the model in `llm` when given, else by rule."""
     if personality.name != scenario.personality:

@@ -4,20 +4,21 @@ The system prompt frames the model as a person receiving an outbound call, gives
 personality's parameters and the backstory's facts, and tells it to reveal a fact only when
 asked and never to invent one beyond them; the model ends the call by writing the stop
 marker (`[END_CALL]`). Each agent turn is a user message, each debtor line an assistant
-message, through the official `openai` SDK (async).
+message, through the official `openai` SDK (async), each reply of at most
+`max_tokens` (120 when None) with a `timeout_s` (30 s when None) per read and one retry.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 
-from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
+from ai.llm_text import LLMRequestError, LLMSettings, open_client, stream_completion
 from evaluation.models import RESISTANCE, TRIGGERS, Backstory, Personality
 
-__all__ = ["END_CALL", "LLMDebtor", "LLMDebtorConfig", "LLMDebtorError", "system_prompt"]
+__all__ = ["END_CALL", "LLMDebtor", "LLMDebtorError", "system_prompt"]
 
 END_CALL = "[END_CALL]"
 _BRACKETS = re.compile(r"\[[A-Z_ ]+\]|\*[^*]*\*")  # stage directions the model may add
@@ -25,18 +26,6 @@ _BRACKETS = re.compile(r"\[[A-Z_ ]+\]|\*[^*]*\*")  # stage directions the model 
 
 class LLMDebtorError(RuntimeError):
     """The model could not be reached or gave no usable reply."""
-
-
-@dataclass(frozen=True)
-class LLMDebtorConfig:
-    """Where the debtor's model runs (any OpenAI-compatible `base_url`)."""
-
-    api_key: str
-    model: str = "gpt-4o-mini"
-    base_url: str | None = None
-    temperature: float = 0.7
-    max_tokens: int = 120
-    timeout_s: float = 30.0
 
 
 def _money(amount: float, currency: str) -> str:
@@ -100,7 +89,7 @@ def system_prompt(personality: Personality, backstory: Backstory, today: dt.date
 class LLMDebtor:
     """One call's LLM-played debtor (the `Debtor` protocol)."""
 
-    def __init__(self, personality: Personality, backstory: Backstory, config: LLMDebtorConfig,
+    def __init__(self, personality: Personality, backstory: Backstory, config: LLMSettings,
                  *, seed: int, today: dt.date) -> None:
         self.name = personality.name
         self.personality = personality
@@ -110,10 +99,10 @@ class LLMDebtor:
         self.interrupt_after_ms: int | None = None  # the model answers whole turns only
         self.hung_up = False
         self.silent = personality.silent
-        self.messages: list[dict[str, str]] = [
+        self.max_tokens = config.max_tokens or 120
+        self.messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": system_prompt(personality, backstory, today)}]
-        self._client = AsyncOpenAI(api_key=config.api_key, base_url=config.base_url,
-                                   timeout=config.timeout_s, max_retries=1)
+        self._client = open_client(config, timeout_s=config.timeout_s or 30.0, max_retries=1)
 
     def opening(self) -> str | None:
         return None
@@ -126,16 +115,15 @@ class LLMDebtor:
             return None
         self.messages.append({"role": "user", "content": agent_text})
         try:
-            resp = await self._client.chat.completions.create(
-                model=self.config.model, messages=self.messages,  # type: ignore[arg-type]
-                temperature=self.config.temperature, max_tokens=self.config.max_tokens,
-                seed=self.seed,
+            answer = await stream_completion(
+                self._client, model=self.config.model, messages=self.messages, timeout_s=None,
+                temperature=self.config.temperature, max_tokens=self.max_tokens, seed=self.seed,
             )
-        except Exception as e:  # the SDK's errors, timeouts and connection failures
-            raise LLMDebtorError(f"debtor model {self.config.model}: {type(e).__name__}: {e}") from e
-        if not resp.choices:
+        except LLMRequestError as e:
+            raise LLMDebtorError(f"debtor model {self.config.model}: {e.error_type}: {e.detail}") from e
+        if not answer.chunks:
             raise LLMDebtorError(f"debtor model {self.config.model}: no choices in the reply")
-        content = resp.choices[0].message.content or ""
+        content = answer.text
         self.messages.append({"role": "assistant", "content": content})
         if END_CALL in content:
             self.hung_up = True

@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass
 from typing import Literal
 
-import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
+from ai.llm_text import LLMRequestError, LLMSettings, open_client, stream_completion
 from ai.playbook import Playbook
 from evaluation.judges import (
     EFFICIENCY,
@@ -32,7 +31,7 @@ from evaluation.judges import (
 )
 from evaluation.models import CriterionScore, Personality, Scenario, SimulatedCall
 
-__all__ = ["ANCHORS", "LLMJudge", "LLMJudgeConfig", "parse_verdict", "render_call"]
+__all__ = ["ANCHORS", "LLMJudge", "parse_verdict", "render_call"]
 
 #: the rubric: per criterion, what each anchor score means
 ANCHORS: dict[str, dict[int, str]] = {
@@ -144,48 +143,36 @@ def parse_verdict(text: str, call: SimulatedCall) -> dict[str, CriterionScore]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class LLMJudgeConfig:
-    model: str
-    api_key: str
-    base_url: str | None = None
-    samples: int = 3
-    temperature: float = 0.7
-    max_tokens: int = 800
-    timeout_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.samples < 3:
-            raise ValueError("samples: at least 3, so the spread means something")
-        if not 0 < self.temperature <= 2:
-            raise ValueError("temperature: must be above 0 (samples must be able to differ) and at most 2")
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s: must be positive")
-
-
 class LLMJudge:
-    """Scores calls with an OpenAI-compatible chat model (see the module docstring)."""
+    """Scores calls with an OpenAI-compatible chat model (see the module docstring):
+    `samples` answers per call, each of at most `settings.max_tokens` (800 when None) within
+    `settings.timeout_s` (60 s when None)."""
 
     kind: Literal["rubric", "llm"] = "llm"
 
-    def __init__(self, config: LLMJudgeConfig) -> None:
-        self.config = config
+    def __init__(self, settings: LLMSettings, *, samples: int = 3) -> None:
+        if samples < 3:
+            raise ValueError("samples: at least 3, so the spread means something")
+        if not 0 < settings.temperature <= 2:
+            raise ValueError("temperature: must be above 0 (samples must be able to differ) and at most 2")
+        self.settings = settings
+        self.samples = samples
+        self.max_tokens = settings.max_tokens or 800
+        self.timeout_s = settings.timeout_s or 60.0
 
     async def judge(
         self, call: SimulatedCall, scenario: Scenario, playbook: Playbook, *,
         personality: Personality | None = None,
     ) -> Judgement:
-        c = self.config
         messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": _SYSTEM.format(rubric=_rubric())},
             {"role": "user", "content": render_call(call, scenario, personality)},
         ]
-        async with AsyncOpenAI(api_key=c.api_key, base_url=c.base_url, max_retries=0,
-                               timeout=c.timeout_s) as client:
+        async with open_client(self.settings, timeout_s=self.timeout_s, max_retries=0) as client:
             try:
                 async with asyncio.TaskGroup() as tg:
                     tasks = [tg.create_task(self._sample(client, messages, call))
-                             for _ in range(c.samples)]
+                             for _ in range(self.samples)]
             except* JudgeError as group:
                 raise group.exceptions[0] from None
         return _combine([t.result() for t in tasks])
@@ -202,25 +189,17 @@ class LLMJudge:
         raise JudgeError(f"LLM judge answered with malformed JSON twice: {problem}")
 
     async def _ask(self, client: AsyncOpenAI, messages: list[ChatCompletionMessageParam]) -> str:
-        c = self.config
-        parts: list[str] = []
         try:
-            async with asyncio.timeout(c.timeout_s):
-                stream = await client.chat.completions.create(
-                    model=c.model, messages=messages,
-                    temperature=c.temperature, max_tokens=c.max_tokens, stream=True,
-                    response_format={"type": "json_object"},
-                )
-                async for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        parts.append(chunk.choices[0].delta.content)
-        except (TimeoutError, openai.APITimeoutError):
-            raise JudgeError(f"LLM judge timed out after {c.timeout_s:g} s") from None
-        except openai.APIStatusError as e:
-            raise JudgeError(f"LLM judge request failed: HTTP {e.status_code}: {e.message}") from None
-        except (openai.APIError, ValueError) as e:
-            raise JudgeError(f"LLM judge request failed: {type(e).__name__}: {e}") from None
-        return "".join(parts)
+            answer = await stream_completion(
+                client, model=self.settings.model, messages=messages, timeout_s=self.timeout_s,
+                temperature=self.settings.temperature, max_tokens=self.max_tokens,
+                response_format={"type": "json_object"},
+            )
+        except LLMRequestError as e:
+            if e.kind == "timeout":
+                raise JudgeError(f"LLM judge timed out after {self.timeout_s:g} s") from None
+            raise JudgeError(f"LLM judge request failed: {e.message}") from None
+        return answer.text
 
 
 def _combine(samples: list[dict[str, CriterionScore]]) -> Judgement:

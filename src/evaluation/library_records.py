@@ -6,9 +6,10 @@ evaluation.library."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic import ValidationError
@@ -24,7 +25,65 @@ __all__ = [
 ]
 
 
+# ---- both kinds -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A library table of named rows kept when deleted: `columns` hold all but the name."""
+
+    table: str
+    kind: str
+    columns: tuple[str, ...]
+
+    @cached_property
+    def insert_sql(self) -> str:
+        """Insert, or revive a deleted row of the name ($1 the name, then the columns, then
+        created_by); no row is returned when a live one has the name."""
+        n = len(self.columns)
+        return (f"INSERT INTO {self.table} (name, {', '.join(self.columns)}, created_by)"
+                f" VALUES ({', '.join(f'${i}' for i in range(1, n + 3))})"
+                " ON CONFLICT (name) DO UPDATE SET "
+                + "".join(f"{c} = excluded.{c}, " for c in self.columns)
+                + "created_by = excluded.created_by, deleted_at = NULL, created_at = now(),"
+                f" updated_at = now() WHERE {self.table}.deleted_at IS NOT NULL RETURNING name")
+
+    @cached_property
+    def update_sql(self) -> str:
+        return (f"UPDATE {self.table} SET "
+                + "".join(f"{c} = ${i}, " for i, c in enumerate(self.columns, start=2))
+                + "updated_at = now() WHERE name = $1")
+
+
+_M = TypeVar("_M", Personality, Scenario)
+
+
+async def _create(conn: asyncpg.Connection, table: _Table, name: str, values: Sequence[Any],
+                  actor: str | None) -> None:
+    """Store a new row; the name of a deleted one is taken over, a live one's is a Conflict."""
+    if await conn.fetchrow(table.insert_sql, name, *values, actor) is None:
+        raise Conflict(f"name: a {table.kind} named {name!r} exists", field="name")
+
+
+def _refuse_rename(table: _Table, name: str, changes: Mapping[str, Any]) -> None:
+    if "name" in changes and changes["name"] != name:
+        raise Invalid(f"name: a {table.kind}'s name cannot change (create a new one)", field="name")
+
+
+def _changed(table: _Table, model: type[_M], name: str, current: _M,
+             deleted_at: dt.datetime | None, changes: Mapping[str, Any]) -> _M:
+    """`current` with `changes`, validated; a deleted row cannot be changed (Conflict)."""
+    if deleted_at is not None:
+        raise Conflict(f"{table.kind} {name!r} was deleted: it cannot be changed", field=table.kind)
+    try:
+        return model.model_validate({**current.model_dump(), **changes})
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
 # ---- personalities ---------------------------------------------------------------------
+
+_PERSONALITIES = _Table("personalities", "personality", ("traits",))
 
 
 @dataclass(frozen=True)
@@ -84,31 +143,18 @@ async def create_personality(db: Executor, personality: Personality, actor: str 
     """Store a new personality. The name of a deleted one is taken over (it comes back with
     these traits); the name of a live one is a Conflict."""
     async with transaction(db) as conn:
-        row = await conn.fetchrow(
-            "INSERT INTO personalities (name, traits, created_by) VALUES ($1, $2, $3)"
-            " ON CONFLICT (name) DO UPDATE SET traits = excluded.traits, deleted_at = NULL,"
-            "   created_by = excluded.created_by, created_at = now(), updated_at = now()"
-            "   WHERE personalities.deleted_at IS NOT NULL"
-            " RETURNING name", personality.name, _traits(personality), actor)
-        if row is None:
-            raise Conflict(f"name: a personality named {personality.name!r} exists", field="name")
+        await _create(conn, _PERSONALITIES, personality.name, (_traits(personality),), actor)
         return await get_personality_record(conn, personality.name)
 
 
 async def update_personality(db: Executor, name: str, changes: Mapping[str, Any]) -> PersonalityRecord:
     """Change some traits (`changes` by field name; `name` cannot change)."""
-    if "name" in changes and changes["name"] != name:
-        raise Invalid("name: a personality's name cannot change (create a new one)", field="name")
+    _refuse_rename(_PERSONALITIES, name, changes)
     async with transaction(db) as conn:
         current = await get_personality_record(conn, name)
-        if current.deleted_at is not None:
-            raise Conflict(f"personality {name!r} was deleted: it cannot be changed", field="personality")
-        try:
-            changed = Personality.model_validate({**current.personality.model_dump(), **changes})
-        except ValidationError as exc:
-            raise invalid(exc) from None
-        await conn.execute("UPDATE personalities SET traits = $2, updated_at = now() WHERE name = $1",
-                           name, _traits(changed))
+        changed = _changed(_PERSONALITIES, Personality, name, current.personality,
+                           current.deleted_at, changes)
+        await conn.execute(_PERSONALITIES.update_sql, name, _traits(changed))
         return await get_personality_record(conn, name)
 
 
@@ -213,8 +259,13 @@ async def _usable_personality(conn: asyncpg.Connection, name: str) -> None:
                        field="personality")
 
 
-def _scenario_args(s: Scenario) -> tuple[Any, ...]:
-    return (s.name, s.description, s.personality, s.backstory.model_dump(mode="json"), s.weight,
+_SCENARIOS = _Table("scenarios", "scenario", ("description", "personality", "backstory", "weight",
+                                              "expected_outcomes", "tags"))
+
+
+def _scenario_values(s: Scenario) -> tuple[Any, ...]:
+    """The values of `_SCENARIOS.columns`."""
+    return (s.description, s.personality, s.backstory.model_dump(mode="json"), s.weight,
             list(s.expected_outcomes), s.tags)
 
 
@@ -223,39 +274,19 @@ async def create_scenario(db: Executor, scenario: Scenario, actor: str | None = 
     deleted scenario is taken over; a live one's is a Conflict."""
     async with transaction(db) as conn:
         await _usable_personality(conn, scenario.personality)
-        row = await conn.fetchrow(
-            "INSERT INTO scenarios (name, description, personality, backstory, weight,"
-            " expected_outcomes, tags, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT (name) DO UPDATE SET description = excluded.description,"
-            "   personality = excluded.personality, backstory = excluded.backstory,"
-            "   weight = excluded.weight, expected_outcomes = excluded.expected_outcomes,"
-            "   tags = excluded.tags, created_by = excluded.created_by, deleted_at = NULL,"
-            "   created_at = now(), updated_at = now()"
-            "   WHERE scenarios.deleted_at IS NOT NULL"
-            " RETURNING name", *_scenario_args(scenario), actor)
-        if row is None:
-            raise Conflict(f"name: a scenario named {scenario.name!r} exists", field="name")
+        await _create(conn, _SCENARIOS, scenario.name, _scenario_values(scenario), actor)
         return await get_scenario_record(conn, scenario.name)
 
 
 async def update_scenario(db: Executor, name: str, changes: Mapping[str, Any]) -> ScenarioRecord:
     """Change some fields (`backstory` is replaced whole; `name` cannot change)."""
-    if "name" in changes and changes["name"] != name:
-        raise Invalid("name: a scenario's name cannot change (create a new one)", field="name")
+    _refuse_rename(_SCENARIOS, name, changes)
     async with transaction(db) as conn:
         current = await get_scenario_record(conn, name)
-        if current.deleted_at is not None:
-            raise Conflict(f"scenario {name!r} was deleted: it cannot be changed", field="scenario")
-        try:
-            changed = Scenario.model_validate({**current.scenario.model_dump(), **changes})
-        except ValidationError as exc:
-            raise invalid(exc) from None
+        changed = _changed(_SCENARIOS, Scenario, name, current.scenario, current.deleted_at, changes)
         if changed.personality != current.scenario.personality:
             await _usable_personality(conn, changed.personality)
-        await conn.execute(
-            "UPDATE scenarios SET description = $2, personality = $3, backstory = $4, weight = $5,"
-            " expected_outcomes = $6, tags = $7, updated_at = now() WHERE name = $1",
-            *_scenario_args(changed))
+        await conn.execute(_SCENARIOS.update_sql, name, *_scenario_values(changed))
         return await get_scenario_record(conn, name)
 
 

@@ -10,7 +10,6 @@ so one brief and one seed always give the same scenarios.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -22,9 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ai.llm_text import LLMRequestError, LLMSettings, open_client, stream_completion
 from evaluation.models import Backstory, Personality, Scenario
 
-__all__ = ["KINDS", "GenerationError", "GenerationTimeout", "LlmSettings", "NoPersonality",
+__all__ = ["KINDS", "GenerationError", "GenerationTimeout", "NoPersonality",
            "generate_offline", "generate_with_llm", "kinds_for", "parse_llm_scenarios"]
 
 
@@ -179,17 +179,6 @@ def _from_template(name: str, kind_name: str, rng: random.Random, today: dt.date
 # ---- with an LLM -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LlmSettings:
-    """Where the generating model runs (the server's OpenAI settings)."""
-
-    api_key: str
-    model: str = "gpt-4o-mini"
-    base_url: str | None = None
-    timeout_s: float = 60.0
-    temperature: float = 0.7
-
-
 def _instructions(count: int, personalities: Mapping[str, Personality]) -> str:
     who = "\n".join(f'- "{p.name}": {p.description or "no description"} (resists by: '
                     f'{", ".join(p.resistance) or "nothing"})' for p in personalities.values())
@@ -208,34 +197,29 @@ def _instructions(count: int, personalities: Mapping[str, Personality]) -> str:
 
 
 async def generate_with_llm(brief: str, count: int, seed: int,
-                            personalities: Mapping[str, Personality], llm: LlmSettings
+                            personalities: Mapping[str, Personality], llm: LLMSettings
                             ) -> list[Scenario]:
-    """Ask the model for `count` scenarios fitting `brief`; GenerationError when it fails,
-    times out, or answers anything but valid scenarios of known personalities."""
-    import openai
-
-    parts: list[str] = []
-    async with openai.AsyncOpenAI(api_key=llm.api_key, base_url=llm.base_url,
-                                  timeout=llm.timeout_s, max_retries=0) as client:
+    """Ask the model for `count` scenarios fitting `brief` (the whole answer within
+    `llm.timeout_s`, 60 s when None); GenerationError when it fails, times out, or answers
+    anything but valid scenarios of known personalities."""
+    timeout_s = llm.timeout_s or 60.0
+    params: dict[str, Any] = {} if llm.max_tokens is None else {"max_tokens": llm.max_tokens}
+    async with open_client(llm, timeout_s=timeout_s, max_retries=0) as client:
         try:
-            # the whole answer within timeout_s (the SDK's own timeout bounds each read)
-            async with asyncio.timeout(llm.timeout_s):
-                stream = await client.chat.completions.create(
-                    model=llm.model, temperature=llm.temperature, seed=seed, stream=True,
-                    response_format={"type": "json_object"},
-                    messages=[{"role": "system", "content": _instructions(count, personalities)},
-                              {"role": "user", "content": f"Brief: {brief}"}],
-                )
-                async for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        parts.append(chunk.choices[0].delta.content)
-        except (TimeoutError, openai.APITimeoutError):
-            raise GenerationTimeout(f"the LLM did not answer within {llm.timeout_s:g} s") from None
-        except openai.APIStatusError as exc:
-            raise GenerationError(f"the LLM refused: HTTP {exc.status_code}: {exc.message[:200]}") from None
-        except (openai.APIError, ValueError) as exc:
-            raise GenerationError(f"the LLM request failed: {type(exc).__name__}: {str(exc)[:200]}") from None
-    return parse_llm_scenarios("".join(parts), count, personalities)
+            answer = await stream_completion(
+                client, model=llm.model, timeout_s=timeout_s, temperature=llm.temperature,
+                seed=seed, response_format={"type": "json_object"},
+                messages=[{"role": "system", "content": _instructions(count, personalities)},
+                          {"role": "user", "content": f"Brief: {brief}"}],
+                **params,
+            )
+        except LLMRequestError as exc:
+            if exc.kind == "timeout":
+                raise GenerationTimeout(f"the LLM did not answer within {timeout_s:g} s") from None
+            if exc.kind == "status":
+                raise GenerationError(f"the LLM refused: HTTP {exc.status}: {exc.detail[:200]}") from None
+            raise GenerationError(f"the LLM request failed: {exc.error_type}: {exc.detail[:200]}") from None
+    return parse_llm_scenarios(answer.text, count, personalities)
 
 
 def parse_llm_scenarios(text: str, count: int, personalities: Mapping[str, Personality]

@@ -25,13 +25,13 @@ from typing import Any
 from ai.conversation import Conversation, conversation_for
 from ai.conversation import commands as cmd
 from ai.conversation import inputs as ev
+from ai.llm_text import LLMSettings
 from ai.playbook import Playbook
 from ai.playbook_policy import ScriptedPolicy
 from ai.protocols import Policy, PolicyFactory
 from ai.types import Action
 from ai.vocabulary import outcome_fields
 from evaluation.debtor import DEFAULT_STARTED_AT, Debtor, make_debtor
-from evaluation.debtor_llm import LLMDebtorConfig
 from evaluation.models import Personality, RecordedAction, Scenario, SimulatedCall, SimulatedTurn
 from evaluation.personas import Persona, PersonaDebtor
 
@@ -369,7 +369,7 @@ async def run_text_simulation(
     *,
     seed: int,
     policy: Policy | PolicyFactory | None = None,
-    llm: LLMDebtorConfig | None = None,
+    llm: LLMSettings | None = None,
     started_at: dt.datetime | None = None,
     context: Mapping[str, Any] | None = None,
     max_seconds: float | None = None,

@@ -177,6 +177,14 @@ _OPT_OUT_ACK = _rx(r"(will not|wont|not going to|will no longer) (call|contact|p
 _ACK = _rx(r"(ive|i have|we have|weve) (noted|recorded|made a note|written down|logged)", r"noted",
            r"we will (verify|check|look into|investigate|review|send)", r"in writing", r"validation",
            r"i will (note|record|pass)")
+#: the acts heard whenever their words are, whatever else the sentence says
+_PLAIN_ACTS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("greeting", _GREETING), ("introduction", _INTRO), ("name_question", _NAME_Q),
+    ("verification_failed", _VERIFY_FAIL), ("disclosure", _DISCLOSURE),
+    ("date_question", _ASK_DATE), ("empathy", _EMPATHY), ("transfer", _TRANSFER),
+    ("threat", _THREAT), ("goodbye", _GOODBYE), ("still_there", _STILL_THERE),
+    ("not_understood", _NOT_UNDERSTOOD), ("opt_out_ack", _OPT_OUT_ACK), ("acknowledged", _ACK),
+)
 _COUNT = re.compile(r"\b(\d+) (?:equal |monthly |weekly |smaller |separate )*(?:payments|instal?lments|months|parts)\b")
 _MONTHS = (r"january|february|march|april|may|june|july|august|september|october|november|december|"
            r"jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec")
@@ -266,21 +274,11 @@ def understand(text: str, facts: Facts) -> Meaning:
         meaning.amounts.extend(amounts)
         if question:
             acts.add("question")
-        if _GREETING.search(h):
-            acts.add("greeting")
-        if _INTRO.search(h):
-            acts.add("introduction")
         named = _names_debtor(h, facts)
         if named and (_REACH.search(h) or question) and not _VERIFY_WHAT.search(h):
             acts.add("identity_request")
-        if _NAME_Q.search(h):
-            acts.add("name_question")
-        if _VERIFY_FAIL.search(h):
-            acts.add("verification_failed")
         if _VERIFY_WHAT.search(h) or (_VERIFY_HOW.search(h) and question):
             acts.add("verification")
-        if _DISCLOSURE.search(h):
-            acts.add("disclosure")
         mentions_balance = any(_close(a, facts.balance) for a in amounts)
         if _DEBT.search(h) or mentions_balance or (creditor and creditor in h):
             acts.add("debt_named")
@@ -310,28 +308,11 @@ def understand(text: str, facts: Facts) -> Meaning:
             meaning.amount = facts.balance
         if asks_amount:
             acts.add("ask_amount")
-        if _ASK_DATE.search(h):
-            acts.add("date_question")
         if _CONFIRM.search(h) and (amounts or question):
             acts.add("confirmation")
-        if _EMPATHY.search(h):
-            acts.add("empathy")
         if _CALLBACK.search(h):
             acts.add("callback_question" if re.search(r"\bwhen\b|what (time|day)", h) else "callback_offer")
-        if _TRANSFER.search(h):
-            acts.add("transfer")
-        if _THREAT.search(h):
-            acts.add("threat")
-        if _GOODBYE.search(h):
-            acts.add("goodbye")
-        if _STILL_THERE.search(h):
-            acts.add("still_there")
-        if _NOT_UNDERSTOOD.search(h):
-            acts.add("not_understood")
-        if _OPT_OUT_ACK.search(h):
-            acts.add("opt_out_ack")
-        if _ACK.search(h):
-            acts.add("acknowledged")
+        acts.update(act for act, pattern in _PLAIN_ACTS if pattern.search(h))
         d = parse_date(h, facts.today)
         if d is not None and d >= facts.today:
             meaning.date = d

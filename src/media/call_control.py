@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -88,6 +89,18 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
 
 
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """How a carrier's REST requests are timed and repeated: each attempt within `timeout`
+    seconds; a repeatable operation up to `max_attempts` times, waiting `backoff_s` doubled
+    per attempt (or the carrier's Retry-After), at most `max_backoff_s`."""
+
+    timeout: float = 10.0
+    max_attempts: int = 4
+    backoff_s: float = 0.25
+    max_backoff_s: float = 4.0
+
+
 class HttpCallControl:
     """Shared httpx plumbing: one client, timeouts, retries, error mapping."""
 
@@ -98,19 +111,16 @@ class HttpCallControl:
         base_url: str,
         auth: tuple[str, str],
         client: httpx.AsyncClient | None,
-        timeout: float,
-        max_attempts: int,
-        backoff_s: float,
-        max_backoff_s: float,
+        retry: RetrySettings,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = httpx.BasicAuth(*auth)
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout))
-        self._timeout = httpx.Timeout(timeout)
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(retry.timeout))
+        self._timeout = httpx.Timeout(retry.timeout)
+        self.max_attempts = max(1, retry.max_attempts)
+        self.backoff_s = retry.backoff_s
+        self.max_backoff_s = retry.max_backoff_s
 
     async def aclose(self) -> None:
         if self._own_client:
@@ -154,33 +164,21 @@ class HttpCallControl:
                 if attempt == attempts:
                     log.warning("%s %s failed: %s", self.carrier, op, type(exc).__name__)
                     raise CallControlError(0, type(exc).__name__, f"{op}: {exc}") from exc
-                delay = self._backoff(attempt, None)
-                log.info(
-                    "%s %s: %s, retry %d/%d in %.2fs",
-                    self.carrier,
-                    op,
-                    type(exc).__name__,
-                    attempt,
-                    attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await self._pause(op, type(exc).__name__, attempt, attempts, None)
                 continue
             if response.status_code in RETRY_STATUSES and attempt < attempts:
-                delay = self._backoff(attempt, response.headers.get("Retry-After"))
-                log.info(
-                    "%s %s: HTTP %d, retry %d/%d in %.2fs",
-                    self.carrier,
-                    op,
-                    response.status_code,
-                    attempt,
-                    attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await self._pause(op, f"HTTP {response.status_code}", attempt, attempts,
+                                  response.headers.get("Retry-After"))
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pause(self, op: str, why: str, attempt: int, attempts: int,
+                     retry_after: str | None) -> None:
+        """Wait before attempt `attempt + 1` of `attempts`, saying why in the log."""
+        delay = self._backoff(attempt, retry_after)
+        log.info("%s %s: %s, retry %d/%d in %.2fs", self.carrier, op, why, attempt, attempts - 1, delay)
+        await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         if retry_after and retry_after.strip().isdigit():

@@ -31,7 +31,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from media.call_control import CallControlError, HttpCallControl, json_body, mask_number
+from media.call_control import (
+    CallControlError,
+    HttpCallControl,
+    RetrySettings,
+    json_body,
+    mask_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +110,11 @@ class ExotelCallControl(HttpCallControl):
         *,
         close_stream: StreamCloser | None = None,
         flow_url: str | None = None,
-        timeout: float = 10.0,
-        max_attempts: int = 4,
-        backoff_s: float = 0.25,
-        max_backoff_s: float = 4.0,
+        retry: RetrySettings = RetrySettings(),
         status_events: tuple[str, ...] = ("answered", "terminal"),
         transfers: TransferStore | None = None,
     ) -> None:
-        super().__init__(
-            base_url or f"https://{subdomain}",
-            (api_key, api_token),
-            client,
-            timeout,
-            max_attempts,
-            backoff_s,
-            max_backoff_s,
-        )
+        super().__init__(base_url or f"https://{subdomain}", (api_key, api_token), client, retry)
         self.account_sid = account_sid
         self.close_stream = close_stream
         self.flow_url = flow_url

@@ -16,6 +16,7 @@ import httpx
 from media.call_control import (
     CallControlError,
     HttpCallControl,
+    RetrySettings,
     json_body,
     mask_number,
     redact_url,
@@ -37,21 +38,10 @@ class TwilioCallControl(HttpCallControl):
         base_url: str = "https://api.twilio.com",
         client: httpx.AsyncClient | None = None,
         *,
-        timeout: float = 10.0,
-        max_attempts: int = 4,
-        backoff_s: float = 0.25,
-        max_backoff_s: float = 4.0,
+        retry: RetrySettings = RetrySettings(),
         status_events: tuple[str, ...] = ("initiated", "ringing", "answered", "completed"),
     ) -> None:
-        super().__init__(
-            base_url,
-            (account_sid, auth_token),
-            client,
-            timeout,
-            max_attempts,
-            backoff_s,
-            max_backoff_s,
-        )
+        super().__init__(base_url, (account_sid, auth_token), client, retry)
         self.account_sid = account_sid
         self.status_events = status_events
 
