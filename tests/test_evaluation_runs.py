@@ -6,8 +6,14 @@ run's calls; and one run in audio mode (slow)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -223,3 +229,39 @@ async def test_listing_filters(pool: asyncpg.Pool, dburl: str) -> None:
     assert found[0].prompt_version == DEFAULT and found[0].results == []
     assert created.id in [e.id for e in await runs.list_evaluations(pool, prompt_version=DEFAULT)]
     assert created.id not in [e.id for e in await runs.list_evaluations(pool, status="COMPLETED")]
+
+
+def _dialkit_eval(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = str(Path(sys.executable).with_name("dialkit"))
+    env = {**os.environ, "DATABASE_URL": url, "DIALKIT_LOG_LEVEL": "WARNING"}
+    return subprocess.run([exe, "eval", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+async def test_the_cli_prints_one_json_object(dburl: str, pool: asyncpg.Pool) -> None:
+    args = ("--prompt", DEFAULT, "--scenarios", "default", "--mode", "text", "--repeat", "2",
+            "--seed", "9", "--json")
+    first, second = [await asyncio.to_thread(_dialkit_eval, dburl, *args) for _ in range(2)]
+    assert first.returncode == 0, first.stderr
+    found = json.loads(first.stdout)  # one object, nothing else on stdout
+    assert found["status"] == "COMPLETED" and found["prompt_version"] == DEFAULT
+    assert 0 < found["weighted_score"] <= 100 and 0 <= found["pass_k"] <= 1
+    assert len(found["results"]) == 2 * len(await library.get_scenario_set(pool, "default"))
+    for r in found["results"]:
+        assert {"scenario", "weight", "task_completion", "efficiency", "compliance", "hostility",
+                "score", "call_id"} <= set(r)
+        assert set(r["compliance"]) == {"passed", "violations"}
+    again = json.loads(second.stdout)
+    assert again["id"] != found["id"]
+    assert [r["score"] for r in again["results"]] == [r["score"] for r in found["results"]]
+    stored = await runs.get_evaluation(pool, found["id"])
+    assert stored.status == "COMPLETED" and all(r.call and r.call.turns for r in stored.results)
+
+
+async def test_the_cli_refuses_with_the_reason(dburl: str) -> None:
+    done = await asyncio.to_thread(_dialkit_eval, dburl, "--prompt", "nope@1", "--scenarios", "default")
+    assert done.returncode == 2 and "no prompt version 'nope@1'" in done.stderr, done.stderr
+    done = await asyncio.to_thread(_dialkit_eval, dburl, "--prompt", DEFAULT, "--scenarios", "default",
+                                   "--repeat", "11")
+    assert done.returncode == 2 and "repeat" in done.stderr, done.stderr
+    done = await asyncio.to_thread(_dialkit_eval, dburl, "--prompt", DEFAULT, "--scenarios", "nowhere")
+    assert done.returncode == 2 and "no scenario set or scenario 'nowhere'" in done.stderr, done.stderr
