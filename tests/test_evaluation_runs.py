@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -51,7 +52,7 @@ async def _run(pool: asyncpg.Pool, dburl: str, spec: EvaluationSpec,
     assert created.status == "PENDING" and created.calls_done == 0
     async with eval_worker(dburl, pool, services) as jobs:
         assert await jobs.defer_evaluation(created.id) == created.calls_total
-        return await runs.wait_for_evaluation(pool, created.id, timeout_s=120)
+        return await runs.wait_for_evaluation(pool, created.id, timeout_s=400)
 
 
 async def test_default_playbook_over_the_default_set_completes(pool: asyncpg.Pool, dburl: str) -> None:
@@ -265,3 +266,27 @@ async def test_the_cli_refuses_with_the_reason(dburl: str) -> None:
     assert done.returncode == 2 and "repeat" in done.stderr, done.stderr
     done = await asyncio.to_thread(_dialkit_eval, dburl, "--prompt", DEFAULT, "--scenarios", "nowhere")
     assert done.returncode == 2 and "no scenario set or scenario 'nowhere'" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+async def test_an_audio_run_through_the_server(speech_server: tuple[str, Any], database_url: str) -> None:
+    """The scripted debtor's speech through Piper and the Twilio protocol to a real server
+    and its faster-whisper STT; the run stored and scored like a text one."""
+    url, providers = speech_server
+    audio = runs.AudioServices(url=url, stt=providers.stt, tts=providers.tts,
+                               playbook=providers.registry.default)
+    services = runs.EvaluationServices(audio=audio)
+    async with library_pool(database_url, max_size=4) as pool:
+        with pytest.raises(Unrunnable, match="use text mode"):
+            await runs.create_evaluation(pool, EvaluationSpec(
+                prompt_version="collections-weak@1", scenario_set="default", mode="audio"),
+                services=services)
+        spec = EvaluationSpec(prompt_version=DEFAULT, mode="audio", seed=1,
+                              scenarios=[ScenarioChoice(name="cooperative")])
+        run = await _run(pool, database_url, spec, services)
+    assert run.status == "COMPLETED", run.error
+    (result,) = run.results
+    assert result.call is not None and result.call.mode == "audio" and result.score is not None
+    assert result.call.outcome == "promise_to_pay", [(t.speaker, t.text) for t in result.call.turns]
+    assert result.score.compliance_passed and result.score.score > 0
+    assert result.call_id == result.call.call_id
