@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from common import local_postgres_url, machine, scratch_database
+from dialkit.logs import setup_logging
 
 DEFAULT = "collections-default@1"
 
@@ -63,6 +64,7 @@ async def in_memory(seconds: float) -> dict[str, Any]:
 
 
 def _worker(url: str, concurrency: int, ready: Any, stop: Any) -> None:
+    setup_logging("WARNING", stream=sys.stderr)
     asyncio.run(_work(url, concurrency, ready, stop))
 
 
@@ -192,6 +194,7 @@ def main() -> None:
     parser.add_argument("--no-audio", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    setup_logging("WARNING", stream=sys.stderr)  # stdout is the report's
     report: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                               "machine": machine(), "load_average_start": os.getloadavg()}
     report["in_memory"] = asyncio.run(in_memory(args.seconds))

@@ -290,3 +290,12 @@ async def test_an_audio_run_through_the_server(speech_server: tuple[str, Any], d
     assert result.call.outcome == "promise_to_pay", [(t.speaker, t.text) for t in result.call.turns]
     assert result.score.compliance_passed and result.score.score > 0
     assert result.call_id == result.call.call_id
+
+
+async def test_a_run_worked_in_process_without_jobs(pool: asyncpg.Pool, dburl: str) -> None:
+    spec = EvaluationSpec(prompt_version=DEFAULT, scenario_set="default-heldout", seed=21)
+    created = await runs.create_evaluation(pool, spec)
+    run = await runs.run_pending(pool, created.id, runs.EvaluationServices(), concurrency=3)
+    assert run.status == "COMPLETED" and run.calls_done == run.calls_total
+    with_jobs = await _run(pool, dburl, spec)
+    assert [r.score for r in with_jobs.results] == [r.score for r in run.results]

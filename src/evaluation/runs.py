@@ -85,6 +85,7 @@ __all__ = [
     "get_evaluation",
     "list_evaluations",
     "run_call",
+    "run_pending",
     "services_from_settings",
     "simulate_and_score",
     "wait_for_evaluation",
@@ -254,6 +255,26 @@ async def wait_for_evaluation(pool: Executor, evaluation_id: int, *, poll_s: flo
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"evaluation {evaluation_id} is still {status} after {timeout_s:g} s")
         await asyncio.sleep(poll_s)
+
+
+async def run_pending(pool: asyncpg.Pool, evaluation_id: int, services: EvaluationServices, *,
+                      concurrency: int = 1) -> EvaluationRun:
+    """Work a run's pending calls in this process, without jobs (a tuning loop's inner
+    evaluations, a script); jobs deferred for the same run find their calls done. Returns
+    the run as it then is."""
+    pending = [r["idx"] for r in await pool.fetch(
+        "SELECT idx FROM evaluation_calls WHERE evaluation_id = $1 AND status = 'PENDING'"
+        " ORDER BY idx", evaluation_id)]
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(idx: int) -> None:
+        async with gate:
+            await run_call(pool, evaluation_id, idx, services)
+
+    async with asyncio.TaskGroup() as tg:
+        for idx in pending:
+            tg.create_task(one(idx))
+    return await get_run(pool, evaluation_id)
 
 
 # ---- one call --------------------------------------------------------------------------
