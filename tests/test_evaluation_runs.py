@@ -20,9 +20,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from ai.llm_text import LLMSettings
 from emulators.openai_api import Reply, running_openai
 from evaluation import library, runs
-from evaluation.judge_llm import LLMJudgeConfig
 from evaluation.judges import Judge
 from evaluation.library_errors import Conflict, NotFound
 from evaluation.models import Scenario
@@ -170,18 +170,25 @@ async def test_audio_mode_refuses_what_the_server_does_not_play(pool: asyncpg.Po
             prompt_version=DEFAULT, scenario_set="default", mode="audio"))
 
 
-async def test_a_malformed_llm_verdict_fails_the_run_with_the_reason(pool: asyncpg.Pool, dburl: str) -> None:
-    async with running_openai(reply=lambda _messages: Reply("not json at all")) as emu:
-        services = runs.EvaluationServices(llm_judge=LLMJudgeConfig(
-            model="gpt-4o-mini", api_key=emu.api_key, base_url=emu.base_url, timeout_s=10))
+@pytest.mark.parametrize(("emulator", "timeout_s", "why"), [
+    ({"reply": lambda _messages: Reply("not json at all")}, 10.0, "malformed JSON"),
+    ({"first_token_delay_s": 3.0}, 0.5, "timed out"),
+], ids=["malformed", "timeout"])
+async def test_a_failing_llm_judge_fails_the_run_with_the_reason(
+    pool: asyncpg.Pool, dburl: str, emulator: dict[str, Any], timeout_s: float, why: str,
+) -> None:
+    async with running_openai(**emulator) as emu:
+        services = runs.EvaluationServices(llm_judge=LLMSettings(
+            model="gpt-4o-mini", api_key=emu.api_key, base_url=emu.base_url, timeout_s=timeout_s))
         spec = EvaluationSpec(prompt_version=DEFAULT, judge="llm", scenarios=[
             ScenarioChoice(name="cooperative"), ScenarioChoice(name="hardship")])
         run = await _run(pool, dburl, spec, services)
     assert run.status == "FAILED"
     assert run.calls_failed == 2 and run.weighted_score is None and run.pass_k is None
     assert run.error is not None and run.error.startswith("2 of 2 calls failed; first: cooperative")
-    assert "JudgeError" in run.error and "malformed JSON" in run.error
+    assert "JudgeError" in run.error and why in run.error, run.error
     assert all(r.status == "FAILED" and r.score is None and r.error for r in run.results)
+    assert all(r.call is not None and r.call.turns for r in run.results)  # kept, to see why
     listed = await runs.list_evaluations(pool, status="FAILED")
     assert run.id in [e.id for e in listed]
 

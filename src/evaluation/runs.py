@@ -37,10 +37,11 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ai.llm_text import LLMSettings
 from ai.playbook import Playbook, PlaybookError
 from ai.protocols import STT, TTS
 from evaluation import library
-from evaluation.judge_llm import LLMJudge, LLMJudgeConfig
+from evaluation.judge_llm import LLMJudge
 from evaluation.judges import Judge, JudgeError, RubricJudge
 from evaluation.library_errors import (
     Conflict,
@@ -87,6 +88,7 @@ __all__ = [
     "run_call",
     "run_pending",
     "services_from_settings",
+    "simulate",
     "simulate_and_score",
     "wait_for_evaluation",
 ]
@@ -122,7 +124,8 @@ class EvaluationServices:
     and a server for audio mode. Prompt versions are immutable once used, so their parsed
     playbooks are kept here."""
 
-    llm_judge: LLMJudgeConfig | None = None
+    llm_judge: LLMSettings | None = None
+    judge_samples: int = 3
     audio: AudioServices | None = None
     _prompts: dict[int, PromptVersion] = field(default_factory=dict, repr=False)
 
@@ -130,7 +133,7 @@ class EvaluationServices:
         if kind == "llm":
             if self.llm_judge is None:
                 raise JudgeError("judge: no LLM judge is configured (set OPENAI_API_KEY) on this worker")
-            return LLMJudge(self.llm_judge)
+            return LLMJudge(self.llm_judge, samples=self.judge_samples)
         return RubricJudge()
 
     async def prompt_version(self, db: Executor, prompt_version_id: int) -> PromptVersion:
@@ -148,7 +151,7 @@ def services_from_settings(settings: Any) -> EvaluationServices:
     key = getattr(settings, "openai_api_key", None)
     if key is None:
         return EvaluationServices()
-    return EvaluationServices(llm_judge=LLMJudgeConfig(
+    return EvaluationServices(llm_judge=LLMSettings(
         model=settings.openai_model, api_key=key.get_secret_value(),
         base_url=settings.openai_base_url))
 
@@ -280,23 +283,29 @@ async def run_pending(pool: asyncpg.Pool, evaluation_id: int, services: Evaluati
 # ---- one call --------------------------------------------------------------------------
 
 
+async def simulate(playbook: Playbook, scenario: Scenario, personality: Personality, *, seed: int,
+                   mode: str, audio: AudioServices | None = None) -> SimulatedCall:
+    """One call played, in text mode or against the audio server (no database)."""
+    if mode != "audio":
+        return await run_text_simulation(playbook, scenario, personality, seed=seed,
+                                         max_seconds=MAX_CALL_S)
+    if audio is None:
+        raise RuntimeError("audio mode: this worker has no server with speech to call")
+    from evaluation.audio_call import run_audio_simulation
+
+    call = await run_audio_simulation(audio.url, scenario, personality, seed=seed, stt=audio.stt,
+                                      tts=audio.tts, carrier=audio.carrier, api_key=audio.api_key,
+                                      max_seconds=MAX_CALL_S)
+    if call.status == "failed":
+        raise RuntimeError(f"audio call failed: {call.failure_reason}")
+    return call
+
+
 async def simulate_and_score(playbook: Playbook, scenario: Scenario, personality: Personality, *,
                              seed: int, mode: str, judge: Judge,
                              audio: AudioServices | None = None) -> tuple[SimulatedCall, CallScore]:
     """One call played and scored (no database)."""
-    if mode == "audio":
-        if audio is None:
-            raise RuntimeError("audio mode: this worker has no server with speech to call")
-        from evaluation.audio_call import run_audio_simulation
-
-        call = await run_audio_simulation(audio.url, scenario, personality, seed=seed, stt=audio.stt,
-                                          tts=audio.tts, carrier=audio.carrier, api_key=audio.api_key,
-                                          max_seconds=MAX_CALL_S)
-        if call.status == "failed":
-            raise RuntimeError(f"audio call failed: {call.failure_reason}")
-    else:
-        call = await run_text_simulation(playbook, scenario, personality, seed=seed,
-                                         max_seconds=MAX_CALL_S)
+    call = await simulate(playbook, scenario, personality, seed=seed, mode=mode, audio=audio)
     score = await evaluate_call(call, scenario, playbook, judge=judge, personality=personality)
     return call, score
 
@@ -333,9 +342,12 @@ async def run_call(pool: asyncpg.Pool, evaluation_id: int, call_index: int,
     error: str | None = None
     try:
         pv = await services.prompt_version(pool, row["prompt_version_id"])
-        call, score = await simulate_and_score(
-            pv.playbook(), scenario, Personality.model_validate(row["personality"]), seed=row["seed"],
-            mode=spec.mode, judge=services.judge(spec.judge), audio=services.audio)
+        personality = Personality.model_validate(row["personality"])
+        judge = services.judge(spec.judge)
+        call = await simulate(pv.playbook(), scenario, personality, seed=row["seed"], mode=spec.mode,
+                              audio=services.audio)
+        # a call the judge cannot score keeps its transcript, to see why
+        score = await evaluate_call(call, scenario, pv.playbook(), judge=judge, personality=personality)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the call fails, the run records why
