@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import re
 
 __all__ = [
@@ -62,6 +63,7 @@ def _suffix(n: int) -> str:
     return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; the same lines are read again and again
 def normalize(text: str) -> str:
     """Lower-case, unify apostrophes, drop thousands separators and spell a.m./p.m. as am/pm."""
     t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
@@ -71,6 +73,7 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", t).strip()
 
 
+@functools.lru_cache(maxsize=4096)
 def words_to_digits(text: str) -> str:
     """Rewrite runs of number words as digits: "two hundred and fifty" -> "250",
     "the fifteenth" -> "the 15th", "nineteen eighty four" -> "19 84" (years stay split)."""

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from dialkit.cli_apikey import apikey_app
 from dialkit.cli_campaign import campaign_app
+from dialkit.cli_eval import eval_command
 from dialkit.cli_library import library_app
 from dialkit.config import Settings, UnsafeBindError
 from dialkit.logs import setup_logging
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="dialkit voic
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(library_app, name="library")
+app.command("eval")(eval_command)
 console = Console(stderr=True)
 GC_GEN0_THRESHOLD = 2_000  # allocations between young collections (CPython default: 700)
 

@@ -8,7 +8,9 @@
 - `dialkit.reconcile`: every `DIALKIT_RECONCILE_S` seconds and when a worker starts
   (`campaigns.reconcile`);
 - `dialkit.outbox`: outcome-webhook deliveries (`campaigns.outbox.drain`), every 5 s;
-- `dialkit.audit_purge`: audit rows past DIALKIT_AUDIT_RETENTION_DAYS, daily at 03:17 UTC.
+- `dialkit.audit_purge`: audit rows past DIALKIT_AUDIT_RETENTION_DAYS, daily at 03:17 UTC;
+- `dialkit.evaluation_call` (evaluation_id, idx): one simulated call of an evaluation run
+  (`evaluation.runs.run_call`), on the `evaluation` queue.
 
 procrastinate talks to PostgreSQL through psycopg 3 (its own driver, beside asyncpg): its
 pool is kept small (`JOB_POOL_SIZE`) since a worker holds one connection to LISTEN and
@@ -17,10 +19,12 @@ tables are created by `dialkit.db.migrate`. `dialkit serve` runs a worker in-pro
 it listens (unless DIALKIT_RUN_JOBS=false), so one process does everything; `dialkit
 worker` runs more.
 
-Queues: a worker listens on the general queue (`default`: every job but the dials) and on
-the dial queue of each carrier it has credentials for, so a dial job waits for a worker
-that can place it rather than failing on one that cannot (a process without Exotel
-credentials never takes an Exotel dial).
+Queues: a worker listens on the general queue (`default`: every job but the dials and the
+evaluation calls), on the `evaluation` queue and on the dial queue of each carrier it has
+credentials for, so a dial job waits for a worker that can place it rather than failing on
+one that cannot (a process without Exotel credentials never takes an Exotel dial). An
+evaluation-only worker (`run_evaluation_worker`, what `dialkit eval` runs in-process) needs
+no carrier, dialer or registry: only the pool and the evaluation services.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from campaigns.status import call_finished
 from dialkit.config import Settings
 from dialkit.live import Registry
 from dialkit.store import CallStore
+from evaluation import runs
 from media.call_control import CallControl
 from media.exotel_control import ExotelCallControl
 from media.twilio_control import TwilioCallControl
@@ -57,10 +62,13 @@ TICK = "dialkit.scheduler_tick"
 RECONCILE = "dialkit.reconcile"
 OUTBOX = "dialkit.outbox"
 AUDIT_PURGE = "dialkit.audit_purge"
+EVALUATION_CALL = "dialkit.evaluation_call"
 #: psycopg connections procrastinate may open per process (LISTEN + job bookkeeping)
 JOB_POOL_SIZE = 4
 #: procrastinate's default queue: every job but the dials
 GENERAL_QUEUE = "default"
+#: the evaluation runs' calls (CPU-bound simulations, kept off the general queue)
+EVALUATION_QUEUE = "evaluation"
 
 
 def _now() -> dt.datetime:
@@ -81,6 +89,14 @@ class JobRuntime:
     http: httpx.AsyncClient | None = None
 
 
+@dataclass
+class EvaluationRuntime:
+    """What the evaluation calls need: the pool and the services (LLM judge, audio server)."""
+
+    pool: asyncpg.Pool
+    services: runs.EvaluationServices
+
+
 def conninfo(database_url: str) -> str:
     """The database URL as psycopg's conninfo. libpq reads the same URIs asyncpg does,
     including the embedded server's unix-socket form (`postgresql://u:@/db?host=/dir`)."""
@@ -95,8 +111,9 @@ def dial_queue(carrier: str) -> str:
 
 
 def worker_queues(carriers: Iterable[str]) -> list[str]:
-    """What a worker able to dial `carriers` listens on: the general queue and theirs."""
-    return [GENERAL_QUEUE, *(dial_queue(c) for c in sorted(carriers))]
+    """What a worker able to dial `carriers` listens on: the general queue, the evaluation
+    queue and the carriers' dial queues."""
+    return [GENERAL_QUEUE, EVALUATION_QUEUE, *(dial_queue(c) for c in sorted(carriers))]
 
 
 def _cron_every(seconds: int) -> str:
@@ -118,7 +135,10 @@ class Jobs:
         )
         self.app = procrastinate.App(connector=connector)
         self.runtime: JobRuntime | None = None
+        #: the evaluation calls' runtime; by default taken from `runtime` (see _eval_rt)
+        self.evaluation: EvaluationRuntime | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._extra_workers: list[asyncio.Task[None]] = []
         self._register()
 
     def _rt(self) -> JobRuntime:
@@ -126,12 +146,23 @@ class Jobs:
             raise RuntimeError("dialkit jobs run without a runtime")
         return self.runtime
 
+    def _eval_rt(self) -> EvaluationRuntime:
+        if self.evaluation is None:
+            rt = self._rt()
+            self.evaluation = EvaluationRuntime(rt.pool, runs.services_from_settings(rt.settings))
+        return self.evaluation
+
     def _register(self) -> None:
         app, s = self.app, self.settings
 
         @app.task(name=DIAL, pass_context=False)
         async def dial(attempt_id: str) -> None:
             await self._rt().dialer.dial(attempt_id)
+
+        @app.task(name=EVALUATION_CALL, queue=EVALUATION_QUEUE, pass_context=False)
+        async def evaluation_call(evaluation_id: int, idx: int) -> None:
+            ev = self._eval_rt()
+            await runs.run_call(ev.pool, evaluation_id, idx, ev.services)
 
         @app.periodic(cron=_cron_every(s.scheduler_tick_s), periodic_id="every")
         @app.task(name=TICK, queueing_lock=TICK, pass_context=False)
@@ -180,6 +211,17 @@ class Jobs:
         """Tick the scheduler now (a campaign started or resumed)."""
         with contextlib.suppress(job_errors.AlreadyEnqueued):
             await self.app.configure_task(TICK, queueing_lock=TICK).defer_async()
+
+    async def defer_evaluation(self, evaluation_id: int) -> int:
+        """One `dialkit.evaluation_call` job per call of the run still PENDING; how many."""
+        pool = self.evaluation.pool if self.evaluation is not None else self._rt().pool
+        pending = await pool.fetch("SELECT idx FROM evaluation_calls WHERE evaluation_id = $1"
+                                   " AND status = 'PENDING' ORDER BY idx", evaluation_id)
+        if pending:
+            task = self.app.configure_task(EVALUATION_CALL, queue=EVALUATION_QUEUE)
+            await task.batch_defer_async(*({"evaluation_id": evaluation_id, "idx": r["idx"]}
+                                           for r in pending))
+        return len(pending)
 
     # ---- the work --------------------------------------------------------------------
 
@@ -235,7 +277,31 @@ class Jobs:
             shutdown_graceful_timeout=5.0, **options,
         )
 
+    async def run_evaluation_worker(self, concurrency: int | None = None,
+                                    name: str = "dialkit-eval", **options: Any) -> None:
+        """A worker on the evaluation queue only (`evaluation` must be set): no dialer,
+        carrier or registry needed, so `dialkit eval` runs one with nothing else running."""
+        if self.evaluation is None:
+            raise RuntimeError("an evaluation worker runs without an evaluation runtime")
+        await self.app.run_worker_async(
+            queues=[EVALUATION_QUEUE], concurrency=concurrency or self.settings.job_concurrency,
+            name=name, install_signal_handlers=False, delete_jobs="successful",
+            shutdown_graceful_timeout=5.0, **options,
+        )
+
+    def start_evaluation_worker(self, concurrency: int | None = None,
+                                name: str = "dialkit-eval") -> asyncio.Task[None]:
+        """`run_evaluation_worker` in this process's event loop (stopped by `close`)."""
+        task = asyncio.create_task(self.run_evaluation_worker(concurrency, name), name=name)
+        self._extra_workers.append(task)
+        return task
+
     async def close(self) -> None:
+        for extra in self._extra_workers:
+            extra.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await extra
+        self._extra_workers.clear()
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.cancel()

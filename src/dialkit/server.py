@@ -19,6 +19,7 @@ from dialkit import (
     api_calls,
     api_campaigns,
     api_config,
+    api_evaluations,
     api_library,
     api_live,
     apikeys,
@@ -323,6 +324,8 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     api_config.routes.install(app)
     console_routes.install(app)  # the web console at /console/
     api_library.install(app)  # personalities, prompt versions, scenarios, sets (H-library)
+    api_evaluations.install(app)  # evaluation runs (H-runs)
+    api_evaluations.install(app)  # evaluation runs (issue 11)
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))

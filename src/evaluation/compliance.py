@@ -152,14 +152,24 @@ class DebtTerms:
             terms.append(ctx.company)
         self._playbook = playbook.model_copy(update={"debt_terms": list(dict.fromkeys(terms))})
         self._ctx = ctx
+        # every term find_debt_terms looks for, in one pattern with its boundaries: whether
+        # a sentence reveals the debt at all is one search instead of one per term
+        whole = f"{ctx.balance:,.2f}".removesuffix(".00")
+        every = [*self._playbook.debt_terms, ctx.money(ctx.balance), whole, whole.replace(",", ""),
+                 ctx.creditor]
+        alternatives = "|".join(re.escape(t.lower()) for t in sorted(
+            {t for t in every if t}, key=len, reverse=True))
+        self._any = re.compile(rf"(?<![\w$])(?:{alternatives})(?!\w)") if alternatives else None
 
     def find(self, text: str) -> list[str]:
         return find_debt_terms(text, self._playbook, self._ctx)
 
     def quote(self, text: str) -> str | None:
         """The first sentence of `text` that reveals the debt, or None."""
+        if self._any is None:
+            return None
         for sentence in split_sentences(text) or [text]:
-            if self.find(sentence):
+            if self._any.search(sentence.lower()):
                 return sentence
         return None
 
