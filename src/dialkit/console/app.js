@@ -25,8 +25,7 @@ async function show() {
   const main = document.getElementById("main");
   if (stop) { try { stop(); } catch (err) { console.warn(err); } stop = null; }
   for (const a of document.querySelectorAll("#nav a")) {
-    const current = a.dataset.route === route || (a.dataset.route === "campaigns" && route === "campaign")
-      || (a.dataset.route === "calls" && route === "call");
+    const current = a.dataset.route === route || (page && page.under === a.dataset.route);
     if (current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   main.replaceChildren();
