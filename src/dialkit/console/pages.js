@@ -12,5 +12,7 @@ export const PAGES = [
   { route: "personality", title: "Personality", under: "library", load: () => import("./pages/personality.js") },
   { route: "scenario", title: "Scenario", under: "library", load: () => import("./pages/scenario.js") },
   { route: "prompt", title: "Prompt version", under: "library", load: () => import("./pages/prompt.js") },
+  { route: "evaluations", title: "Evaluations", nav: true, load: () => import("./pages/evaluations.js") },
+  { route: "evaluation", title: "Evaluation", under: "evaluations", load: () => import("./pages/evaluation.js") },
   { route: "operations", title: "Operations", nav: true, load: () => import("./pages/operations.js") },
 ];
