@@ -39,6 +39,7 @@ async function show() {
     const result = await module.render(main, params);
     if (typeof result === "function") stop = result;
   } catch (err) {
+    console.error(err);  // a page that cannot load or draw is a console error, not only a notice
     main.append(el("h1", {}, page.title), el("p", { class: "error" }, err.message || String(err)));
     notify(err.message || String(err), "error");
   }

@@ -3,7 +3,7 @@
 // scores and evidence beside it, each quote linked to the turn it comes from.
 import { api } from "../api.js";
 import { legend, splitBar } from "../charts.js";
-import { badge, el, field, fmt, link, pct, section, when } from "../ui.js";
+import { append, badge, clear, el, field, fmt, link, pct, section, when } from "../ui.js";
 import { sortableTable } from "../sortable.js";
 import { score, statusBadge } from "./evaluations.js";
 
@@ -12,8 +12,8 @@ const CALL_STATES = [
   { key: "COMPLETED", name: "completed", cls: "s2" }, { key: "FAILED", name: "failed", cls: "s5" },
 ];
 
-function stats(pairs) {
-  return el("dl", { class: "stats" }, pairs.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
+function stats(pairs, cls = "stats") {
+  return el("dl", { class: cls }, pairs.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
 }
 
 function verdict(r) {
@@ -88,13 +88,14 @@ function callView(r, onGo) {
   const facts = stats([["Scenario", link(`#/scenario/${encodeURIComponent(r.scenario)}`, r.scenario)],
     ["Personality", link(`#/personality/${encodeURIComponent(r.personality)}`, r.personality)], ["Weight", r.weight],
     ["Repeat", r.repeat], ["Status", statusBadge(r.status)], ["Seed", r.seed],
-    ["Outcome", r.outcome ? badge(r.outcome) : "—"], ["Length", r.seconds === null ? "—" : `${fmt(r.seconds)} s`]]);
+    ["Outcome", r.outcome ? badge(r.outcome.replaceAll("_", " "), r.outcome) : "—"],
+    ["Length", r.seconds === null ? "—" : `${fmt(r.seconds)} s`]], "stats facts");
   return el("div", {}, facts,
     r.error ? el("p", { class: "error", role: "alert" }, `This call failed: ${r.error}`) : null,
     el("div", { class: "grid-2 eval-call" },
       el("div", {}, el("h3", {}, "Transcript"), r.transcript.length ? transcriptView(r.transcript, cited) : el("p", { class: "hint" },
         UNFINISHED_CALL.has(r.status) ? "Not played yet." : "No transcript.")),
-      el("div", {}, el("h3", {}, "The judge"), r.score !== null ? judgeView(r, onGo) : el("p", { class: "hint" }, "Not scored.")))));
+      el("div", {}, el("h3", {}, "The judge"), r.score !== null ? judgeView(r, onGo) : el("p", { class: "hint" }, "Not scored."))));
 }
 
 const UNFINISHED_CALL = new Set(["PENDING", "RUNNING"]);
@@ -192,13 +193,13 @@ export async function render(main, [id, chosen]) {
       run.scenario_set ? `the set ${run.scenario_set}` : `${run.scenarios.length} chosen scenario(s)`,
       ` · ${run.mode} mode · ×${run.repeat} · seed ${run.seed} · ${run.judge} judge`, run.label ? ` · ${run.label}` : "");
     const counts = Object.fromEntries(CALL_STATES.map((s) => [s.key, run.results.filter((r) => r.status === s.key).length]));
-    progress.replaceChildren(
+    append(clear(progress), [
       stats([["Status", statusBadge(run.status)], ["Calls", `${run.calls_done} / ${run.calls_total}`],
         ["Failed calls", run.calls_failed], ["Weighted score", score(run.weighted_score)], ["pass^k", pct(run.pass_k)],
         ["Created", when(run.created_at)], ["Finished", when(run.finished_at)]]),
       run.error ? el("p", { class: "error", role: "alert" }, run.error) : null,
       el("div", { class: "progress" }, splitBar("Calls per state", CALL_STATES, CALL_STATES.map((s) => counts[s.key])),
-        legend(CALL_STATES.map((s) => ({ ...s, name: `${s.name} ${counts[s.key]}` })))));
+        legend(CALL_STATES.map((s) => ({ ...s, name: `${s.name} ${counts[s.key]}` }))))]);
     results = run.results;
     table.update(results);
     drawDetail(false);
