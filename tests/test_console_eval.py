@@ -111,9 +111,16 @@ async def test_an_evaluation_is_started_watched_and_its_evidence_read(console: B
     assert page.url.endswith(f"#/evaluation/{run_id}/{chosen['idx']}")
     await console.shot(page, "evaluation-call")
 
-    # the address names the call: a reload opens it again
+    # the address names the call: a reload opens it again, on a tablet too, with nothing
+    # wider than the screen
+    await page.set_viewport_size({"width": 768, "height": 1024})
     await page.reload()
     await page.locator("section", has=page.locator("h2", has_text=f"Call {chosen['idx'] + 1}: {name}")).wait_for()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 768
+    await console.shot(page, "evaluation-tablet")
+    await page.goto(console.url + "#/evaluations")
+    await page.get_by_role("link", name=f"#{run_id}").wait_for()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 768
     assert not console.errors, console.errors
     await page.context.close()
 
@@ -124,6 +131,9 @@ async def test_chosen_scenarios_run_with_a_weight_of_their_own(console: Browser)
     form = page.get_by_role("form", name="Start an evaluation")
     await form.get_by_label("scenarios chosen here").check()
     assert await form.get_by_label("Scenario set", exact=True).is_hidden()
+    # the radio buttons are drawn at their own size, not stretched to the width of the form
+    box = await form.get_by_label("scenarios chosen here").bounding_box()
+    assert box is not None and box["width"] < 40 and box["height"] < 40, box
     await form.get_by_label("cooperative", exact=True).check()
     await form.get_by_label("hostile", exact=True).check()
     await form.get_by_label("Weight of cooperative in this run").select_option("1")

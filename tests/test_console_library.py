@@ -308,3 +308,39 @@ async def test_two_prompt_versions_are_compared_line_by_line(console: Browser) -
     assert third["parent_id"] == child.json()["id"] and third["notes"] == "kinder"
     assert not console.errors, console.errors
     await page.context.close()
+
+
+async def test_the_library_pages_fit_a_tablet_and_answer_the_keyboard(console: Browser) -> None:
+    page = await console.page()
+    routes = {"library/personalities": "Personalities", "library/scenarios": "Scenarios",
+              "library/sets": "Set default", "library/prompts": "Prompt versions",
+              "library/prompts/collections-weak@1/collections-default@1": "Compare two versions",
+              "personality/hardship": "Traits", "scenario/hardship": "Scenario",
+              "prompt/collections-default@1": "Playbook (YAML)"}
+    await page.set_viewport_size({"width": 768, "height": 1024})
+    for route, heading in routes.items():
+        await page.goto(console.url + "#/" + route)
+        await page.locator("h2", has_text=heading).first.wait_for()
+        # nothing wider than the screen: no sideways scrolling on a tablet
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 768, route
+    await console.shot(page, "library-prompt-diff-tablet")
+    # the tabs and a scenario's weight are reached and changed by keyboard alone
+    await page.goto(console.url + "#/library/personalities")
+    await page.locator("h2", has_text="New personality").wait_for()
+    tab = page.locator("nav.tabs a", has_text="Scenarios")
+    await tab.focus()
+    await page.keyboard.press("Enter")
+    listed = page.locator("section", has=page.locator("h2", has_text="Scenarios"))
+    weight = listed.get_by_label("Weight of hardship", exact=True)
+    await weight.wait_for()
+    before = int(await weight.input_value())
+    await weight.focus()
+    await page.keyboard.press("ArrowDown" if before < 5 else "ArrowUp")
+    after = before + 1 if before < 5 else before - 1
+    await page.locator(".notice-ok", has_text=f"Weight of “hardship” is now {after}").wait_for()
+    assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == "Weight of hardship"
+    async with console.http() as http:
+        assert (await http.get("/api/scenarios/hardship")).json()["weight"] == after
+        await http.patch("/api/scenarios/hardship", json={"weight": before})  # as shipped again
+    assert not console.errors, console.errors
+    await page.context.close()
