@@ -344,3 +344,36 @@ async def test_the_library_pages_fit_a_tablet_and_answer_the_keyboard(console: B
         await http.patch("/api/scenarios/hardship", json={"weight": before})  # as shipped again
     assert not console.errors, console.errors
     await page.context.close()
+
+
+async def test_the_line_diff_keeps_every_line_once_in_order(console: Browser) -> None:
+    """diff.js on its own, in the page: edits at either end, empty sides, a repeated line,
+    and texts past the LCS size limit (shown as replaced in the middle)."""
+    page = await console.page()
+    await page.goto(console.url + "#/library/prompts")
+    await page.locator("h2", has_text="Prompt versions").first.wait_for()
+    cases = [("a\nb\nc", "a\nb\nc"), ("", "x\ny"), ("x\ny", ""), ("a\nb\nc", "z\na\nb\nc\nz"),
+             ("a\nb\na\nb", "b\na\nb\na"), ("k\nl\nm\nn", "k\nL\nm\nN"),
+             ("\n".join(f"{i}" for i in range(1500)), "\n".join(f"{i}" for i in range(1500) if i % 7) + "\nend"),
+             ("\n".join(f"{i}" for i in range(2500)), "\n".join(f"{i}" for i in range(2500) if i % 7) + "\nend")]
+    found = await page.evaluate("""async (cases) => {
+        const { diffLines, diffStats } = await import("./diff.js");
+        return cases.map(([a, b]) => { const d = diffLines(a, b); return { d, s: diffStats(d), rough: d.rough }; });
+    }""", cases)
+    for (a, b), got in zip(cases, found, strict=True):
+        lines = got["d"]
+        old = [x["text"] for x in lines if x["op"] != "add"]
+        new = [x["text"] for x in lines if x["op"] != "del"]
+        assert old == (a.split("\n") if a else []) and new == (b.split("\n") if b else []), (a, b, lines)
+        # line numbers count each side from 1 without a gap
+        assert [x["a"] for x in lines if x["op"] != "add"] == list(range(1, len(old) + 1))
+        assert [x["b"] for x in lines if x["op"] != "del"] == list(range(1, len(new) + 1))
+    same = [x["s"] for x in found]
+    assert same[0] == {"added": 0, "removed": 0}
+    assert same[3] == {"added": 2, "removed": 0}  # the common middle found, not replaced
+    assert same[4] == {"added": 1, "removed": 1}  # the longest common run (b a b) kept
+    assert same[5] == {"added": 2, "removed": 2}
+    assert same[6] == {"added": 1, "removed": 215}  # 1500 × 1286 lines: within the LCS's limit
+    assert same[7] == {"added": 2143, "removed": 2500}  # 2500 × 2143: beyond it, the middle replaced
+    assert [x["rough"] for x in found] == [False] * 7 + [True]  # the flag behind the view's note
+    await page.context.close()

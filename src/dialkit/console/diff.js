@@ -4,7 +4,8 @@ import { el } from "./ui.js";
 
 const MAX_CELLS = 4_000_000;  // beyond this many (lines × lines) the middle is shown as replaced
 
-// [{op: "same" | "del" | "add", text, a (1-based line in a, or null), b (line in b, or null)}]
+// [{op: "same" | "del" | "add", text, a (1-based line in a, or null), b (line in b, or null)}],
+// its `rough` property true when the texts were too long to match line by line.
 export function diffLines(aText, bText) {
   const a = aText === "" ? [] : aText.split("\n");
   const b = bText === "" ? [] : bText.split("\n");
@@ -14,10 +15,12 @@ export function diffLines(aText, bText) {
   let endB = b.length;
   while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) { endA--; endB--; }
   const out = [];
+  out.rough = false;
   for (let i = 0; i < start; i++) out.push({ op: "same", text: a[i], a: i + 1, b: i + 1 });
   const n = endA - start;
   const m = endB - start;
   if (n * m > MAX_CELLS) {
+    out.rough = true;
     for (let i = start; i < endA; i++) out.push({ op: "del", text: a[i], a: i + 1, b: null });
     for (let j = start; j < endB; j++) out.push({ op: "add", text: b[j], a: null, b: j + 1 });
   } else {
@@ -61,7 +64,8 @@ export function diffView(title, aText, bText, { context = 3 } = {}) {
   const lines = diffLines(aText, bText);
   const { added, removed } = diffStats(lines);
   const summary = el("p", { class: "status-line diff-summary" },
-    added || removed ? `${added} line(s) added, ${removed} removed` : "No difference.");
+    added || removed ? `${added} line(s) added, ${removed} removed` : "No difference.",
+    lines.rough ? " (too long to match line by line: the changed middle is shown removed, then added)" : "");
   const near = new Array(lines.length).fill(false);
   lines.forEach((l, k) => {
     if (l.op === "same") return;
