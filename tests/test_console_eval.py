@@ -171,3 +171,30 @@ async def test_a_refused_start_shows_the_reason(console: Browser) -> None:
     assert page.url.endswith("#/evaluations")  # still here, nothing started
     await console.shot(page, "evaluation-refused")
     await page.context.close()
+
+
+async def test_older_evaluations_are_a_button_away(console: Browser) -> None:
+    async with console.http() as http:
+        for n in range(51):  # one page of 50, and one more
+            made = await http.post("/api/evaluations", json={
+                "prompt_version": "collections-default@1", "scenarios": [{"name": "voicemail"}],
+                "label": f"paging {n}"})
+            assert made.status_code == 202, made.text
+        total = len((await http.get("/api/evaluations", params={"limit": 500})).json()["items"])
+    page = await console.page()
+    await page.goto(console.url + "#/evaluations")
+    listed = page.locator("section", has=page.locator("h2", has_text="Evaluations so far"))
+    await listed.locator("caption", has_text="50 evaluation(s), newest first (older ones below)").wait_for()
+    assert await listed.locator("tbody tr").count() == 50
+    await listed.get_by_role("button", name="Show older evaluations").click()
+    await listed.locator("caption", has_text=f"{min(total, 100)} evaluation(s)").wait_for()
+    ids = [int(t.strip("#")) for t in await listed.locator("tbody tr td:first-child").all_inner_texts()]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)  # newest first, none twice
+    # a filter starts from the first page again
+    filters = page.get_by_role("form", name="Evaluation filters")
+    await filters.get_by_label("Label").fill("paging 7")
+    await filters.get_by_role("button", name="Show evaluations").click()
+    await listed.locator("caption", has_text="1 evaluation(s), newest first").wait_for()
+    assert await listed.get_by_role("button", name="Show older evaluations").is_hidden()
+    assert not console.errors, console.errors
+    await page.context.close()

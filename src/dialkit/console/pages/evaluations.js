@@ -97,17 +97,31 @@ export async function render(main) {
     field("Status", status), field("Prompt version", byPrompt), field("Label", byLabel),
     el("div", { class: "actions wide" }, show));
   const listBox = el("div", {});
-  main.append(section("Evaluations so far", filters, listBox));
+  const older = el("button", { type: "button", hidden: true }, "Show older evaluations");
+  main.append(section("Evaluations so far", filters, listBox, el("div", { class: "actions" }, older)));
 
   let timer = null;
   let stopped = false;
   let shown = "";
+  let pages = 1;  // pages of PAGE runs shown, newest first; "Show older" adds one
+  const PAGE = 50;
+  const query = () => ({ status: status.value, prompt_version: byPrompt.value, label: byLabel.value.trim(), limit: PAGE });
+  const fetchPages = async () => {
+    const items = [];
+    let cursor = null;
+    for (let n = 0; n < pages; n++) {
+      const page = await api("GET", "/api/evaluations", { query: { ...query(), cursor } });
+      items.push(...page.items);
+      cursor = page.next_cursor;
+      if (cursor === null) break;
+    }
+    return { items, more: cursor !== null };
+  };
   const load = async (button) => {
     clearTimeout(timer);
-    const page = await act(button, () => api("GET", "/api/evaluations", { query: {
-      status: status.value, prompt_version: byPrompt.value, label: byLabel.value.trim(), limit: 100 } }));
-    // (the newest 100; older ones are a cursor away: `next_cursor`)
+    const page = await act(button, fetchPages);
     if (!page || stopped) return;
+    older.hidden = !page.more;
     const seen = JSON.stringify(page.items);
     if (seen !== shown || button) {
       shown = seen;
@@ -122,11 +136,13 @@ export async function render(main) {
         { label: "Mode", render: (r) => `${r.mode} ×${r.repeat}` },
         { label: "Label", render: (r) => fmt(r.label) },
         { label: "Created", render: (r) => when(r.created_at) },
-      ], page.items, { caption: `${page.items.length} evaluation(s), newest first`, empty: "No evaluation yet: start one above." }));
+      ], page.items, { caption: `${page.items.length} evaluation(s), newest first${page.more ? " (older ones below)" : ""}`,
+        empty: "No evaluation yet: start one above." }));
     }
     if (page.items.some((r) => UNFINISHED.has(r.status))) timer = setTimeout(() => load(null), 2000);
   };
-  filters.addEventListener("submit", (e) => { e.preventDefault(); load(show); });
+  filters.addEventListener("submit", (e) => { e.preventDefault(); pages = 1; load(show); });
+  older.addEventListener("click", () => { pages += 1; load(older); });
   await load(null);
   return () => { stopped = true; clearTimeout(timer); };
 }
