@@ -25,8 +25,7 @@ async function show() {
   const main = document.getElementById("main");
   if (stop) { try { stop(); } catch (err) { console.warn(err); } stop = null; }
   for (const a of document.querySelectorAll("#nav a")) {
-    const current = a.dataset.route === route || (a.dataset.route === "campaigns" && route === "campaign")
-      || (a.dataset.route === "calls" && route === "call");
+    const current = a.dataset.route === route || (page && page.under === a.dataset.route);
     if (current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   main.replaceChildren();
@@ -40,6 +39,7 @@ async function show() {
     const result = await module.render(main, params);
     if (typeof result === "function") stop = result;
   } catch (err) {
+    console.error(err);  // a page that cannot load or draw is a console error, not only a notice
     main.append(el("h1", {}, page.title), el("p", { class: "error" }, err.message || String(err)));
     notify(err.message || String(err), "error");
   }

@@ -2,7 +2,7 @@
 // with its row report, its do-not-call list and its analytics charts.
 import { api } from "../api.js";
 import { legend, meter, splitBar, stackedBars } from "../charts.js";
-import { act, badge, el, field, fmt, pct, section, table } from "../ui.js";
+import { act, append, badge, clear, el, field, fmt, pct, section, table } from "../ui.js";
 import { dncPanel } from "./dnc.js";
 
 const ACTIONS = { draft: ["start", "cancel"], running: ["pause", "cancel"], paused: ["resume", "cancel"], completed: [], canceled: [] };
@@ -94,11 +94,11 @@ export async function render(main, [id]) {
       statusBadge.replaceChildren(badge(s.status), s.status_reason ? ` ${s.status_reason}` : "");
       if (!controls.contains(document.activeElement)) drawControls();
       const done = s.leads.done + s.leads.dnc + s.leads.exhausted + s.leads.canceled;
-      progress.replaceChildren(
+      append(clear(progress), [
         stats([["Leads", s.total_leads], ["Finished", `${done} (${pct(s.total_leads ? done / s.total_leads : null)})`],
           ["Live attempts", s.live_attempts], ["Completed calls", s.attempts.completed]]),
         s.total_leads ? el("div", { class: "progress" }, splitBar("Leads per state", LEAD_STATES, LEAD_STATES.map((x) => s.leads[x.key])),
-          legend(LEAD_STATES.map((x) => ({ ...x, name: `${x.name} ${s.leads[x.key]}` })))) : null);
+          legend(LEAD_STATES.map((x) => ({ ...x, name: `${x.name} ${s.leads[x.key]}` })))) : null]);  // (null skipped)
     } catch (err) {
       progress.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
     }
