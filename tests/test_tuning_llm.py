@@ -2,7 +2,8 @@
 real socket: it sends the failure analysis, the playbook's tunable wording and the
 system-prompt template; the model's JSON reply becomes typed edits the critique approves; a
 reply that breaks a compliance rule is refused by the critique naming the rule; an empty,
-malformed or unknown-kind reply is asked for once more and then refused with the reason;
+malformed or unknown-kind reply is asked for once more and then given as a proposal without
+edits whose error says why (a failed request too);
 the critique's feedback and the blamed edit go into the next request; the proposal's text
 records the whole exchange, with the server's token count and its cost."""
 
@@ -20,7 +21,7 @@ from tests.test_tuning_writer import cooperative_not_offered_full, hardship_refu
 from tuning.analysis import FailureAnalysis, analyse
 from tuning.critique import review
 from tuning.edits import SetOfferOrder, SetRoute, SetThreshold, SetTransition, UseWording
-from tuning.writer_llm import LLMProposal, LLMWriter, WriterError, cost_usd
+from tuning.writer_llm import LLMProposal, LLMWriter, cost_usd
 
 FULL_FIRST = {"kind": "offer_order",
               "steps": ["offer_full", "offer_settlement", "offer_instalments", "ask_amount"]}
@@ -171,19 +172,22 @@ async def test_a_malformed_reply_is_asked_for_again_then_refused_with_the_reason
 ) -> None:
     async with running_openai(reply=Scripted(reply)) as emu:
         writer = writer_for(emu)
-        with pytest.raises(WriterError) as err:
-            await writer.propose(weak, analysis, [])
-    assert why in err.value.reason and err.value.reason.startswith("the model gave no usable proposal (2 replies)")
-    assert len(emu.requests) == 2
-    again = emu.requests[1]["messages"]
-    assert again[:2] == emu.requests[0]["messages"] and again[2] == {"role": "assistant", "content": reply}
-    assert again[3]["role"] == "user" and why in again[3]["content"]
-    # the exchange is kept for the audit trail, with what it cost
-    assert user_message(emu.requests[0]) in err.value.text
-    assert err.value.text.count("rejected: ") == 2 and why in err.value.text.split("rejected: ")[1]
-    assert err.value.text.count("assistant:\n" + reply) == 2
-    assert err.value.tokens > 0 and writer.tokens == err.value.tokens
-    assert writer.tried == []
+        proposal = await writer.propose(weak, analysis, [])
+        assert isinstance(proposal, LLMProposal) and proposal.edits == () and proposal.symptom == "malformed"
+        assert proposal.error.startswith("the model gave no usable proposal (2 replies): ") and why in proposal.error
+        assert len(emu.requests) == 2
+        again = emu.requests[1]["messages"]
+        assert again[:2] == emu.requests[0]["messages"] and again[2] == {"role": "assistant", "content": reply}
+        assert again[3]["role"] == "user" and why in again[3]["content"]
+        # the exchange is kept for the audit trail, with what it cost
+        assert proposal.text.startswith(proposal.error) and user_message(emu.requests[0]) in proposal.text
+        assert proposal.text.count("assistant:\n" + reply) == 2
+        assert proposal.text.count("rejected: ") == 2 and why in proposal.text.split("rejected: ")[1]
+        assert proposal.tokens > 0 and writer.tokens == proposal.tokens and writer.tried == []
+        # the next request tells the model why its reply was refused
+        await writer.propose(weak, analysis, ["rejected: [malformed] proposal: the writer proposed no edit"])
+    assert "Earlier replies of yours could not be used:\n- " in user_message(emu.requests[2])
+    assert why in user_message(emu.requests[2]).split("Earlier replies of yours could not be used:")[1]
 
 
 async def test_a_malformed_reply_then_a_good_one_gives_the_proposal(
@@ -239,14 +243,15 @@ async def test_a_failed_request_is_refused_with_the_reason(
 ) -> None:
     async with running_openai(reply=Scripted(answer(GOOD))) as emu:
         emu.faults.append(fault)
-        with pytest.raises(WriterError) as err:
-            await writer_for(emu).propose(weak, analysis, [])
-    assert err.value.reason.startswith(why) and len(emu.requests) == 1
-    assert user_message(emu.requests[0]) in err.value.text
+        proposal = await writer_for(emu).propose(weak, analysis, [])
+    assert isinstance(proposal, LLMProposal) and proposal.edits == ()
+    assert proposal.symptom == "request_failed" and proposal.error.startswith(why)
+    assert len(emu.requests) == 1 and user_message(emu.requests[0]) in proposal.text
 
 
 async def test_a_timeout_is_refused_with_the_reason(weak: Playbook, analysis: FailureAnalysis) -> None:
     async with running_openai(reply=Scripted(answer(GOOD)), first_token_delay_s=2.0) as emu:
         writer = LLMWriter(LLMSettings(api_key="test-openai-key", base_url=emu.base_url, timeout_s=0.3))
-        with pytest.raises(WriterError, match=r"the model did not answer within 0.3 s"):
-            await writer.propose(weak, analysis, [])
+        proposal = await writer.propose(weak, analysis, [])
+    assert isinstance(proposal, LLMProposal) and proposal.edits == ()
+    assert proposal.error == "the model did not answer within 0.3 s"

@@ -22,11 +22,13 @@ tuning.critique.review sees it, so there is no edit kind for it.
 The reply is parsed strictly: not JSON, not an object, unknown or missing keys, no edits,
 an edit of an unknown kind or with bad fields, an edit the critique already blamed, or a
 proposal made before: the model is told why and asked once more (`attempts`, 2 in all by
-default); if that reply is no better, `propose` raises `WriterError` with the reason and
-the whole exchange (prompts and replies), its tokens and cost, for the loop to record (an
-unhandled one fails the run with the reason). A request that fails (timeout, HTTP error,
-connection) raises WriterError too. `propose` never returns None: the model is asked every
-time.
+default); if that reply is no better, `propose` returns a proposal with no edits whose
+`error` (and rationale) gives the reason, symptom "malformed", with the whole exchange, its
+tokens and cost, for the loop to record and send back like any rejected proposal (the
+tuning loop's exchange rejects a proposal without edits: "the writer proposed no edit"); the
+next request tells the model why its reply was refused. A request that fails (timeout,
+HTTP error, connection) gives the same, symptom "request_failed". `propose` never returns
+None and never raises for what the model or its server did: the model is asked every time.
 
 Tokens are the server's own count (`stream_options={"include_usage": True}`; the emulator
 gives it too); a server that gives none gets an estimate of four characters a token, and the
@@ -52,7 +54,7 @@ from tuning.critique import RULES
 from tuning.edits import NEGOTIATION_STEPS, THRESHOLDS, Edit, edit_adapter
 from tuning.writer import Proposal, negotiation_chain
 
-__all__ = ["PRICES", "LLMProposal", "LLMWriter", "WriterError", "cost_usd", "estimate_tokens", "parse_reply"]
+__all__ = ["PRICES", "LLMProposal", "LLMWriter", "cost_usd", "estimate_tokens", "parse_reply"]
 
 #: USD per 1M tokens (input, output), by model name prefix (the longest listed prefix of a
 #: model's name prices it: "gpt-4o-mini-2024-07-18" is gpt-4o-mini); a model not listed costs 0
@@ -84,18 +86,6 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-class WriterError(RuntimeError):
-    """The writer has no usable proposal: `reason` says why; `text` is the exchange so far
-    (prompts and replies) for the audit trail, with its `tokens` and `cost_usd`."""
-
-    def __init__(self, reason: str, *, text: str = "", tokens: int = 0, cost_usd: float = 0.0) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.text = text
-        self.tokens = tokens
-        self.cost_usd = cost_usd
-
-
 @dataclass(frozen=True)
 class LLMProposal(Proposal):
     """A proposal from the model, with the whole exchange that produced it."""
@@ -104,6 +94,9 @@ class LLMProposal(Proposal):
     exchange: str = ""
     #: True when `tokens` is an estimate (the server gave no usage)
     estimated: bool = False
+    #: why there are no edits (the model's reply could not be used, or the request
+    #: failed); "" for a proposal with edits
+    error: str = ""
 
     @property
     def text(self) -> str:
@@ -254,6 +247,8 @@ class LLMWriter:
         self.timeout_s = settings.timeout_s or 120.0
         self.tried: list[str] = []
         self.avoided: list[str] = []
+        #: why the model's last unusable replies were refused (told to it in the next request)
+        self.unusable: list[str] = []
         self.tokens = 0
         self.cost_usd = 0.0
 
@@ -267,19 +262,21 @@ class LLMWriter:
 
     def state(self) -> dict[str, Any]:
         return {"seed": self.seed, "tried": list(self.tried), "avoided": list(self.avoided),
-                "tokens": self.tokens, "cost_usd": self.cost_usd}
+                "unusable": list(self.unusable), "tokens": self.tokens, "cost_usd": self.cost_usd}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.seed = int(state.get("seed", self.seed))
         self.tried = [str(k) for k in state.get("tried", [])]
         self.avoided = [str(k) for k in state.get("avoided", [])]
+        self.unusable = [str(k) for k in state.get("unusable", [])]
         self.tokens = int(state.get("tokens", 0))
         self.cost_usd = float(state.get("cost_usd", 0.0))
 
     async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
                       feedback: list[str]) -> Proposal:
         """The model's proposal for `analysis` (with the critique's `feedback` on the
-        proposals it sent back); raises WriterError when the model gives none usable."""
+        proposals it sent back); one without edits, `error` saying why, when the model
+        gave none usable or the request failed."""
         messages: list[dict[str, str]] = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": self.request(playbook, analysis, feedback)},
@@ -294,8 +291,7 @@ class LLMWriter:
             except LLMRequestError as e:
                 why = (f"the model did not answer within {self.timeout_s:g} s" if e.kind == "timeout"
                        else f"the request failed: {e.message}")
-                self._spent(tokens, cost)
-                raise WriterError(why, text=self._log(log), tokens=tokens, cost_usd=cost) from None
+                return self._none("request_failed", why, log, tokens, cost, estimated)
             used, spent, guessed = self._usage(answer, messages)
             tokens, cost, estimated = tokens + used, cost + spent, estimated or guessed
             log.append(f"assistant:\n{answer.text}")
@@ -315,10 +311,16 @@ class LLMWriter:
             self.tried.append(proposal.key)
             self._spent(tokens, cost)
             return proposal
-        self._spent(tokens, cost)
         tries = f" ({self.attempts} replies)" if self.attempts > 1 else ""
-        raise WriterError(f"the model gave no usable proposal{tries}: {reason}",
-                          text=self._log(log), tokens=tokens, cost_usd=cost)
+        self.unusable = [*self.unusable, reason][-5:]
+        return self._none("malformed", f"the model gave no usable proposal{tries}: {reason}",
+                          log, tokens, cost, estimated)
+
+    def _none(self, symptom: str, why: str, log: list[str], tokens: int, cost: float,
+              estimated: bool) -> LLMProposal:
+        self._spent(tokens, cost)
+        return LLMProposal((), symptom, why, tokens, cost, exchange=self._log(log),
+                           estimated=estimated, error=why)
 
     # -- the request -----------------------------------------------------------------
 
@@ -334,6 +336,9 @@ class LLMWriter:
         if self.avoided:
             parts.append("Never propose these edits again (the critique blamed them):\n"
                          + "\n".join(f"- {k}" for k in self.avoided))
+        if self.unusable:
+            parts.append("Earlier replies of yours could not be used:\n"
+                         + "\n".join(f"- {r}" for r in self.unusable))
         if self.tried:
             parts.append("Already proposed (propose something else):\n"
                          + "\n".join(f"- {k}" for k in self.tried))
