@@ -9,6 +9,7 @@ records the whole exchange, with the server's token count and its cost."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from ai.llm_text import LLMSettings
 from ai.playbook import PACKAGED_PLAYBOOKS, Playbook, load_playbook
 from emulators.openai_api import OpenAIEmulator, OpenAIFault, Reply, running_openai, tokenize
 from tests.test_tuning_writer import cooperative_not_offered_full, hardship_refused
+from tuning import loop
 from tuning.analysis import FailureAnalysis, analyse
 from tuning.critique import review
 from tuning.edits import SetOfferOrder, SetRoute, SetThreshold, SetTransition, UseWording
@@ -255,3 +257,31 @@ async def test_a_timeout_is_refused_with_the_reason(weak: Playbook, analysis: Fa
         proposal = await writer.propose(weak, analysis, [])
     assert isinstance(proposal, LLMProposal) and proposal.edits == ()
     assert proposal.error == "the model did not answer within 0.3 s"
+
+
+@pytest.mark.skipif(not inspect.iscoroutinefunction(loop.exchange),
+                    reason="the tuning loop's exchange is not yet async over the Writer protocol")
+async def test_the_loops_exchange_records_every_round_and_sends_the_critique_back(
+    weak: Playbook
+) -> None:
+    exchange: Any = loop.exchange
+    skip = {"kind": "transition", "state": "verify", "on": "verified", "target": "offer_full"}
+    async with running_openai(reply=Scripted("not json", "not json", answer([skip]), answer(GOOD))) as emu:
+        writer = writer_for(emu)
+        ex = await exchange(writer, weak, [hardship_refused(), cooperative_not_offered_full()])
+    assert len(emu.requests) == 4 and len(ex.rounds) == 3
+    (malformed, r1), (breaking, r2), (good, r3) = ex.rounds
+    assert malformed.edits == () and not r1.approved
+    assert not r2.approved and r2.rules == ["disclosure"]
+    assert r3.approved and ex.approved is not None and good.edits[0] == SetOfferOrder(**FULL_FIRST)
+    # the malformed round's reason and the critique's verdicts reach the next requests
+    third, fourth = user_message(emu.requests[2]), user_message(emu.requests[3])
+    assert "Earlier replies of yours could not be used:\n- the reply is not JSON" in third
+    assert "- " + r1.text in third
+    assert "- " + r2.text in fourth and skip["target"] in fourth
+    # the whole exchange is recorded: every prompt and reply, and what it cost
+    text = ex.text()
+    assert all(user_message(body) in text for body in emu.requests)
+    assert answer(GOOD) in text and "critique: approved" in text and "[disclosure]" in text
+    assert ex.tokens == malformed.tokens + breaking.tokens + good.tokens == writer.tokens > 0
+    assert ex.cost_usd == pytest.approx(writer.cost_usd) and ex.cost_usd > 0
