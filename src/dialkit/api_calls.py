@@ -45,7 +45,7 @@ class CreateCall(BaseModel):
     context: dict[str, Any] = Field(
         default_factory=dict, description="the facts the playbook declares (debtor_name, balance, …)"
     )
-    # placing the call through the carrier (H-sched, dialkit.single_dial)
+    # placing the call through the carrier (dialkit.single_dial)
     dial: bool = Field(default=False, description="place the call now through the carrier")
     caller_id: str | None = Field(
         default=None, description="E.164 number the call comes from (needed with dial)")
@@ -145,7 +145,7 @@ async def create_call(request: web.Request, body: CreateCall) -> CallCreated:
     except BodyError as exc:
         raise _body_error(exc) from None
     dialed: dict[str, Any] = {}
-    if body.dial:  # through the carrier, by the campaigns' dialer (H-sched)
+    if body.dial:  # through the carrier, by the campaigns' dialer
         dialed = await single_dial.place(state, body.carrier, body.to, body.caller_id, playbook,
                                          resolved, body.context)
     try:

@@ -317,7 +317,7 @@ def _print_summary(result: Any) -> None:
 
 
 def _add_job_commands() -> None:
-    """`dialkit worker`, and `demo` in the `dialkit campaign` group (H-sched)."""
+    """`dialkit worker`, and `demo` in the `dialkit campaign` group."""
     from dialkit.cli_demo import register
     from dialkit.cli_jobs import worker
 

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     media_send_backlog_s: float = Field(default=5.0, gt=0)
     whisper_threads: int = 2
 
-    # --- audit log (H-outbox) ---
+    # --- audit log ---
     #: audit rows older than this are deleted by the daily purge (campaigns.audit.purge)
     audit_retention_days: int = Field(default=1095, gt=0)
 

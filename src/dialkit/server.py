@@ -236,7 +236,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state.database_url = url
     state.pool = await db.create_pool(url)
     await db.migrate(state.pool)
-    await seed_library(state.pool)  # the shipped evaluation library (H-library)
+    await seed_library(state.pool)  # the shipped evaluation library
     state.store = CallStore(state.pool)
     if settings.redis_url:
         state.registry = RedisRegistry.from_url(settings.redis_url, settings.redis_prefix)
@@ -249,7 +249,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             if isinstance(control, ExotelCallControl):
                 control.transfers = state.registry.transfer_store()
     await state.registry.start(_deliver_verdict(state))
-    # campaign jobs (H-sched): the in-process worker and the call-end hook
+    # campaign jobs: the in-process worker and the call-end hook
     state.jobs = await start_for_server(
         settings, url, state.pool, state.store, state.providers.controls,
         state.providers.registry, state.registry,
@@ -259,7 +259,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     for session in list(state.sessions):
         await session.ws.close(code=1001, message=close_reason("server shutting down"))
-    await state.jobs.close()  # campaign jobs (H-sched)
+    await state.jobs.close()  # campaign jobs
     await state.registry.close()
     await state.providers.close()
     await state.pool.close()
@@ -323,14 +323,13 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     api_audit.routes.install(app)
     api_config.routes.install(app)
     console_routes.install(app)  # the web console at /console/
-    api_library.install(app)  # personalities, prompt versions, scenarios, sets (H-library)
-    api_evaluations.install(app)  # evaluation runs (H-runs)
-    api_evaluations.install(app)  # evaluation runs (issue 11)
+    api_library.install(app)  # personalities, prompt versions, scenarios, sets
+    api_evaluations.install(app)  # evaluation runs
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
     carrier_hooks.add_routes(app)
-    campaign_hooks.add_routes(app)  # carrier status callbacks (H-sched)
+    campaign_hooks.add_routes(app)  # carrier status callbacks
     return app
 
 
@@ -362,7 +361,7 @@ async def start_server(
         runner, settings.host, settings.port if port is None else port, reuse_port=reuse_port or None
     )
     await site.start()
-    # campaign jobs (H-sched): dialling starts once carriers can reach our media and webhooks
+    # campaign jobs: dialling starts once carriers can reach our media and webhooks
     if (jobs := app[STATE].jobs) is not None:
         jobs.listening(app[STATE].registry.node)
     server = site._server
