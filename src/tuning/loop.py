@@ -64,6 +64,14 @@ class Exchange:
         return sum(float(getattr(p, "cost_usd", 0.0) or 0.0) for p, _ in self.rounds)
 
 
+@dataclass(frozen=True)
+class _Failed(Proposal):
+    """What a writer that raised leaves in the exchange: its reason, tokens and cost."""
+
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
 def _malformed(detail: str) -> Review:
     return Review(False, [Problem("malformed", "proposal", detail)])
 
@@ -92,7 +100,14 @@ async def exchange(writer: Writer, playbook: Playbook, results: list[ScenarioRes
     out = Exchange()
     feedback: list[str] = []
     for _ in range(max_revisions + 1):
-        proposal = await writer.propose(playbook, analysis, list(feedback))
+        try:
+            proposal = await writer.propose(playbook, analysis, list(feedback))
+        except Exception as exc:  # the writer failed (an LLM's unusable answer): recorded, and no proposal
+            out.rounds.append((_Failed((), "error", f"the writer failed: {getattr(exc, 'reason', None) or exc}",
+                                       int(getattr(exc, "tokens", 0) or 0),
+                                       float(getattr(exc, "cost_usd", 0.0) or 0.0)),
+                               _malformed(f"no usable proposal: {type(exc).__name__}: {str(exc)[:300]}")))
+            break
         if proposal is None:
             break
         if not isinstance(proposal, Proposal):
