@@ -61,6 +61,7 @@ __all__ = [
     "TuningSpec",
     "cancel_tuning",
     "create_tuning",
+    "export_yaml",
     "get_tuning",
     "list_tuning",
     "llm_settings",
@@ -359,3 +360,19 @@ async def run_tuning(pool: asyncpg.Pool, tuning_id: int, jobs: Deferrer, *,
         await _finish(pool, tuning_id, "FAILED", None, reason)
     return str(await pool.fetchval("SELECT status FROM tuning_runs WHERE id = $1", tuning_id))
 
+
+
+async def export_yaml(pool: Executor, tuning_id: int) -> tuple[str, str]:
+    """(prompt version ref, YAML) of a run's final prompt version (the best so far while it
+    runs, the initial one before any is evaluated): its playbook, a file `dialkit` loads as
+    a playbook, headed by comments naming the run and the scores."""
+    import yaml
+
+    run = await get_run(pool, tuning_id, with_iterations=False)
+    pv = await library.get_prompt_version(pool, run.final_prompt_version_id or run.prompt_version_id)
+    head = [f"# {pv.ref}: tuning run {run.id} ({run.status}) from {run.prompt_version}"]
+    if run.final_train_score is not None:
+        head.append(f"# training {run.initial_train_score} -> {run.final_train_score},"
+                    f" held out {run.initial_heldout_score} -> {run.final_heldout_score}")
+    body = yaml.safe_dump(pv.playbook_data, sort_keys=False, allow_unicode=True)
+    return pv.ref, "\n".join(head) + "\n" + body
