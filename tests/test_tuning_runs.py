@@ -8,8 +8,10 @@ recorded iterations unchanged."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -201,3 +203,45 @@ async def test_a_killed_worker_s_run_is_finished_by_another(pool: asyncpg.Pool, 
     assert run.iterations[0] == first[0]
     assert [it.n for it in run.iterations] == list(range(1, len(run.iterations) + 1))
     assert len(run.iterations) == 3
+
+
+def _dialkit_tune(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = str(Path(sys.executable).with_name("dialkit"))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+           "DATABASE_URL": url, "DIALKIT_LOG_LEVEL": "WARNING",
+           "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([exe, "tune", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+async def test_the_cli_prints_one_json_object_and_writes_the_plot(dburl: str, pool: asyncpg.Pool,
+                                                                  tmp_path: Path) -> None:
+    png, exported = tmp_path / "scores.png", tmp_path / "final.yaml"
+    done = await asyncio.to_thread(
+        _dialkit_tune, dburl, "--from", WEAK, "--scenarios", "default", "--heldout", "default-heldout",
+        "--target", "100", "--max-iterations", "3", "--seed", "0", "--json", "--plot", str(png),
+        "--export", str(exported))
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["status"] == "COMPLETED"
+    assert [it["n"] for it in found["iterations"]] == [1, 2, 3]
+    assert set(found["iterations"][0]) == {"n", "prompt_version", "train_score", "heldout_score", "delta",
+                                           "accepted"}
+    assert found["initial"]["prompt_version"] == WEAK
+    assert set(found["final"]) == {"prompt_version", "train_score", "heldout_score"}
+    assert found["final"]["heldout_score"] > found["initial"]["heldout_score"]
+    run = await tuning.get_tuning(pool, found["id"])
+    assert [it.prompt_version for it in run.iterations] == [it["prompt_version"] for it in found["iterations"]]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert exported.read_text().startswith(f"# {found['final']['prompt_version']}: tuning run {found['id']}")
+
+    refused = await asyncio.to_thread(
+        _dialkit_tune, dburl, "--from", WEAK, "--scenarios", "default", "--heldout", "default-heldout",
+        "--max-iterations", "11", "--json")
+    assert refused.returncode == 2 and "max_iterations" in refused.stderr and refused.stdout == ""
+    unknown = await asyncio.to_thread(
+        _dialkit_tune, dburl, "--from", WEAK, "--scenarios", "default", "--heldout", "nosuch", "--json")
+    assert unknown.returncode == 2 and "nosuch" in unknown.stderr
+    llm = await asyncio.to_thread(
+        _dialkit_tune, dburl, "--from", WEAK, "--scenarios", "default", "--heldout", "default-heldout",
+        "--writer", "llm", "--json")
+    assert llm.returncode == 2 and "OPENAI_API_KEY" in llm.stderr
