@@ -45,6 +45,9 @@ class Proposal:
     edits: tuple[Edit, ...]
     symptom: str
     rationale: str
+    #: what the proposal cost a model (0 for the offline writer)
+    tokens: int = 0
+    cost_usd: float = 0.0
 
     @property
     def key(self) -> str:
