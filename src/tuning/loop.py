@@ -64,14 +64,6 @@ class Exchange:
         return sum(float(getattr(p, "cost_usd", 0.0) or 0.0) for p, _ in self.rounds)
 
 
-@dataclass(frozen=True)
-class _Failed(Proposal):
-    """What a writer that raised leaves in the exchange: its reason, tokens and cost."""
-
-    tokens: int = 0
-    cost_usd: float = 0.0
-
-
 def _malformed(detail: str) -> Review:
     return Review(False, [Problem("malformed", "proposal", detail)])
 
@@ -103,7 +95,7 @@ async def exchange(writer: Writer, playbook: Playbook, results: list[ScenarioRes
         try:
             proposal = await writer.propose(playbook, analysis, list(feedback))
         except Exception as exc:  # the writer failed (an LLM's unusable answer): recorded, and no proposal
-            out.rounds.append((_Failed((), "error", f"the writer failed: {getattr(exc, 'reason', None) or exc}",
+            out.rounds.append((Proposal((), "error", f"the writer failed: {getattr(exc, 'reason', None) or exc}",
                                        int(getattr(exc, "tokens", 0) or 0),
                                        float(getattr(exc, "cost_usd", 0.0) or 0.0)),
                                _malformed(f"no usable proposal: {type(exc).__name__}: {str(exc)[:300]}")))
