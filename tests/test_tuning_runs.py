@@ -245,3 +245,43 @@ async def test_the_cli_prints_one_json_object_and_writes_the_plot(dburl: str, po
         _dialkit_tune, dburl, "--from", WEAK, "--scenarios", "default", "--heldout", "default-heldout",
         "--writer", "llm", "--json")
     assert llm.returncode == 2 and "OPENAI_API_KEY" in llm.stderr
+
+
+async def test_a_stored_run_with_the_llm_writer_against_the_emulator(pool: asyncpg.Pool, dburl: str) -> None:
+    import json as _json
+
+    from pydantic import SecretStr
+
+    from ai.llm_text import LLMSettings
+    from emulators.openai_api import Reply, running_openai
+
+    good = [{"kind": "offer_order", "steps": ["offer_full", "offer_settlement", "offer_instalments", "ask_amount"]},
+            {"kind": "route", "phase": "post_verification", "intent": "hardship", "target": "hardship"}]
+    reply = _json.dumps({"rationale": "Offer the full balance first; hardship to its step.",
+                         "symptom": "full_not_offered_first", "edits": good})
+    async with running_openai(reply=lambda messages: Reply(reply)) as emu:
+        llm = LLMSettings(api_key="test-openai-key", base_url=emu.base_url)
+        created = await tuning.create_tuning(pool, _spec(writer="llm", max_iterations=2), llm=llm)
+        settings = Settings(database_url=dburl, openai_api_key=SecretStr("test-openai-key"),
+                            openai_base_url=emu.base_url)
+        jobs = Jobs(settings, dburl)
+        jobs.evaluation = EvaluationRuntime(pool, runs.EvaluationServices())
+        await jobs.open()
+        jobs.start_evaluation_worker(6, name="test-llm-writer")
+        try:
+            await jobs.defer_tuning(created.id)
+            run = await tuning.wait_for_tuning(pool, created.id, timeout_s=120)
+        finally:
+            await jobs.close()
+        assert emu.requests
+    assert run.status == "COMPLETED", run.error
+    first, second = run.iterations
+    assert first.tokens > 0 and first.cost_usd > 0
+    assert reply in first.exchange and "critique: approved" in first.exchange
+    # the candidate was saved and evaluated (these edits alone cost training points here)
+    assert first.train_evaluation_id and first.prompt_version != run.prompt_version
+    assert first.reason.startswith("accepted" if first.accepted else "rejected")
+    assert first.writer_state
+    # the model repeats itself: the writer refuses a proposal made before, nothing is evaluated
+    assert not second.accepted and second.train_evaluation_id is None
+    assert second.reason.startswith("the critique approved no proposal") and second.tokens > 0
