@@ -17,7 +17,8 @@
 - `dialkit.recover_stalled`: every 30 s and when a worker starts, the tuning and
   evaluation jobs left in progress by a worker that stopped sending heartbeats (killed)
   are retried (`recover_stalled`): a tuning run resumes after its last recorded iteration,
-  an evaluation call is played again.
+  an evaluation call is played again; an unfinished tuning run with no job at all (its job
+  aborted when a worker stopped) is deferred again.
 
 procrastinate talks to PostgreSQL through psycopg 3 (its own driver, beside asyncpg): its
 pool is kept small (`JOB_POOL_SIZE`) since a worker holds one connection to LISTEN and
@@ -252,7 +253,8 @@ class Jobs:
 
     async def defer_tuning(self, tuning_id: int) -> None:
         """The `dialkit.tuning_run` job of a run (one waiting at most)."""
-        task = self.app.configure_task(TUNING_RUN, queue=EVALUATION_QUEUE,
+        # the lock keeps two deliveries of a run from working it at once
+        task = self.app.configure_task(TUNING_RUN, queue=EVALUATION_QUEUE, lock=f"tuning:{tuning_id}",
                                        queueing_lock=f"tuning:{tuning_id}")
         with contextlib.suppress(job_errors.AlreadyEnqueued):
             await task.defer_async(tuning_id=tuning_id)
@@ -268,6 +270,18 @@ class Jobs:
                 await manager.retry_job(job)
                 retried += 1
                 log.warning("stalled_job_retried", task=task_name, job=job.id, args=job.task_kwargs)
+        # a run left unfinished with no job to work it (its job aborted by a worker that
+        # stopped, or never deferred) is deferred again
+        pool = self._eval_rt().pool
+        orphans = await pool.fetch(
+            "SELECT t.id FROM tuning_runs t WHERE t.status IN ('PENDING', 'RUNNING')"
+            " AND t.created_at < now() - interval '5 seconds' AND NOT EXISTS ("
+            "  SELECT 1 FROM procrastinate_jobs j WHERE j.task_name = $1"
+            "  AND j.status IN ('todo', 'doing') AND (j.args->>'tuning_id')::bigint = t.id)", TUNING_RUN)
+        for row in orphans:
+            await self.defer_tuning(row["id"])
+            retried += 1
+            log.warning("tuning_run_redeferred", tuning=row["id"])
         return retried
 
     async def _recover_at_start(self) -> None:
