@@ -192,6 +192,8 @@ async def test_a_killed_worker_s_run_is_finished_by_another(pool: asyncpg.Pool, 
         first = (await tuning.get_tuning(pool, created.id)).iterations
         assert [it.n for it in first] == [1]
         assert (await tuning.get_tuning(pool, created.id)).status == "RUNNING"
+        # its heartbeat goes stale: the next worker to start takes its jobs over at once
+        await asyncio.sleep(jobs.stalled_after_s + 0.5)
         jobs.start_evaluation_worker(6, name="survivor")
         run = await tuning.wait_for_tuning(pool, created.id, timeout_s=300)
     finally:
@@ -213,6 +215,7 @@ def _dialkit_tune(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, "tune", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 async def test_the_cli_prints_one_json_object_and_writes_the_plot(dburl: str, pool: asyncpg.Pool,
                                                                   tmp_path: Path) -> None:
     png, exported = tmp_path / "scores.png", tmp_path / "final.yaml"

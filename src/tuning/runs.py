@@ -325,7 +325,7 @@ async def run_tuning(pool: asyncpg.Pool, tuning_id: int, jobs: Deferrer, *,
             if current.train_score >= spec.target:
                 outcome = f"the target {spec.target:g} was met"
                 break
-            await pool.execute("UPDATE tuning_runs SET current_iteration = $2 WHERE id = $1", tuning_id, n - 1)
+            await pool.execute("UPDATE tuning_runs SET current_iteration = $2 WHERE id = $1", tuning_id, n)
             parent = current_pv
             saved: dict[str, PromptVersion] = {}
 
