@@ -265,10 +265,10 @@ async def _current(job: _Job, run: TuningRun) -> tuple[Candidate, PromptVersion,
     if run.initial_train_score is None:
         await job.pool.execute(
             "UPDATE tuning_runs SET initial_train_score = $2, initial_heldout_score = $3,"
-            " initial_train_evaluation_id = $4, initial_heldout_evaluation_id = $5,"
+            " initial_train_evaluation_id = $4, initial_heldout_evaluation_id = $5, initial_per_scenario = $6,"
             " final_prompt_version_id = prompt_version_id, final_train_score = $2, final_heldout_score = $3"
             " WHERE id = $1", run.id, initial.train_score, initial.heldout_score,
-            initial.extra["train_evaluation_id"], initial.extra["heldout_evaluation_id"])
+            initial.extra["train_evaluation_id"], initial.extra["heldout_evaluation_id"], initial.per_scenario)
     accepted = [it for it in run.iterations if it.accepted]
     if not accepted:
         return initial, initial_pv, initial
