@@ -13,8 +13,6 @@ CREATE TABLE IF NOT EXISTS tuning_runs (
     initial_heldout_score     double precision,
     initial_train_evaluation_id   bigint REFERENCES evaluations (id),
     initial_heldout_evaluation_id bigint REFERENCES evaluations (id),
-    -- the initial version's training score per scenario (the Pareto pool's first member)
-    initial_per_scenario      jsonb,
     final_prompt_version_id   bigint REFERENCES prompt_versions (id),
     final_train_score         double precision,
     final_heldout_score       double precision,
