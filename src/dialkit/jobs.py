@@ -14,9 +14,9 @@
 - `dialkit.tuning_run` (tuning_id): a tuning run (`tuning.runs.run_tuning`), on the
   `evaluation` queue; it waits for its evaluation calls, so a worker taking it runs at
   least 2 jobs at once;
-- `dialkit.recover_stalled`: every 30 s and when a worker starts, the tuning and
-  evaluation jobs left in progress by a worker that stopped sending heartbeats (killed)
-  are retried (`recover_stalled`): a tuning run resumes after its last recorded iteration,
+- with each reconciliation and when a worker starts (an evaluation-only one too), the
+  tuning and evaluation jobs left in progress by a worker that stopped sending heartbeats
+  (killed) are retried (`recover_stalled`): a tuning run resumes after its last recorded iteration,
   an evaluation call is played again; an unfinished tuning run with no job at all (its job
   aborted when a worker stopped) is deferred again.
 
@@ -72,7 +72,6 @@ OUTBOX = "dialkit.outbox"
 AUDIT_PURGE = "dialkit.audit_purge"
 EVALUATION_CALL = "dialkit.evaluation_call"
 TUNING_RUN = "dialkit.tuning_run"
-RECOVER_STALLED = "dialkit.recover_stalled"
 #: psycopg connections procrastinate may open per process (LISTEN + job bookkeeping)
 JOB_POOL_SIZE = 4
 #: procrastinate's default queue: every job but the dials
@@ -186,12 +185,6 @@ class Jobs:
             await tuning_runs.run_tuning(ev.pool, tuning_id, self,
                                          llm=tuning_runs.llm_settings(self.settings))
 
-        @app.periodic(cron=_cron_every(30), periodic_id="every")
-        @app.task(name=RECOVER_STALLED, queue=EVALUATION_QUEUE, queueing_lock=RECOVER_STALLED,
-                  pass_context=False)
-        async def recover_stalled(timestamp: int | None = None) -> None:
-            await self.recover_stalled()
-
         @app.periodic(cron=_cron_every(s.scheduler_tick_s), periodic_id="every")
         @app.task(name=TICK, queueing_lock=TICK, pass_context=False)
         async def scheduler_tick(timestamp: int | None = None) -> None:
@@ -205,6 +198,7 @@ class Jobs:
         @app.task(name=RECONCILE, queueing_lock=RECONCILE, pass_context=False)
         async def reconcile_job(timestamp: int | None = None) -> None:
             await self.reconcile()
+            await self.recover_stalled()
 
         @app.periodic(cron=_cron_every(5), periodic_id="every")
         @app.task(name=OUTBOX, queueing_lock=OUTBOX, pass_context=False)
