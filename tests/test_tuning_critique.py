@@ -124,25 +124,25 @@ class _Writer(OfflineWriter):
         self.queue = list(proposals)
         self.feedback: list[list[str]] = []
 
-    def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                feedback: list[str] | None = None) -> Proposal | None:
+    async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                      feedback: list[str] | None = None) -> Proposal | None:
         self.feedback.append(list(feedback or []))
         return Proposal(tuple(self.queue.pop(0)), "test", "because") if self.queue else None
 
 
-def test_a_proposal_is_revised_at_most_three_times(default: Playbook) -> None:
+async def test_a_proposal_is_revised_at_most_three_times(default: Playbook) -> None:
     bad: list[list[Edit]] = [[SetTransition(state="greeting", on="yes", target="disclosure")]] * 10
     writer = _Writer(bad)
-    ex = exchange(writer, default, [])
+    ex = await exchange(writer, default, [])
     assert len(ex.rounds) == 1 + MAX_REVISIONS == 4
     assert ex.approved is None and all(not r.approved for _, r in ex.rounds)
     assert len(writer.feedback[-1]) == 3 and "verification_before_debt" in writer.feedback[-1][0]
 
 
-def test_a_sent_back_proposal_is_followed_by_another(default: Playbook) -> None:
+async def test_a_sent_back_proposal_is_followed_by_another(default: Playbook) -> None:
     writer = _Writer([[SetRoute(phase="pre_verification", intent="stop", target="refused")],
                       [SetThreshold(name="max_reprompts", value=3)]])
-    ex = exchange(writer, default, [])
+    ex = await exchange(writer, default, [])
     assert [r.approved for _, r in ex.rounds] == [False, True]
     assert ex.approved is not None and ex.approved[1].settings.max_reprompts == 3
     assert "[opt_out]" in ex.text() and "approved" in ex.text()
@@ -154,11 +154,11 @@ def test_an_edit_the_critique_blamed_is_not_proposed_again(default: Playbook) ->
 
     writer = OfflineWriter(seed=2)
     analysis = analyse([hardship_refused()], default)
-    first = writer.propose(default, analysis)
+    first = writer.choose(default, analysis)
     assert first is not None
     blamed = first.edits[0]
     writer.avoid(blamed)
-    while (p := writer.propose(default, analysis)) is not None:
+    while (p := writer.choose(default, analysis)) is not None:
         assert blamed not in p.edits
 
 
@@ -172,3 +172,41 @@ def test_the_paths_follow_a_transfer_that_cannot_happen(default: Playbook) -> No
     data["states"]["no_transfer"]["say"] = ["Nobody can take the call about your {creditor} account."]
     data["states"]["no_transfer"]["pre_verification"] = False  # the loader no longer looks
     assert [(p.rule, p.where) for p in check_data(data)] == [("verification_before_debt", "states.no_transfer")]
+
+
+class _Odd(OfflineWriter):
+    """Answers with no edits, then something that is not an edit, then raises."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.calls = 0
+
+    async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                      feedback: list[str] | None = None) -> Proposal | None:
+        self.calls += 1
+        if self.calls == 1:
+            return Proposal((), "test", "nothing to change")
+        if self.calls == 2:
+            return Proposal(("make it better",), "test", "free text")  # type: ignore[arg-type]
+        raise RuntimeError("the model answered prose")
+
+
+async def test_an_empty_or_malformed_proposal_is_sent_back_with_the_reason(default: Playbook) -> None:
+    ex = await exchange(_Odd(), default, [])
+    assert ex.approved is None and [r.approved for _, r in ex.rounds] == [False, False, False]
+    assert "[malformed]" in ex.rounds[0][1].text and "no edit" in ex.rounds[0][1].text
+    assert "not an edit" in ex.rounds[1][1].text and "make it better" in ex.rounds[1][1].text
+    assert "the model answered prose" in ex.text()
+
+
+async def test_a_step_records_a_malformed_exchange_as_rejected(default: Playbook) -> None:
+    from tuning.loop import Candidate, step
+
+    async def never(pb: Playbook, n: int) -> Candidate:
+        raise AssertionError("nothing approved is evaluated")
+
+    current = Candidate(default, 50.0, 50.0, {})
+    done = await step(1, _Odd(), current, never)
+    assert not done.iteration.accepted and done.current is current and not done.exhausted
+    assert done.iteration.reason.startswith("the critique approved no proposal")
+    assert done.iteration.exchange.count("writer:") == 3

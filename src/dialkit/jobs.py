@@ -10,7 +10,15 @@
 - `dialkit.outbox`: outcome-webhook deliveries (`campaigns.outbox.drain`), every 5 s;
 - `dialkit.audit_purge`: audit rows past DIALKIT_AUDIT_RETENTION_DAYS, daily at 03:17 UTC;
 - `dialkit.evaluation_call` (evaluation_id, idx): one simulated call of an evaluation run
-  (`evaluation.runs.run_call`), on the `evaluation` queue.
+  (`evaluation.runs.run_call`), on the `evaluation` queue;
+- `dialkit.tuning_run` (tuning_id): a tuning run (`tuning.runs.run_tuning`), on the
+  `evaluation` queue; it waits for its evaluation calls, so a worker taking it runs at
+  least 2 jobs at once;
+- with each reconciliation and when a worker starts (an evaluation-only one too), the
+  tuning and evaluation jobs left in progress by a worker that stopped sending heartbeats
+  (killed) are retried (`recover_stalled`): a tuning run resumes after its last recorded iteration,
+  an evaluation call is played again; an unfinished tuning run with no job at all (its job
+  aborted when a worker stopped) is deferred again.
 
 procrastinate talks to PostgreSQL through psycopg 3 (its own driver, beside asyncpg): its
 pool is kept small (`JOB_POOL_SIZE`) since a worker holds one connection to LISTEN and
@@ -63,6 +71,7 @@ RECONCILE = "dialkit.reconcile"
 OUTBOX = "dialkit.outbox"
 AUDIT_PURGE = "dialkit.audit_purge"
 EVALUATION_CALL = "dialkit.evaluation_call"
+TUNING_RUN = "dialkit.tuning_run"
 #: psycopg connections procrastinate may open per process (LISTEN + job bookkeeping)
 JOB_POOL_SIZE = 4
 #: procrastinate's default queue: every job but the dials
@@ -137,6 +146,10 @@ class Jobs:
         self.runtime: JobRuntime | None = None
         #: the evaluation calls' runtime; by default taken from `runtime` (see _eval_rt)
         self.evaluation: EvaluationRuntime | None = None
+        #: how often workers here tell the database they are alive, and how long without a
+        #: heartbeat a worker's jobs are taken for stalled (recover_stalled)
+        self.heartbeat_s = 10.0
+        self.stalled_after_s = 30.0
         self._worker: asyncio.Task[None] | None = None
         self._extra_workers: list[asyncio.Task[None]] = []
         self._register()
@@ -164,6 +177,14 @@ class Jobs:
             ev = self._eval_rt()
             await runs.run_call(ev.pool, evaluation_id, idx, ev.services)
 
+        @app.task(name=TUNING_RUN, queue=EVALUATION_QUEUE, pass_context=False)
+        async def tuning_run(tuning_id: int) -> None:
+            from tuning import runs as tuning_runs
+
+            ev = self._eval_rt()
+            await tuning_runs.run_tuning(ev.pool, tuning_id, self,
+                                         llm=tuning_runs.llm_settings(self.settings))
+
         @app.periodic(cron=_cron_every(s.scheduler_tick_s), periodic_id="every")
         @app.task(name=TICK, queueing_lock=TICK, pass_context=False)
         async def scheduler_tick(timestamp: int | None = None) -> None:
@@ -177,6 +198,7 @@ class Jobs:
         @app.task(name=RECONCILE, queueing_lock=RECONCILE, pass_context=False)
         async def reconcile_job(timestamp: int | None = None) -> None:
             await self.reconcile()
+            await self.recover_stalled()
 
         @app.periodic(cron=_cron_every(5), periodic_id="every")
         @app.task(name=OUTBOX, queueing_lock=OUTBOX, pass_context=False)
@@ -222,6 +244,45 @@ class Jobs:
             await task.batch_defer_async(*({"evaluation_id": evaluation_id, "idx": r["idx"]}
                                            for r in pending))
         return len(pending)
+
+    async def defer_tuning(self, tuning_id: int) -> None:
+        """The `dialkit.tuning_run` job of a run (one waiting at most)."""
+        # the lock keeps two deliveries of a run from working it at once
+        task = self.app.configure_task(TUNING_RUN, queue=EVALUATION_QUEUE, lock=f"tuning:{tuning_id}",
+                                       queueing_lock=f"tuning:{tuning_id}")
+        with contextlib.suppress(job_errors.AlreadyEnqueued):
+            await task.defer_async(tuning_id=tuning_id)
+
+    async def recover_stalled(self) -> int:
+        """Retry the tuning and evaluation jobs a dead worker left in progress (no heartbeat
+        for `stalled_after_s`); how many."""
+        manager = self.app.job_manager
+        retried = 0
+        for task_name in (TUNING_RUN, EVALUATION_CALL):
+            for job in await manager.get_stalled_jobs(task_name=task_name,
+                                                      seconds_since_heartbeat=self.stalled_after_s):
+                await manager.retry_job(job)
+                retried += 1
+                log.warning("stalled_job_retried", task=task_name, job=job.id, args=job.task_kwargs)
+        # a run left unfinished with no job to work it (its job aborted by a worker that
+        # stopped, or never deferred) is deferred again
+        pool = self._eval_rt().pool
+        orphans = await pool.fetch(
+            "SELECT t.id FROM tuning_runs t WHERE t.status IN ('PENDING', 'RUNNING')"
+            " AND t.created_at < now() - interval '5 seconds' AND NOT EXISTS ("
+            "  SELECT 1 FROM procrastinate_jobs j WHERE j.task_name = $1"
+            "  AND j.status IN ('todo', 'doing') AND (j.args->>'tuning_id')::bigint = t.id)", TUNING_RUN)
+        for row in orphans:
+            await self.defer_tuning(row["id"])
+            retried += 1
+            log.warning("tuning_run_redeferred", tuning=row["id"])
+        return retried
+
+    async def _recover_at_start(self) -> None:
+        try:
+            await self.recover_stalled()
+        except Exception as exc:  # the periodic sweep tries again
+            log.warning("startup_recover_failed", error=type(exc).__name__)
 
     # ---- the work --------------------------------------------------------------------
 
@@ -269,12 +330,13 @@ class Jobs:
             await self.reconcile(startup=True)
         except Exception as exc:  # the periodic reconciliation tries again
             log.warning("startup_reconcile_failed", error=type(exc).__name__)
+        await self._recover_at_start()
         queues = worker_queues(self._rt().controls)
         log.info("job_worker_starting", worker=name, queues=",".join(queues))
         await self.app.run_worker_async(
             queues=queues, concurrency=concurrency or self.settings.job_concurrency, name=name,
             install_signal_handlers=False, delete_jobs="successful",
-            shutdown_graceful_timeout=5.0, **options,
+            shutdown_graceful_timeout=5.0, update_heartbeat_interval=self.heartbeat_s, **options,
         )
 
     async def run_evaluation_worker(self, concurrency: int | None = None,
@@ -283,10 +345,11 @@ class Jobs:
         carrier or registry needed, so `dialkit eval` runs one with nothing else running."""
         if self.evaluation is None:
             raise RuntimeError("an evaluation worker runs without an evaluation runtime")
+        await self._recover_at_start()
         await self.app.run_worker_async(
             queues=[EVALUATION_QUEUE], concurrency=concurrency or self.settings.job_concurrency,
             name=name, install_signal_handlers=False, delete_jobs="successful",
-            shutdown_graceful_timeout=5.0, **options,
+            shutdown_graceful_timeout=5.0, update_heartbeat_interval=self.heartbeat_s, **options,
         )
 
     def start_evaluation_worker(self, concurrency: int | None = None,

@@ -22,6 +22,7 @@ from dialkit import (
     api_evaluations,
     api_library,
     api_live,
+    api_tuning,
     apikeys,
     campaign_hooks,
     carrier_hooks,
@@ -325,6 +326,7 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     console_routes.install(app)  # the web console at /console/
     api_library.install(app)  # personalities, prompt versions, scenarios, sets
     api_evaluations.install(app)  # evaluation runs
+    api_tuning.install(app)  # tuning runs
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))
