@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dialkit.cli_runs import refusal, scenario_choice, score_text
 from dialkit.config import Settings
 from dialkit.logs import setup_logging
 
@@ -68,23 +69,10 @@ def eval_command(
 
 
 async def _spec_for(pool: Any, prompt: str, scenarios: str, **fields: Any) -> Any:
-    from evaluation import library
-    from evaluation.library_errors import NotFound
-    from evaluation.runs import EvaluationSpec, ScenarioChoice
+    from evaluation.runs import EvaluationSpec
 
-    if "," not in scenarios:
-        try:
-            await library.get_scenario_set_record(pool, scenarios)
-            return EvaluationSpec(prompt_version=prompt, scenario_set=scenarios, **fields)
-        except NotFound:
-            pass
-    names = [n.strip() for n in scenarios.split(",") if n.strip()]
-    for name in names:
-        try:
-            await library.get_scenario_record(pool, name)
-        except NotFound:
-            raise NotFound(f"no scenario set or scenario {name!r}", field="scenarios") from None
-    return EvaluationSpec(prompt_version=prompt, scenarios=[ScenarioChoice(name=n) for n in names], **fields)
+    chosen = await scenario_choice(pool, scenarios, "scenario_set", "scenarios")
+    return EvaluationSpec.model_validate({"prompt_version": prompt, **chosen, **fields})
 
 
 @contextlib.asynccontextmanager
@@ -135,13 +123,8 @@ async def _evaluate(settings: Settings, prompt: str, scenarios: str, mode: Liter
                 spec = await _spec_for(pool, prompt, scenarios, repeat=repeat, mode=mode, seed=seed,
                                        judge=judge, label=label)
                 created = await runs.create_evaluation(pool, spec, actor="cli", services=services)
-            except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in first["loc"])
-                err.print(f"error: {where + ': ' if where else ''}{first['msg']}", markup=False)
-                return 2
-            except LibraryError as exc:
-                err.print(f"error: {exc.reason}", markup=False)
+            except (ValidationError, LibraryError) as exc:
+                err.print(refusal(exc), markup=False)
                 return 2
             jobs = Jobs(settings, url)
             jobs.evaluation = EvaluationRuntime(pool, services)
@@ -201,17 +184,13 @@ def _report(run: Any, as_json: bool) -> None:
         comp = r["compliance"]
         compliance = "-" if comp is None else "ok" if comp["passed"] else ", ".join(
             sorted({v["rule"] for v in comp["violations"]}))
-        table.add_row(r["scenario"], str(r["weight"]), str(r["repeat"]), _n(r["task_completion"]),
-                      _n(r["efficiency"]), compliance, _n(r["hostility"]),
-                      _n(r["score"]) if r["error"] is None else f"[red]{r['error'][:60]}[/]",
+        table.add_row(r["scenario"], str(r["weight"]), str(r["repeat"]), score_text(r["task_completion"]),
+                      score_text(r["efficiency"]), compliance, score_text(r["hostility"]),
+                      score_text(r["score"]) if r["error"] is None else f"[red]{r['error'][:60]}[/]",
                       (r["call_id"] or "-")[:8])
     out.print(table)
     colour = "green" if run.status == "COMPLETED" else "red"
-    out.print(f"[{colour}]{run.status}[/]  weighted score {_n(run.weighted_score)}  "
-              f"pass^{run.spec.repeat} {_n(run.pass_k)}")
+    out.print(f"[{colour}]{run.status}[/]  weighted score {score_text(run.weighted_score)}  "
+              f"pass^{run.spec.repeat} {score_text(run.pass_k)}")
     if run.error:
         out.print(f"[red]{run.error}[/]", markup=True)
-
-
-def _n(value: float | None) -> str:
-    return "-" if value is None else f"{round(value, 1):g}"

@@ -29,6 +29,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from dialkit.cli_runs import refusal, scenario_choice, score_text
 from dialkit.config import Settings
 from dialkit.logs import setup_logging
 
@@ -70,25 +71,6 @@ def tune_command(
     raise typer.Exit(code)
 
 
-async def _choice(pool: Any, value: str, set_field: str, list_field: str) -> dict[str, Any]:
-    from evaluation import library
-    from evaluation.library_errors import NotFound
-
-    if "," not in value:
-        try:
-            await library.get_scenario_set_record(pool, value)
-            return {set_field: value}
-        except NotFound:
-            pass
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    for name in names:
-        try:
-            await library.get_scenario_record(pool, name)
-        except NotFound:
-            raise NotFound(f"no scenario set or scenario {name!r}", field=list_field) from None
-    return {list_field: [{"name": n} for n in names]}
-
-
 async def _tune(settings: Settings, prompt: str, scenarios: str, heldout: str, *, target: float,
                 max_iterations: int, seed: int, repeat: int, writer: str, concurrency: int | None,
                 as_json: bool, plot: Path | None, export: Path | None) -> int:
@@ -116,16 +98,11 @@ async def _tune(settings: Settings, prompt: str, scenarios: str, heldout: str, *
             spec = TuningSpec.model_validate({
                 "prompt_version": prompt, "target": target, "max_iterations": max_iterations,
                 "seed": seed, "repeat": repeat, "writer": writer,
-                **await _choice(pool, scenarios, "scenario_set", "scenarios"),
-                **await _choice(pool, heldout, "heldout_set", "heldout_scenarios")})
+                **await scenario_choice(pool, scenarios, "scenario_set", "scenarios"),
+                **await scenario_choice(pool, heldout, "heldout_set", "heldout_scenarios")})
             created = await tuning.create_tuning(pool, spec, actor="cli", llm=tuning.llm_settings(settings))
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            err.print(f"error: {where + ': ' if where else ''}{first['msg']}", markup=False)
-            return 2
-        except LibraryError as exc:
-            err.print(f"error: {exc.reason}", markup=False)
+        except (ValidationError, LibraryError) as exc:
+            err.print(refusal(exc), markup=False)
             return 2
         jobs = Jobs(settings, url)
         jobs.evaluation = EvaluationRuntime(pool, runs.services_from_settings(settings))
@@ -150,10 +127,6 @@ async def _tune(settings: Settings, prompt: str, scenarios: str, heldout: str, *
     return 0 if run.status == "COMPLETED" else 1
 
 
-def _n(value: float | None) -> str:
-    return "-" if value is None else f"{round(value, 2):g}"
-
-
 async def _follow(pool: Any, run_id: int, quiet: bool) -> Any:
     """The run once finished; without `quiet`, a line per iteration as it is recorded."""
     from tuning import runs as tuning
@@ -165,13 +138,13 @@ async def _follow(pool: Any, run_id: int, quiet: bool) -> Any:
         if not quiet:
             if not initial_shown and run.initial_train_score is not None:
                 err.print(f"[bold]tuning {run.id}[/] {run.prompt_version}: training "
-                          f"{_n(run.initial_train_score)}, held out {_n(run.initial_heldout_score)}"
+                          f"{score_text(run.initial_train_score)}, held out {score_text(run.initial_heldout_score)}"
                           f" (target {run.spec.target:g})")
                 initial_shown = True
             for it in run.iterations[shown:]:
                 mark = "[green]accepted[/]" if it.accepted else "[yellow]rejected[/]"
                 err.print(f"iteration {it.n}/{run.spec.max_iterations} {it.prompt_version}: training "
-                          f"{_n(it.train_score)} ({it.delta:+.2f}), held out {_n(it.heldout_score)}  {mark}")
+                          f"{score_text(it.train_score)} ({it.delta:+.2f}), held out {score_text(it.heldout_score)}  {mark}")
             shown = len(run.iterations)
         if run.finished:
             return run
@@ -218,8 +191,8 @@ def _report(run: Any, plot: Path | None, export: Path | None) -> None:
     initial, final = run.initial, run.final
     out.print(f"[{colour}]{run.status}[/]  {run.outcome or ''}")
     if initial is not None and final is not None:
-        out.print(f"{initial.prompt_version} -> {final.prompt_version}: training {_n(initial.train_score)}"
-                  f" -> {_n(final.train_score)}, held out {_n(initial.heldout_score)} -> {_n(final.heldout_score)}")
+        out.print(f"{initial.prompt_version} -> {final.prompt_version}: training {score_text(initial.train_score)}"
+                  f" -> {score_text(final.train_score)}, held out {score_text(initial.heldout_score)} -> {score_text(final.heldout_score)}")
     if run.error:
         out.print(f"[red]{run.error}[/]")
     if plot is not None:
