@@ -124,25 +124,25 @@ class _Writer(OfflineWriter):
         self.queue = list(proposals)
         self.feedback: list[list[str]] = []
 
-    def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                feedback: list[str] | None = None) -> Proposal | None:
+    async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                      feedback: list[str] | None = None) -> Proposal | None:
         self.feedback.append(list(feedback or []))
         return Proposal(tuple(self.queue.pop(0)), "test", "because") if self.queue else None
 
 
-def test_a_proposal_is_revised_at_most_three_times(default: Playbook) -> None:
+async def test_a_proposal_is_revised_at_most_three_times(default: Playbook) -> None:
     bad: list[list[Edit]] = [[SetTransition(state="greeting", on="yes", target="disclosure")]] * 10
     writer = _Writer(bad)
-    ex = exchange(writer, default, [])
+    ex = await exchange(writer, default, [])
     assert len(ex.rounds) == 1 + MAX_REVISIONS == 4
     assert ex.approved is None and all(not r.approved for _, r in ex.rounds)
     assert len(writer.feedback[-1]) == 3 and "verification_before_debt" in writer.feedback[-1][0]
 
 
-def test_a_sent_back_proposal_is_followed_by_another(default: Playbook) -> None:
+async def test_a_sent_back_proposal_is_followed_by_another(default: Playbook) -> None:
     writer = _Writer([[SetRoute(phase="pre_verification", intent="stop", target="refused")],
                       [SetThreshold(name="max_reprompts", value=3)]])
-    ex = exchange(writer, default, [])
+    ex = await exchange(writer, default, [])
     assert [r.approved for _, r in ex.rounds] == [False, True]
     assert ex.approved is not None and ex.approved[1].settings.max_reprompts == 3
     assert "[opt_out]" in ex.text() and "approved" in ex.text()
@@ -154,11 +154,11 @@ def test_an_edit_the_critique_blamed_is_not_proposed_again(default: Playbook) ->
 
     writer = OfflineWriter(seed=2)
     analysis = analyse([hardship_refused()], default)
-    first = writer.propose(default, analysis)
+    first = writer.choose(default, analysis)
     assert first is not None
     blamed = first.edits[0]
     writer.avoid(blamed)
-    while (p := writer.propose(default, analysis)) is not None:
+    while (p := writer.choose(default, analysis)) is not None:
         assert blamed not in p.edits
 
 

@@ -98,8 +98,8 @@ async def test_a_non_compliant_candidate_is_never_accepted_whatever_it_would_sco
            SetTransition(state="verify", on="verified", target="offer_full")]
 
     class Reckless(OfflineWriter):
-        def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                    feedback: list[str] | None = None) -> Proposal | None:
+        async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                          feedback: list[str] | None = None) -> Proposal | None:
             return Proposal((bad[len(feedback or []) % len(bad)],), "test", "score at any price")
 
     evaluated: list[str] = []

@@ -41,7 +41,7 @@ async def test_tuning_the_weak_playbook_over_the_shipped_scenarios() -> None:
     print(f"weak: train {res.initial.train_score} -> {res.final.train_score}, "
           f"held out {res.initial.heldout_score} -> {res.final.heldout_score}")
     assert res.final.train_score > res.initial.train_score
-    assert res.final.heldout_score >= res.initial.heldout_score + 10
+    assert res.final.heldout_score >= res.initial.heldout_score + 20
     assert all(check_playbook(c.playbook) == [] for c in res.pool)
 
 

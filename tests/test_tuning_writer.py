@@ -73,7 +73,7 @@ def test_hardship_ended_refused_routes_hardship_to_instalments_with_empathy(weak
     pb = apply_edits(weak, [SetOfferOrder(steps=["offer_full", "ask_amount", "offer_instalments"])])
     analysis = analyse([hardship_refused()], pb)
     assert analysis.kinds()[0] == "hardship_refused"
-    proposal = OfflineWriter(seed=1).propose(pb, analysis)
+    proposal = OfflineWriter(seed=1).choose(pb, analysis)
     assert proposal is not None and proposal.symptom == "hardship_refused"
     assert proposal.edits[0] == SetRoute(phase="post_verification", intent="hardship", target="hardship")
     assert UseWording(state="offer_instalments", block="empathy_understand") in proposal.edits
@@ -85,7 +85,7 @@ def test_hardship_ended_refused_routes_hardship_to_instalments_with_empathy(weak
 def test_cooperative_not_offered_the_full_balance_first_reorders_offers(weak: Playbook) -> None:
     analysis = analyse([cooperative_not_offered_full()], weak)
     assert "full_not_offered_first" in analysis.kinds()
-    proposal = OfflineWriter(seed=1).propose(weak, analysis)
+    proposal = OfflineWriter(seed=1).choose(weak, analysis)
     assert proposal is not None and proposal.symptom == "full_not_offered_first"
     order = proposal.edits[0]
     assert isinstance(order, SetOfferOrder) and order.steps[0] == "offer_full"
@@ -102,7 +102,7 @@ def test_giving_up_at_the_first_answer_not_understood_allows_reprompts(weak: Pla
                      stages=["greeting", "verify", "offer_full", "refused"], weight=2)
     analysis = analyse([gave_up], pb)
     assert analysis.kinds() == ["gave_up_early"]
-    proposal = OfflineWriter(seed=3).propose(pb, analysis)
+    proposal = OfflineWriter(seed=3).choose(pb, analysis)
     assert proposal is not None and proposal.edits == (SetThreshold(name="max_reprompts", value=2),)
 
 
@@ -113,7 +113,7 @@ def test_barge_ins_lengthen_the_speech_thresholds(weak: Playbook) -> None:
                  barge_ins=3, score=65, fields={"ptp_plan": "full"})
     analysis = analyse([cut], weak)
     assert analysis.kinds() == ["cut_off"]
-    proposal = OfflineWriter().propose(weak, analysis)
+    proposal = OfflineWriter().choose(weak, analysis)
     assert proposal is not None
     assert proposal.edits == (SetThreshold(name="barge_in_min_speech_ms", value=700),
                               SetThreshold(name="endpointing_ms", value=700))
@@ -125,7 +125,7 @@ def test_a_poor_manner_adds_empathy(weak: Playbook) -> None:
                                            evidence=["Then we'll write to you."])])
     analysis = analyse([curt], weak)
     assert analysis.kinds() == ["curt"] and "low empathy 20" in analysis.text()
-    proposal = OfflineWriter().propose(weak, analysis)
+    proposal = OfflineWriter().choose(weak, analysis)
     assert proposal is not None and all(isinstance(e, UseWording) for e in proposal.edits)
 
 
@@ -135,15 +135,15 @@ def test_the_heaviest_symptom_goes_first(weak: Playbook) -> None:
     light.scenario.weight = 1
     analysis = analyse([light, hardship_refused()], pb)
     assert analysis.weight_of("hardship_refused") == 3
-    proposal = OfflineWriter().propose(pb, analysis)
+    proposal = OfflineWriter().choose(pb, analysis)
     assert proposal is not None and proposal.symptom == "hardship_refused"
 
 
 def test_a_seed_gives_the_same_proposals_and_none_twice(weak: Playbook) -> None:
     analysis = analyse([cooperative_not_offered_full(), hardship_refused()], weak)
     a, b = OfflineWriter(seed=7), OfflineWriter(seed=7)
-    seq_a = [a.propose(weak, analysis) for _ in range(5)]
-    seq_b = [b.propose(weak, analysis) for _ in range(5)]
+    seq_a = [a.choose(weak, analysis) for _ in range(5)]
+    seq_b = [b.choose(weak, analysis) for _ in range(5)]
     assert [p.key for p in seq_a if p] == [p.key for p in seq_b if p]
     keys = [p.key for p in seq_a if p]
     assert len(keys) == len(set(keys)) >= 3  # a proposal sent back is followed by a different one
@@ -164,7 +164,7 @@ def test_a_refused_call_back_request_routes_it_to_the_call_back_step(weak: Playb
                    stages=["greeting", "verify", "ask_amount", "refused"], weight=5)
     analysis = analyse([asked], weak)
     assert analysis.kinds()[0] == "callback_ignored"
-    proposal = OfflineWriter().propose(weak, analysis)
+    proposal = OfflineWriter().choose(weak, analysis)
     assert proposal is not None
     assert proposal.edits == (SetRoute(phase="post_verification", intent="callback", target="callback_ask"),)
 

@@ -5,22 +5,31 @@ it only if it scores better on the training scenarios and no worse on the held-o
 Every iteration is recorded (scores side by side, the writer's and the critique's texts);
 the best candidates per scenario are kept in a Pareto pool, as GEPA does.
 
-`evaluate(playbook, scenario_set) -> (weighted_score, results)` is given by the caller (the
-evaluation runs over the job library, or a direct text simulation in tests).
+One iteration is `step`, shared by the in-memory `tune` (here: `evaluate(playbook,
+scenario_set) -> (weighted_score, results)` given by the caller, a direct text simulation
+in tests) and the stored runs of tuning.runs (each candidate saved as a prompt version and
+evaluated by evaluation runs over the job library).
+
+The writer is any `tuning.writer.Writer`. A proposal with no edits, or one the critique
+cannot even read, is sent back with that reason like any other.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from ai.playbook import Playbook
 from tuning.analysis import ScenarioResult, analyse
-from tuning.critique import Review, review
-from tuning.writer import OfflineWriter, Proposal
+from tuning.critique import Problem, Review, review
+from tuning.writer import OfflineWriter, Proposal, Writer
 
-__all__ = ["MAX_REVISIONS", "Candidate", "Exchange", "Iteration", "TuningResult", "exchange", "tune"]
+__all__ = ["MAX_REVISIONS", "Candidate", "EvaluateCandidate", "Exchange", "Iteration", "Step",
+           "TuningResult", "accepts", "exchange", "scores_of", "step", "tune"]
 
 MAX_REVISIONS = 3
 
@@ -46,8 +55,36 @@ class Exchange:
         return "\n\n".join(f"writer:\n{p.text}\ncritique: {r.text}" for p, r in self.rounds)
 
 
-def exchange(writer: OfflineWriter, playbook: Playbook, results: list[ScenarioResult],
-             max_revisions: int = MAX_REVISIONS) -> Exchange:
+    @property
+    def tokens(self) -> int:
+        return sum(int(getattr(p, "tokens", 0) or 0) for p, _ in self.rounds)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(float(getattr(p, "cost_usd", 0.0) or 0.0) for p, _ in self.rounds)
+
+
+def _malformed(detail: str) -> Review:
+    return Review(False, [Problem("malformed", "proposal", detail)])
+
+
+def _review(playbook: Playbook, proposal: Proposal) -> Review:
+    """The critique's review, or a rejection naming what is wrong with a proposal it cannot
+    read (no edits, something that is not an edit)."""
+    edits = list(proposal.edits) if isinstance(proposal.edits, tuple | list) else []
+    if not edits:
+        return _malformed("the writer proposed no edit")
+    odd = next((e for e in edits if not (isinstance(e, BaseModel) and hasattr(e, "description"))), None)
+    if odd is not None:
+        return _malformed(f"not an edit of the playbook: {str(odd)[:200]!r}")
+    try:
+        return review(playbook, edits)
+    except Exception as exc:  # a proposal the critique cannot apply is the writer's fault
+        return _malformed(f"the edits cannot be applied: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+async def exchange(writer: Writer, playbook: Playbook, results: list[ScenarioResult],
+                   max_revisions: int = MAX_REVISIONS) -> Exchange:
     """The writer proposes from the analysis of `results`; the critique reviews; a
     rejected proposal is revised (the writer proposes another) at most `max_revisions`
     times."""
@@ -55,10 +92,12 @@ def exchange(writer: OfflineWriter, playbook: Playbook, results: list[ScenarioRe
     out = Exchange()
     feedback: list[str] = []
     for _ in range(max_revisions + 1):
-        proposal = writer.propose(playbook, analysis, feedback)
+        proposal = await writer.propose(playbook, analysis, list(feedback))
         if proposal is None:
             break
-        verdict = review(playbook, list(proposal.edits))
+        if not isinstance(proposal, Proposal):
+            proposal = Proposal((), "malformed", f"the writer answered {str(proposal)[:200]!r}")
+        verdict = _review(playbook, proposal)
         out.rounds.append((proposal, verdict))
         if verdict.approved:
             break
@@ -74,6 +113,10 @@ class Candidate:
     train_score: float
     heldout_score: float
     per_scenario: dict[str, float]
+    #: the training results the next analysis reads
+    results: list[ScenarioResult] = field(default_factory=list, repr=False)
+    #: what the caller's evaluation left behind (the stored runs: evaluation ids)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,6 +132,12 @@ class Iteration:
     analysis: str = ""
     exchange: str = ""
     reason: str = ""
+    tokens: int = 0
+    cost_usd: float = 0.0
+    #: the writer's memory after this iteration (to resume after it)
+    writer_state: dict[str, Any] = field(default_factory=dict)
+    #: the candidate's evaluation (the stored runs: its evaluation ids); {} when none
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,8 +149,12 @@ class TuningResult:
     pool: list[Candidate]
 
 
-def _scores(results: list[ScenarioResult]) -> dict[str, float]:
-    return {r.scenario.name: r.score.score for r in results}
+def scores_of(results: list[ScenarioResult]) -> dict[str, float]:
+    """The score per scenario (the mean of its repeats)."""
+    sums: dict[str, list[float]] = {}
+    for r in results:
+        sums.setdefault(r.scenario.name, []).append(r.score.score)
+    return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
 def _pareto(pool: list[Candidate]) -> list[Candidate]:
@@ -121,9 +174,56 @@ def _versioned(playbook: Playbook, base: Playbook, n: int) -> Playbook:
     return out
 
 
+#: (the approved playbook, the iteration) -> the candidate as evaluated, named as the
+#: caller names it (tune: `version+tN`; a stored run: its new prompt version)
+EvaluateCandidate = Callable[[Playbook, int], Awaitable[Candidate]]
+
+
+def accepts(candidate: Candidate, current: Candidate, heldout_tolerance: float = 0.0) -> bool:
+    """Better on training, and no worse held out (by more than `heldout_tolerance`)."""
+    return (candidate.train_score > current.train_score
+            and candidate.heldout_score >= current.heldout_score - heldout_tolerance)
+
+
+@dataclass
+class Step:
+    """One iteration: its record, the version to go on from, the candidate evaluated (None
+    when the critique approved nothing) and whether the writer has nothing left."""
+
+    iteration: Iteration
+    current: Candidate
+    candidate: Candidate | None
+    exhausted: bool
+
+
+async def step(n: int, writer: Writer, current: Candidate, evaluate_candidate: EvaluateCandidate,
+               *, heldout_tolerance: float = 0.0) -> Step:
+    """Iteration `n` from `current` (whose training results the analysis reads): the
+    writer–critique exchange, the approved candidate evaluated, accepted or not."""
+    ex = await exchange(writer, current.playbook, current.results)
+    analysis = analyse(current.results, current.playbook).text()
+    approved = ex.approved
+    if approved is None:
+        reason = ("the critique approved no proposal: " + ex.rounds[-1][1].text if ex.rounds
+                  else "the writer has nothing left to try")
+        it = Iteration(n, current.playbook.ref, current.playbook.ref, current.train_score,
+                       current.heldout_score, 0.0, False, current.per_scenario, analysis, ex.text(),
+                       reason, ex.tokens, ex.cost_usd, writer.state())
+        return Step(it, current, None, not ex.rounds)
+    cand = await evaluate_candidate(approved[1], n)
+    accepted = accepts(cand, current, heldout_tolerance)
+    reason = ("accepted: better on training, no worse held out" if accepted else
+              f"rejected: training {cand.train_score:.1f} vs {current.train_score:.1f}, "
+              f"held out {cand.heldout_score:.1f} vs {current.heldout_score:.1f}")
+    it = Iteration(n, cand.playbook.ref, current.playbook.ref, cand.train_score, cand.heldout_score,
+                   cand.train_score - current.train_score, accepted, cand.per_scenario, analysis,
+                   ex.text(), reason, ex.tokens, ex.cost_usd, writer.state(), dict(cand.extra))
+    return Step(it, cand if accepted else current, cand, False)
+
+
 async def tune(
     playbook: Playbook, evaluate: Evaluate, *, train: str, heldout: str, target: float,
-    max_iterations: int = 5, seed: int = 0, writer: OfflineWriter | None = None,
+    max_iterations: int = 5, seed: int = 0, writer: Writer | None = None,
     heldout_tolerance: float = 0.0, on_iteration: Callable[[Iteration], None] | None = None,
 ) -> TuningResult:
     """Tune `playbook` until its training score reaches `target` or `max_iterations`
@@ -131,9 +231,15 @@ async def tune(
     when it scores better on training and loses at most `heldout_tolerance` points held out
     (0: none; an LLM debtor's spread may call for a little)."""
     writer = writer or OfflineWriter(seed)
-    train_score, train_results = await evaluate(playbook, train)
-    heldout_score, _ = await evaluate(playbook, heldout)
-    current = initial = Candidate(playbook, train_score, heldout_score, _scores(train_results))
+
+    async def evaluated(pb: Playbook) -> Candidate:
+        (t_score, t_results), (h_score, _) = await asyncio.gather(evaluate(pb, train), evaluate(pb, heldout))
+        return Candidate(pb, t_score, h_score, scores_of(t_results), t_results)
+
+    async def evaluate_candidate(approved: Playbook, n: int) -> Candidate:
+        return await evaluated(_versioned(approved, initial.playbook, n))
+
+    current = initial = await evaluated(playbook)
     pool = [current]
     iterations: list[Iteration] = []
     status: Literal["target_met", "max_iterations", "exhausted"] = "max_iterations"
@@ -141,36 +247,16 @@ async def tune(
         if current.train_score >= target:
             status = "target_met"
             break
-        ex = exchange(writer, current.playbook, train_results)
-        approved = ex.approved
-        analysis = analyse(train_results, current.playbook).text()
-        if approved is None:
-            it = Iteration(n, current.playbook.ref, current.playbook.ref, current.train_score, current.heldout_score, 0.0,
-                           False, current.per_scenario, analysis, ex.text(),
-                           "the critique approved no proposal" if ex.rounds else "the writer has nothing left to try")
-            iterations.append(it)
-            if on_iteration:
-                on_iteration(it)
-            if not ex.rounds:
-                status = "exhausted"
-                break
-            continue
-        candidate_pb = _versioned(approved[1], initial.playbook, n)
-        c_train, c_results = await evaluate(candidate_pb, train)
-        c_heldout, _ = await evaluate(candidate_pb, heldout)
-        cand = Candidate(candidate_pb, c_train, c_heldout, _scores(c_results))
-        accepted = c_train > current.train_score and c_heldout >= current.heldout_score - heldout_tolerance
-        reason = ("accepted: better on training, no worse held out" if accepted else
-                  f"rejected: training {c_train:.1f} vs {current.train_score:.1f}, "
-                  f"held out {c_heldout:.1f} vs {current.heldout_score:.1f}")
-        it = Iteration(n, candidate_pb.ref, current.playbook.ref, c_train, c_heldout, c_train - current.train_score,
-                       accepted, cand.per_scenario, analysis, ex.text(), reason)
-        iterations.append(it)
+        done = await step(n, writer, current, evaluate_candidate, heldout_tolerance=heldout_tolerance)
+        iterations.append(done.iteration)
         if on_iteration:
-            on_iteration(it)
-        pool = _pareto([*pool, cand])
-        if accepted:
-            current, train_results = cand, c_results
+            on_iteration(done.iteration)
+        if done.candidate is not None:
+            pool = _pareto([*pool, done.candidate])
+        current = done.current
+        if done.exhausted:
+            status = "exhausted"
+            break
     else:
         if current.train_score >= target:
             status = "target_met"

@@ -19,6 +19,7 @@ import random
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from ai.playbook import Playbook
 from tuning.analysis import FailureAnalysis
@@ -34,7 +35,7 @@ from tuning.edits import (
     apply_edits,
 )
 
-__all__ = ["OfflineWriter", "Proposal", "negotiation_chain"]
+__all__ = ["OfflineWriter", "Proposal", "Writer", "negotiation_chain"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,24 @@ class Proposal:
     def text(self) -> str:
         """The writer's text, as the audit trail records it."""
         return self.rationale + "\n" + "\n".join(f"- {e.description()}" for e in self.edits)
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """What the tuning loop asks of a writer (the offline one here, an LLM's in
+    tuning.writer_llm): a proposal from the failure analysis and the critique's reasons for
+    the ones it sent back (None when it has nothing left to propose), an edit never to
+    propose again, and its memory as JSON, stored with each iteration so a resumed run
+    proposes what the interrupted one would have."""
+
+    async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                      feedback: list[str]) -> Proposal | None: ...
+
+    def avoid(self, edit: Edit) -> None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
 
 
 def negotiation_chain(playbook: Playbook) -> list[str]:
@@ -227,8 +246,23 @@ class OfflineWriter:
                     out.append(p)
         return out
 
-    def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                feedback: list[str] | None = None) -> Proposal | None:
+    def state(self) -> dict[str, Any]:
+        """What it has tried and avoided (JSON), to resume a run where it stopped."""
+        return {"kind": "offline", "seed": self.seed, "tried": sorted(self.tried),
+                "avoided": sorted(self.avoided)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.seed = int(state.get("seed", self.seed))
+        self.tried = set(state.get("tried", []))
+        self.avoided = set(state.get("avoided", []))
+
+    async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                      feedback: list[str] | None = None) -> Proposal | None:
+        """`choose` (the Writer protocol's form)."""
+        return self.choose(playbook, analysis, feedback)
+
+    def choose(self, playbook: Playbook, analysis: FailureAnalysis,
+               feedback: list[str] | None = None) -> Proposal | None:
         """The best proposal not tried yet (None when nothing is left to try). `feedback`
         is the critique's reasons for the proposals it sent back, kept in the audit trail;
         the proposals themselves are already marked tried."""
