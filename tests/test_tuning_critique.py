@@ -172,3 +172,41 @@ def test_the_paths_follow_a_transfer_that_cannot_happen(default: Playbook) -> No
     data["states"]["no_transfer"]["say"] = ["Nobody can take the call about your {creditor} account."]
     data["states"]["no_transfer"]["pre_verification"] = False  # the loader no longer looks
     assert [(p.rule, p.where) for p in check_data(data)] == [("verification_before_debt", "states.no_transfer")]
+
+
+class _Odd(OfflineWriter):
+    """Answers with no edits, then something that is not an edit, then raises."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.calls = 0
+
+    async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
+                      feedback: list[str] | None = None) -> Proposal | None:
+        self.calls += 1
+        if self.calls == 1:
+            return Proposal((), "test", "nothing to change")
+        if self.calls == 2:
+            return Proposal(("make it better",), "test", "free text")  # type: ignore[arg-type]
+        raise RuntimeError("the model answered prose")
+
+
+async def test_an_empty_or_malformed_proposal_is_sent_back_with_the_reason(default: Playbook) -> None:
+    ex = await exchange(_Odd(), default, [])
+    assert ex.approved is None and [r.approved for _, r in ex.rounds] == [False, False, False]
+    assert "[malformed]" in ex.rounds[0][1].text and "no edit" in ex.rounds[0][1].text
+    assert "not an edit" in ex.rounds[1][1].text and "make it better" in ex.rounds[1][1].text
+    assert "the model answered prose" in ex.text()
+
+
+async def test_a_step_records_a_malformed_exchange_as_rejected(default: Playbook) -> None:
+    from tuning.loop import Candidate, step
+
+    async def never(pb: Playbook, n: int) -> Candidate:
+        raise AssertionError("nothing approved is evaluated")
+
+    current = Candidate(default, 50.0, 50.0, {})
+    done = await step(1, _Odd(), current, never)
+    assert not done.iteration.accepted and done.current is current and not done.exhausted
+    assert done.iteration.reason.startswith("the critique approved no proposal")
+    assert done.iteration.exchange.count("writer:") == 3

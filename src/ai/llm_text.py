@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the SDK is imported when a request is made: the server star
     from openai import AsyncOpenAI
     from openai.types.chat import ChatCompletionMessageParam
 
-__all__ = ["Completion", "LLMRequestError", "LLMSettings", "open_client", "stream_completion"]
+__all__ = ["Completion", "LLMRequestError", "LLMSettings", "Usage", "open_client", "stream_completion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +61,25 @@ class LLMRequestError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens the server counted for one request (its streamed `usage`)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     #: how many streamed chunks carried a choice (0: the model answered nothing at all)
     chunks: int
+    #: the server's token count, when asked for (`stream_options={"include_usage": True}`)
+    #: and given; None otherwise
+    usage: Usage | None = None
 
 
 def open_client(settings: LLMSettings, *, timeout_s: float, max_retries: int) -> AsyncOpenAI:
@@ -80,11 +95,13 @@ async def stream_completion(client: AsyncOpenAI, *, model: str,
                             timeout_s: float | None, **params: Any) -> Completion:
     """The model's whole answer to `messages`, streamed. `timeout_s` bounds the whole answer
     (None: only the client's own timeouts, which bound each read); `params` go into the
-    request as they are (temperature, max_tokens, seed, response_format, ...)."""
+    request as they are (temperature, max_tokens, seed, response_format, stream_options:
+    `{"include_usage": True}` gets the server's token count into `Completion.usage`)."""
     import openai
 
     parts: list[str] = []
     chunks = 0
+    usage: Usage | None = None
     try:
         async with asyncio.timeout(timeout_s):
             stream = await client.chat.completions.create(
@@ -94,6 +111,8 @@ async def stream_completion(client: AsyncOpenAI, *, model: str,
                     chunks += 1
                     if chunk.choices[0].delta.content:
                         parts.append(chunk.choices[0].delta.content)
+                if chunk.usage is not None:  # the last chunk, when include_usage was asked
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
     except (TimeoutError, openai.APITimeoutError) as exc:
         raise LLMRequestError("timeout", type(exc).__name__, str(exc)) from exc
     except openai.APIStatusError as exc:
@@ -101,4 +120,4 @@ async def stream_completion(client: AsyncOpenAI, *, model: str,
                               status=exc.status_code) from exc
     except (openai.APIError, ValueError) as exc:
         raise LLMRequestError("api", type(exc).__name__, str(exc)) from exc
-    return Completion("".join(parts), chunks)
+    return Completion("".join(parts), chunks, usage)

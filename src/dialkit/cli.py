@@ -19,6 +19,7 @@ from dialkit.cli_apikey import apikey_app
 from dialkit.cli_campaign import campaign_app
 from dialkit.cli_eval import eval_command
 from dialkit.cli_library import library_app
+from dialkit.cli_tune import tune_command
 from dialkit.config import Settings, UnsafeBindError
 from dialkit.logs import setup_logging
 
@@ -27,6 +28,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(library_app, name="library")
 app.command("eval")(eval_command)
+app.command("tune")(tune_command)
 console = Console(stderr=True)
 GC_GEN0_THRESHOLD = 2_000  # allocations between young collections (CPython default: 700)
 

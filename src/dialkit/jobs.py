@@ -10,7 +10,14 @@
 - `dialkit.outbox`: outcome-webhook deliveries (`campaigns.outbox.drain`), every 5 s;
 - `dialkit.audit_purge`: audit rows past DIALKIT_AUDIT_RETENTION_DAYS, daily at 03:17 UTC;
 - `dialkit.evaluation_call` (evaluation_id, idx): one simulated call of an evaluation run
-  (`evaluation.runs.run_call`), on the `evaluation` queue.
+  (`evaluation.runs.run_call`), on the `evaluation` queue;
+- `dialkit.tuning_run` (tuning_id): a tuning run (`tuning.runs.run_tuning`), on the
+  `evaluation` queue; it waits for its evaluation calls, so a worker taking it runs at
+  least 2 jobs at once;
+- `dialkit.recover_stalled`: every 30 s and when a worker starts, the tuning and
+  evaluation jobs left in progress by a worker that stopped sending heartbeats (killed)
+  are retried (`recover_stalled`): a tuning run resumes after its last recorded iteration,
+  an evaluation call is played again.
 
 procrastinate talks to PostgreSQL through psycopg 3 (its own driver, beside asyncpg): its
 pool is kept small (`JOB_POOL_SIZE`) since a worker holds one connection to LISTEN and
@@ -63,6 +70,8 @@ RECONCILE = "dialkit.reconcile"
 OUTBOX = "dialkit.outbox"
 AUDIT_PURGE = "dialkit.audit_purge"
 EVALUATION_CALL = "dialkit.evaluation_call"
+TUNING_RUN = "dialkit.tuning_run"
+RECOVER_STALLED = "dialkit.recover_stalled"
 #: psycopg connections procrastinate may open per process (LISTEN + job bookkeeping)
 JOB_POOL_SIZE = 4
 #: procrastinate's default queue: every job but the dials
@@ -137,6 +146,10 @@ class Jobs:
         self.runtime: JobRuntime | None = None
         #: the evaluation calls' runtime; by default taken from `runtime` (see _eval_rt)
         self.evaluation: EvaluationRuntime | None = None
+        #: how often workers here tell the database they are alive, and how long without a
+        #: heartbeat a worker's jobs are taken for stalled (recover_stalled)
+        self.heartbeat_s = 10.0
+        self.stalled_after_s = 30.0
         self._worker: asyncio.Task[None] | None = None
         self._extra_workers: list[asyncio.Task[None]] = []
         self._register()
@@ -163,6 +176,20 @@ class Jobs:
         async def evaluation_call(evaluation_id: int, idx: int) -> None:
             ev = self._eval_rt()
             await runs.run_call(ev.pool, evaluation_id, idx, ev.services)
+
+        @app.task(name=TUNING_RUN, queue=EVALUATION_QUEUE, pass_context=False)
+        async def tuning_run(tuning_id: int) -> None:
+            from tuning import runs as tuning_runs
+
+            ev = self._eval_rt()
+            await tuning_runs.run_tuning(ev.pool, tuning_id, self,
+                                         llm=tuning_runs.llm_settings(self.settings))
+
+        @app.periodic(cron=_cron_every(30), periodic_id="every")
+        @app.task(name=RECOVER_STALLED, queue=EVALUATION_QUEUE, queueing_lock=RECOVER_STALLED,
+                  pass_context=False)
+        async def recover_stalled(timestamp: int | None = None) -> None:
+            await self.recover_stalled()
 
         @app.periodic(cron=_cron_every(s.scheduler_tick_s), periodic_id="every")
         @app.task(name=TICK, queueing_lock=TICK, pass_context=False)
@@ -223,6 +250,32 @@ class Jobs:
                                            for r in pending))
         return len(pending)
 
+    async def defer_tuning(self, tuning_id: int) -> None:
+        """The `dialkit.tuning_run` job of a run (one waiting at most)."""
+        task = self.app.configure_task(TUNING_RUN, queue=EVALUATION_QUEUE,
+                                       queueing_lock=f"tuning:{tuning_id}")
+        with contextlib.suppress(job_errors.AlreadyEnqueued):
+            await task.defer_async(tuning_id=tuning_id)
+
+    async def recover_stalled(self) -> int:
+        """Retry the tuning and evaluation jobs a dead worker left in progress (no heartbeat
+        for `stalled_after_s`); how many."""
+        manager = self.app.job_manager
+        retried = 0
+        for task_name in (TUNING_RUN, EVALUATION_CALL):
+            for job in await manager.get_stalled_jobs(task_name=task_name,
+                                                      seconds_since_heartbeat=self.stalled_after_s):
+                await manager.retry_job(job)
+                retried += 1
+                log.warning("stalled_job_retried", task=task_name, job=job.id, args=job.task_kwargs)
+        return retried
+
+    async def _recover_at_start(self) -> None:
+        try:
+            await self.recover_stalled()
+        except Exception as exc:  # the periodic sweep tries again
+            log.warning("startup_recover_failed", error=type(exc).__name__)
+
     # ---- the work --------------------------------------------------------------------
 
     async def reconcile(self, startup: bool = False) -> reconcile.Reconciled:
@@ -269,12 +322,13 @@ class Jobs:
             await self.reconcile(startup=True)
         except Exception as exc:  # the periodic reconciliation tries again
             log.warning("startup_reconcile_failed", error=type(exc).__name__)
+        await self._recover_at_start()
         queues = worker_queues(self._rt().controls)
         log.info("job_worker_starting", worker=name, queues=",".join(queues))
         await self.app.run_worker_async(
             queues=queues, concurrency=concurrency or self.settings.job_concurrency, name=name,
             install_signal_handlers=False, delete_jobs="successful",
-            shutdown_graceful_timeout=5.0, **options,
+            shutdown_graceful_timeout=5.0, update_heartbeat_interval=self.heartbeat_s, **options,
         )
 
     async def run_evaluation_worker(self, concurrency: int | None = None,
@@ -283,10 +337,11 @@ class Jobs:
         carrier or registry needed, so `dialkit eval` runs one with nothing else running."""
         if self.evaluation is None:
             raise RuntimeError("an evaluation worker runs without an evaluation runtime")
+        await self._recover_at_start()
         await self.app.run_worker_async(
             queues=[EVALUATION_QUEUE], concurrency=concurrency or self.settings.job_concurrency,
             name=name, install_signal_handlers=False, delete_jobs="successful",
-            shutdown_graceful_timeout=5.0, **options,
+            shutdown_graceful_timeout=5.0, update_heartbeat_interval=self.heartbeat_s, **options,
         )
 
     def start_evaluation_worker(self, concurrency: int | None = None,

@@ -22,6 +22,7 @@ from dialkit import (
     api_evaluations,
     api_library,
     api_live,
+    api_tuning,
     apikeys,
     campaign_hooks,
     carrier_hooks,
@@ -326,6 +327,7 @@ def build_app(settings: Settings, providers: Providers | None = None) -> web.App
     api_library.install(app)  # personalities, prompt versions, scenarios, sets (H-library)
     api_evaluations.install(app)  # evaluation runs (H-runs)
     api_evaluations.install(app)  # evaluation runs (issue 11)
+    api_tuning.install(app)  # tuning runs (issue 12)
     app.router.add_get("/media/twilio", media_endpoint("twilio"))
     app.router.add_get("/media/exotel", media_endpoint("exotel"))
     app.router.add_get("/media", media_endpoint(None))

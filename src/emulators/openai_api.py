@@ -9,6 +9,9 @@ streamed `tool_calls` deltas (id/name first, then argument fragments). Errors us
 Replies come from a script: `reply(messages) -> Reply(text, tool_calls)`, so a test decides
 what the "model" says for each request (and sees the tool results it was sent).
 
+With `stream_options: {"include_usage": true}` the stream ends with a chunk holding the
+token `usage` (counted by `tokenize`), as OpenAI's does.
+
 Faults (per request, queued): an HTTP status (429 with Retry-After, 500, …), a slow
 first token, a socket dropped after N tokens, a malformed SSE frame.
 
@@ -114,6 +117,13 @@ class OpenAIEmulator:
             return _error(fault.status, f"Injected {fault.status}.", headers=headers)
         reply = self.reply(body["messages"])
         chunks = self._chunks(reply, str(body["model"]))
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            # as OpenAI does: every chunk carries `usage: null`, one last chunk (no choices) the count
+            usage = _usage(body["messages"], reply)
+            for c in chunks:
+                c["usage"] = None
+            chunks.append({**chunks[-1], "choices": [], "usage": usage})
         if not body.get("stream"):
             return web.json_response(self._completion(reply, str(body["model"])))
         response = web.StreamResponse(
@@ -216,6 +226,15 @@ class OpenAIEmulator:
             ],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
+
+
+def _usage(messages: list[dict[str, Any]], reply: Reply) -> dict[str, int]:
+    """Token counts as the emulator reckons them: `tokenize` pieces of the messages' text
+    and of the reply."""
+    prompt = sum(len(tokenize(m["content"])) for m in messages if isinstance(m.get("content"), str))
+    completion = len(tokenize(reply.text))
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
 
 
 def _error(

@@ -92,7 +92,14 @@ async def exchange(writer: Writer, playbook: Playbook, results: list[ScenarioRes
     out = Exchange()
     feedback: list[str] = []
     for _ in range(max_revisions + 1):
-        proposal = await writer.propose(playbook, analysis, list(feedback))
+        try:
+            proposal = await writer.propose(playbook, analysis, list(feedback))
+        except Exception as exc:  # the writer failed (an LLM's unusable answer): recorded, and no proposal
+            out.rounds.append((Proposal((), "error", f"the writer failed: {getattr(exc, 'reason', None) or exc}",
+                                       int(getattr(exc, "tokens", 0) or 0),
+                                       float(getattr(exc, "cost_usd", 0.0) or 0.0)),
+                               _malformed(f"no usable proposal: {type(exc).__name__}: {str(exc)[:300]}")))
+            break
         if proposal is None:
             break
         if not isinstance(proposal, Proposal):

@@ -45,15 +45,19 @@ class Proposal:
     edits: tuple[Edit, ...]
     symptom: str
     rationale: str
+    #: what the proposal cost a model (0 for the offline writer)
+    tokens: int = 0
+    cost_usd: float = 0.0
 
     @property
     def key(self) -> str:
-        return " | ".join(e.model_dump_json() for e in self.edits)
+        return " | ".join(e.model_dump_json() if hasattr(e, "model_dump_json") else repr(e) for e in self.edits)
 
     @property
     def text(self) -> str:
         """The writer's text, as the audit trail records it."""
-        return self.rationale + "\n" + "\n".join(f"- {e.description()}" for e in self.edits)
+        lines = [f"- {e.description() if hasattr(e, 'description') else repr(e)}" for e in self.edits]
+        return self.rationale + "\n" + "\n".join(lines)
 
 
 @runtime_checkable
