@@ -91,7 +91,7 @@ function round1(v) { return Math.round(v * 10) / 10; }
 // figure: the chart (its label spells out every value), its legend, and the same values as a
 // table for screen readers.
 export function lineChart(title, series, points, { min = 0, max = 100, unit = "", height = 220, xName = "" } = {}) {
-  const width = Math.max(640, points.length * 56 + 70);
+  const width = Math.max(800, points.length * 56 + 70);
   const pad = { left: 40, right: 16, top: 12, bottom: 30 };
   const inner = height - pad.top - pad.bottom;
   const span = Math.max(max - min, 1e-9);

@@ -37,8 +37,8 @@ async function list(main) {
   const iterations = el("input", { type: "number", name: "max_iterations", min: 1, max: 10, value: 5, required: true });
   const repeat = el("input", { type: "number", name: "repeat", min: 1, max: 10, value: 1, required: true });
   const seed = el("input", { type: "number", name: "seed", min: 0, value: 0, required: true });
-  const writer = el("select", { name: "writer" }, [["offline", "offline (edits the playbook's fields)"],
-    ["llm", "LLM (rewrites the prompt and wording)"]].map(([v, t]) => el("option", { value: v }, t)));
+  const writer = el("select", { name: "writer" }, [["offline", "offline (playbook edits)"],
+    ["llm", "LLM (prompt and wording)"]].map(([v, t]) => el("option", { value: v }, t)));
   const start = el("button", { type: "submit", class: "primary" }, "Start tuning");
   const form = el("form", { class: "form", "aria-label": "Start a tuning run" },
     field("Initial prompt version", prompt, "the version improved; each accepted candidate is a new version of it"),
