@@ -148,7 +148,7 @@ export async function render(main, [id]) {
         el("summary", {}, `Iteration ${it.n}: ${it.prompt_version} from ${it.parent}`,
           it.tokens ? ` · ${it.tokens} tokens, $${Number(it.cost_usd).toFixed(4)}` : ""),
         el("h3", {}, "Failure analysis"), el("pre", { class: "code", tabindex: 0 }, it.analysis || "—"),
-        el("h3", {}, "Proposals and reviews"), el("pre", { class: "code", tabindex: 0 }, it.exchange || "—")))))
+        el("h3", {}, "Proposals and reviews"), el("pre", { class: "code", tabindex: 0 }, it.exchange || "—"))))
       : el("p", { class: "hint" }, "Nothing yet."));
     drawDiff(run);
   };
