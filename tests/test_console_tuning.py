@@ -4,7 +4,7 @@ database of its own: the score-per-iteration line chart drawn from known values 
 dots, axis and the values spelled out for screen readers); a tuning run of the weak
 playbook started from the page, watched as its iterations arrive, its chart, iterations
 table and the final prompt's diff from the initial one shown, its export answering; a run
-cancelled from its page. Screenshots go to $DIALKIT_ARTIFACTS (a temporary directory when
+cancelled from its page; a refused start shown. Screenshots go to $DIALKIT_ARTIFACTS (a temporary directory when
 unset)."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ TUNING_TIMEOUT_MS = 120_000
 async def console(base_settings: Settings, admin_database_url: str,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Browser]:
     async with private_database(admin_database_url, "dialkit_console_tuning") as url, \
-            browsing(base_settings, tmp_path_factory, database_url=url, run_jobs=True) as b:
+            browsing(base_settings, tmp_path_factory, database_url=url, run_jobs=True,
+                     openai_api_key=None) as b:
         yield b
 
 
@@ -214,4 +215,37 @@ async def test_a_running_tuning_run_is_cancelled_from_its_page(console: Browser)
     async with console.http() as http:
         assert (await http.get(f"/api/tuning/{run_id}")).json()["status"] == "CANCELLED"
     assert not console.errors, console.errors
+    await page.context.close()
+
+
+async def test_a_refused_start_shows_the_reason(console: Browser) -> None:
+    async with console.http() as http:
+        before = len((await http.get("/api/tuning")).json()["items"])
+    page = await console.page()
+    await page.goto(console.url + "#/tuning")
+    form = page.get_by_role("form", name="Start a tuning run")
+    # the same set for training and held out is asked about; not confirmed, nothing starts
+    await form.get_by_label("Held-out set").select_option("default")
+    messages: list[str] = []
+
+    async def dismiss(dialog: Any) -> None:
+        messages.append(dialog.message)
+        await dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    await form.get_by_role("button", name="Start tuning").click()
+    await page.wait_for_timeout(300)
+    assert messages and "same" in messages[0], messages
+    # the LLM writer with no LLM configured: the server's reason is shown, nothing started
+    await form.get_by_label("Held-out set").select_option("default-heldout")
+    await form.get_by_label("Writer").select_option("llm")
+    await form.get_by_role("button", name="Start tuning").click()
+    error = page.locator(".notice-error")
+    await error.wait_for()
+    assert "llm" in (await error.inner_text()).lower()
+    assert page.url.endswith("#/tuning")
+    await console.shot(page, "tuning-refused")
+    async with console.http() as http:
+        assert len((await http.get("/api/tuning")).json()["items"]) == before
+    assert not console.unexpected(422), console.errors
     await page.context.close()
