@@ -76,6 +76,11 @@ async def test_a_run_from_the_weak_playbook(api: httpx.AsyncClient, server: Runn
         assert "writer_state" not in it
     accepted = [it for it in run["iterations"] if it["accepted"]]
     assert accepted and final["prompt_version"] == accepted[-1]["prompt_version"]
+    # the best version on training is never dominated: it is in the Pareto pool
+    pool = [p["prompt_version"] for p in run["pareto"]]
+    assert final["prompt_version"] in pool and len(set(pool)) == len(pool)
+    evaluated = {WEAK} | {it["prompt_version"] for it in run["iterations"] if it["train_evaluation_id"]}
+    assert set(pool) <= evaluated
     ev = (await api.get(f"/api/evaluations/{accepted[-1]['heldout_evaluation_id']}")).json()
     assert ev["weighted_score"] == accepted[-1]["heldout_score"] and ev["prompt_version"] == final["prompt_version"]
 

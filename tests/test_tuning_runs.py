@@ -192,6 +192,8 @@ async def test_a_killed_worker_s_run_is_finished_by_another(pool: asyncpg.Pool, 
         first = (await tuning.get_tuning(pool, created.id)).iterations
         assert [it.n for it in first] == [1]
         assert (await tuning.get_tuning(pool, created.id)).status == "RUNNING"
+        # its heartbeat goes stale: the next worker to start takes its jobs over at once
+        await asyncio.sleep(jobs.stalled_after_s + 0.5)
         jobs.start_evaluation_worker(6, name="survivor")
         run = await tuning.wait_for_tuning(pool, created.id, timeout_s=300)
     finally:
@@ -213,6 +215,7 @@ def _dialkit_tune(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, "tune", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 async def test_the_cli_prints_one_json_object_and_writes_the_plot(dburl: str, pool: asyncpg.Pool,
                                                                   tmp_path: Path) -> None:
     png, exported = tmp_path / "scores.png", tmp_path / "final.yaml"
@@ -285,3 +288,18 @@ async def test_a_stored_run_with_the_llm_writer_against_the_emulator(pool: async
     # the model repeats itself: the writer refuses a proposal made before, nothing is evaluated
     assert not second.accepted and second.train_evaluation_id is None
     assert second.reason.startswith("the critique approved no proposal") and second.tokens > 0
+
+
+async def test_an_unfinished_run_without_a_job_is_deferred_again(pool: asyncpg.Pool, dburl: str) -> None:
+    created = await tuning.create_tuning(pool, _spec(max_iterations=1))
+    # as a worker that stopped leaves it: RUNNING, its job gone
+    await pool.execute("UPDATE tuning_runs SET status = 'RUNNING', created_at = now() - interval '1 minute'"
+                       " WHERE id = $1", created.id)
+    jobs = _jobs(dburl, pool)
+    await jobs.open()
+    jobs.start_evaluation_worker(6, name="test-orphan")
+    try:
+        run = await tuning.wait_for_tuning(pool, created.id, timeout_s=120)
+    finally:
+        await jobs.close()
+    assert run.status == "COMPLETED" and len(run.iterations) == 1

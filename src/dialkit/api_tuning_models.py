@@ -107,10 +107,13 @@ class TuningSummary(BaseModel):
 class TuningOut(TuningSummary):
     spec: TuningSpec
     iterations: list[IterationOut]
+    pareto: list[VersionScores] = Field(
+        description="the versions evaluated that no other beats on every training scenario (GEPA's pool)")
 
     @classmethod
     def of(cls, run: TuningRun) -> TuningOut:
-        return cls.model_validate({**TuningSummary.fields_of(run), "spec": run.spec,
+        pareto = [VersionScores(prompt_version=ref, train_score=t, heldout_score=h) for ref, t, h in run.pareto()]
+        return cls.model_validate({**TuningSummary.fields_of(run), "spec": run.spec, "pareto": pareto,
                                    "iterations": [IterationOut.of(i) for i in run.iterations]})
 
     def brief(self) -> dict[str, object]:

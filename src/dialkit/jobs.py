@@ -14,10 +14,11 @@
 - `dialkit.tuning_run` (tuning_id): a tuning run (`tuning.runs.run_tuning`), on the
   `evaluation` queue; it waits for its evaluation calls, so a worker taking it runs at
   least 2 jobs at once;
-- `dialkit.recover_stalled`: every 30 s and when a worker starts, the tuning and
-  evaluation jobs left in progress by a worker that stopped sending heartbeats (killed)
-  are retried (`recover_stalled`): a tuning run resumes after its last recorded iteration,
-  an evaluation call is played again.
+- with each reconciliation and when a worker starts (an evaluation-only one too), the
+  tuning and evaluation jobs left in progress by a worker that stopped sending heartbeats
+  (killed) are retried (`recover_stalled`): a tuning run resumes after its last recorded iteration,
+  an evaluation call is played again; an unfinished tuning run with no job at all (its job
+  aborted when a worker stopped) is deferred again.
 
 procrastinate talks to PostgreSQL through psycopg 3 (its own driver, beside asyncpg): its
 pool is kept small (`JOB_POOL_SIZE`) since a worker holds one connection to LISTEN and
@@ -71,7 +72,6 @@ OUTBOX = "dialkit.outbox"
 AUDIT_PURGE = "dialkit.audit_purge"
 EVALUATION_CALL = "dialkit.evaluation_call"
 TUNING_RUN = "dialkit.tuning_run"
-RECOVER_STALLED = "dialkit.recover_stalled"
 #: psycopg connections procrastinate may open per process (LISTEN + job bookkeeping)
 JOB_POOL_SIZE = 4
 #: procrastinate's default queue: every job but the dials
@@ -185,12 +185,6 @@ class Jobs:
             await tuning_runs.run_tuning(ev.pool, tuning_id, self,
                                          llm=tuning_runs.llm_settings(self.settings))
 
-        @app.periodic(cron=_cron_every(30), periodic_id="every")
-        @app.task(name=RECOVER_STALLED, queue=EVALUATION_QUEUE, queueing_lock=RECOVER_STALLED,
-                  pass_context=False)
-        async def recover_stalled(timestamp: int | None = None) -> None:
-            await self.recover_stalled()
-
         @app.periodic(cron=_cron_every(s.scheduler_tick_s), periodic_id="every")
         @app.task(name=TICK, queueing_lock=TICK, pass_context=False)
         async def scheduler_tick(timestamp: int | None = None) -> None:
@@ -204,6 +198,7 @@ class Jobs:
         @app.task(name=RECONCILE, queueing_lock=RECONCILE, pass_context=False)
         async def reconcile_job(timestamp: int | None = None) -> None:
             await self.reconcile()
+            await self.recover_stalled()
 
         @app.periodic(cron=_cron_every(5), periodic_id="every")
         @app.task(name=OUTBOX, queueing_lock=OUTBOX, pass_context=False)
@@ -252,7 +247,8 @@ class Jobs:
 
     async def defer_tuning(self, tuning_id: int) -> None:
         """The `dialkit.tuning_run` job of a run (one waiting at most)."""
-        task = self.app.configure_task(TUNING_RUN, queue=EVALUATION_QUEUE,
+        # the lock keeps two deliveries of a run from working it at once
+        task = self.app.configure_task(TUNING_RUN, queue=EVALUATION_QUEUE, lock=f"tuning:{tuning_id}",
                                        queueing_lock=f"tuning:{tuning_id}")
         with contextlib.suppress(job_errors.AlreadyEnqueued):
             await task.defer_async(tuning_id=tuning_id)
@@ -268,6 +264,18 @@ class Jobs:
                 await manager.retry_job(job)
                 retried += 1
                 log.warning("stalled_job_retried", task=task_name, job=job.id, args=job.task_kwargs)
+        # a run left unfinished with no job to work it (its job aborted by a worker that
+        # stopped, or never deferred) is deferred again
+        pool = self._eval_rt().pool
+        orphans = await pool.fetch(
+            "SELECT t.id FROM tuning_runs t WHERE t.status IN ('PENDING', 'RUNNING')"
+            " AND t.created_at < now() - interval '5 seconds' AND NOT EXISTS ("
+            "  SELECT 1 FROM procrastinate_jobs j WHERE j.task_name = $1"
+            "  AND j.status IN ('todo', 'doing') AND (j.args->>'tuning_id')::bigint = t.id)", TUNING_RUN)
+        for row in orphans:
+            await self.defer_tuning(row["id"])
+            retried += 1
+            log.warning("tuning_run_redeferred", tuning=row["id"])
         return retried
 
     async def _recover_at_start(self) -> None:

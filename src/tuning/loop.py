@@ -29,7 +29,7 @@ from tuning.critique import Problem, Review, review
 from tuning.writer import OfflineWriter, Proposal, Writer
 
 __all__ = ["MAX_REVISIONS", "Candidate", "EvaluateCandidate", "Exchange", "Iteration", "Step",
-           "TuningResult", "accepts", "exchange", "scores_of", "step", "tune"]
+           "TuningResult", "accepts", "exchange", "pareto_front", "scores_of", "step", "tune"]
 
 MAX_REVISIONS = 3
 
@@ -164,13 +164,21 @@ def scores_of(results: list[ScenarioResult]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
+def _dominated(a: dict[str, float], b: dict[str, float]) -> bool:
+    """`b` is at least as good as `a` on every scenario they share, and better on one."""
+    keys = a.keys() & b.keys()
+    return bool(keys) and all(b[k] >= a[k] for k in keys) and any(b[k] > a[k] for k in keys)
+
+
+def pareto_front(scores: list[dict[str, float]]) -> list[int]:
+    """The indexes of the per-scenario score maps no other one dominates."""
+    return [i for i, a in enumerate(scores)
+            if not any(_dominated(a, b) for j, b in enumerate(scores) if j != i)]
+
+
 def _pareto(pool: list[Candidate]) -> list[Candidate]:
     """The candidates no other beats on every training scenario (best per scenario)."""
-    def dominated(a: Candidate, b: Candidate) -> bool:
-        keys = a.per_scenario.keys() & b.per_scenario.keys()
-        return bool(keys) and all(b.per_scenario[k] >= a.per_scenario[k] for k in keys) and any(
-            b.per_scenario[k] > a.per_scenario[k] for k in keys)
-    return [c for c in pool if not any(dominated(c, o) for o in pool if o is not c)]
+    return [pool[i] for i in pareto_front([c.per_scenario for c in pool])]
 
 
 def _versioned(playbook: Playbook, base: Playbook, n: int) -> Playbook:

@@ -99,6 +99,7 @@ class TuningRun(BaseModel):
     initial_heldout_score: float | None
     initial_train_evaluation_id: int | None
     initial_heldout_evaluation_id: int | None
+    initial_per_scenario: dict[str, float] | None
     final_prompt_version_id: int | None
     final_prompt_version: str | None
     final_train_score: float | None
@@ -117,11 +118,25 @@ class TuningRun(BaseModel):
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    def pareto(self) -> list[tuple[str, float, float]]:
+        """The Pareto pool, as GEPA keeps it: (prompt version, training, held-out score) of
+        the versions evaluated (the initial one, every candidate) that no other beats on every
+        training scenario."""
+        members: list[tuple[str, float, float, dict[str, float]]] = []
+        if self.initial_per_scenario is not None and self.initial_train_score is not None:
+            members.append((self.prompt_version, self.initial_train_score, self.initial_heldout_score or 0.0,
+                            self.initial_per_scenario))
+        members += [(it.prompt_version, it.train_score, it.heldout_score, it.per_scenario)
+                    for it in self.iterations if it.train_evaluation_id is not None]
+        from tuning.loop import pareto_front
+
+        return [members[i][:3] for i in pareto_front([m[3] for m in members])]
+
 
 _RUN = """
     SELECT t.id, t.prompt_version_id, pv.name || '@' || pv.version AS prompt_version, t.spec,
            t.status, t.current_iteration, t.initial_train_score, t.initial_heldout_score,
-           t.initial_train_evaluation_id, t.initial_heldout_evaluation_id,
+           t.initial_train_evaluation_id, t.initial_heldout_evaluation_id, t.initial_per_scenario,
            t.final_prompt_version_id, fv.name || '@' || fv.version AS final_prompt_version,
            t.final_train_score, t.final_heldout_score, t.outcome, t.error, t.cancel_requested,
            t.actor, t.created_at, t.started_at, t.finished_at

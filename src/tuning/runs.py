@@ -265,10 +265,10 @@ async def _current(job: _Job, run: TuningRun) -> tuple[Candidate, PromptVersion,
     if run.initial_train_score is None:
         await job.pool.execute(
             "UPDATE tuning_runs SET initial_train_score = $2, initial_heldout_score = $3,"
-            " initial_train_evaluation_id = $4, initial_heldout_evaluation_id = $5,"
+            " initial_train_evaluation_id = $4, initial_heldout_evaluation_id = $5, initial_per_scenario = $6,"
             " final_prompt_version_id = prompt_version_id, final_train_score = $2, final_heldout_score = $3"
             " WHERE id = $1", run.id, initial.train_score, initial.heldout_score,
-            initial.extra["train_evaluation_id"], initial.extra["heldout_evaluation_id"])
+            initial.extra["train_evaluation_id"], initial.extra["heldout_evaluation_id"], initial.per_scenario)
     accepted = [it for it in run.iterations if it.accepted]
     if not accepted:
         return initial, initial_pv, initial
@@ -325,7 +325,7 @@ async def run_tuning(pool: asyncpg.Pool, tuning_id: int, jobs: Deferrer, *,
             if current.train_score >= spec.target:
                 outcome = f"the target {spec.target:g} was met"
                 break
-            await pool.execute("UPDATE tuning_runs SET current_iteration = $2 WHERE id = $1", tuning_id, n - 1)
+            await pool.execute("UPDATE tuning_runs SET current_iteration = $2 WHERE id = $1", tuning_id, n)
             parent = current_pv
             saved: dict[str, PromptVersion] = {}
 
