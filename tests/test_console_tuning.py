@@ -154,6 +154,9 @@ async def test_a_tuning_run_is_started_watched_and_its_final_prompt_diffed(conso
     await diff.get_by_role("link", name=final).wait_for()
     await diff.locator(".diff-summary", has_text="added").first.wait_for()
     assert await diff.locator("tr.diff-add, tr.diff-del").count() > 0
+    pool = (await section_of(page, "Pareto pool")).locator("table")
+    assert await pool.locator("td[data-label='Prompt version']").all_inner_texts() == [
+        v["prompt_version"] for v in run["pareto"]] and run["pareto"]
     await console.shot(page, "tuning-run")
     await page.evaluate("""() => {
       const progress = [...document.querySelectorAll("section h2")].find((h) => h.textContent === "Progress");

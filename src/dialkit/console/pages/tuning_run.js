@@ -1,7 +1,7 @@
 // One tuning run (#/tuning/<id>), watched while it runs (polled): its progress, the score per
 // iteration (training and held-out) as a chart, the iterations with each one's verdict and
-// reason, the final prompt version diffed from the initial one, its export, and a cancel
-// button while it is unfinished.
+// reason, the Pareto pool, the writer's and critique's texts, the final prompt version
+// diffed from the initial one, its export, and a cancel button while it is unfinished.
 import { api, storedKey } from "../api.js";
 import { lineChart } from "../charts.js";
 import { act, append, badge, clear, el, link, section, table, when } from "../ui.js";
@@ -61,10 +61,13 @@ export async function render(main, [id]) {
   const chart = el("div", {});
   const iterations = el("div", {});
   const exchanges = el("div", {});
+  const pool = el("div", {});
   const diffBox = el("div", { "aria-live": "polite" });
   const diffTitle = el("h2", { id: "h-final-prompt" }, "Final prompt");
   main.append(el("p", {}, link("#/tuning", "← Tuning")), title, facts, section("Progress", progress, actions),
     section("Score per iteration", chart), section("Iterations", iterations),
+    section("Pareto pool", el("p", { class: "hint" },
+      "The versions evaluated that no other beats on every training scenario."), pool),
     section("Writer and critique", exchanges),
     el("section", { class: "card", "aria-labelledby": "h-final-prompt" }, diffTitle, diffBox));
 
@@ -142,6 +145,11 @@ export async function render(main, [id]) {
       { label: "Reason", render: (it) => it.reason || "—" },
     ], run.iterations, { caption: `${run.iterations.length} iteration(s)`,
       empty: UNFINISHED.has(run.status) ? "No iteration finished yet." : "No iteration." }));
+    pool.replaceChildren(table([
+      { label: "Prompt version", render: (v) => promptLink(v.prompt_version) },
+      { label: "Training", render: (v) => score(v.train_score) },
+      { label: "Held-out", render: (v) => score(v.heldout_score) },
+    ], run.pareto || [], { caption: `${(run.pareto || []).length} version(s)`, empty: "None yet." }));
     const open = new Set([...exchanges.querySelectorAll("details[open]")].map((d) => d.dataset.n));
     exchanges.replaceChildren(run.iterations.length ? el("div", {}, run.iterations.map((it) =>
       el("details", { class: "exchange", dataset: { n: String(it.n) }, open: open.has(String(it.n)) },
