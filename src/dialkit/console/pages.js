@@ -14,5 +14,6 @@ export const PAGES = [
   { route: "prompt", title: "Prompt version", under: "library", load: () => import("./pages/prompt.js") },
   { route: "evaluations", title: "Evaluations", nav: true, load: () => import("./pages/evaluations.js") },
   { route: "evaluation", title: "Evaluation", under: "evaluations", load: () => import("./pages/evaluation.js") },
+  { route: "tuning", title: "Tuning", nav: true, load: () => import("./pages/tuning.js") },
   { route: "operations", title: "Operations", nav: true, load: () => import("./pages/operations.js") },
 ];
