@@ -231,7 +231,7 @@ async def step(n: int, writer: Writer, current: Candidate, evaluate_candidate: E
               f"rejected: training {cand.train_score:.1f} vs {current.train_score:.1f}, "
               f"held out {cand.heldout_score:.1f} vs {current.heldout_score:.1f}")
     it = Iteration(n, cand.playbook.ref, current.playbook.ref, cand.train_score, cand.heldout_score,
-                   cand.train_score - current.train_score, accepted, cand.per_scenario, analysis,
+                   round(cand.train_score - current.train_score, 2), accepted, cand.per_scenario, analysis,
                    ex.text(), reason, ex.tokens, ex.cost_usd, writer.state(), dict(cand.extra))
     return Step(it, cand if accepted else current, cand, False)
 
