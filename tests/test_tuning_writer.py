@@ -181,3 +181,34 @@ def test_a_debtor_who_did_not_follow_a_question_gets_the_vetted_one(weak: Playbo
     proposal = next(p for p in OfflineWriter().candidates(pb, analysis) if p.symptom == "unclear_question")
     assert proposal.edits[0] == UseWording(state="offer_full", block="clear_offer_full")
     assert UseWording(state="ask_date", block="clear_ask_date") in proposal.edits
+
+
+@pytest.mark.parametrize("puzzled", ["Sorry, what do you mean?", "I'm not sure what you're asking."])
+def test_a_puzzled_answer_that_ended_the_call_is_an_unclear_question_asked_again(
+        weak: Playbook, puzzled: str) -> None:
+    # the agent hung up on a debtor who did not follow its question: the question was
+    # unclear (not the agent's patience at an answer it did not follow), and the remedy
+    # asks it the vetted way and lets the debtor hear it again
+    pb = apply_edits(weak, [SetOfferOrder(steps=["offer_full", "ask_amount", "offer_instalments"])])
+    ended = result("cooperative", "promise_to_pay", "refused",
+                   [*VERIFIED, ("agent", "You owe 900 dollars on your Sample Bank account. Pay 900 dollars. Yes or no?"),
+                    ("caller", puzzled), ("agent", "Then we'll write to you. Goodbye.")],
+                   stages=["greeting", "verify", "offer_full", "refused"], weight=5)
+    analysis = analyse([ended], pb)
+    assert analysis.kinds() == ["unclear_question"]
+    assert analysis.of("unclear_question")[0].evidence.endswith(", call ended refused")
+    proposal = OfflineWriter().choose(pb, analysis)
+    assert proposal is not None and proposal.symptom == "unclear_question"
+    assert proposal.edits[0] == UseWording(state="offer_full", block="clear_offer_full")
+    assert proposal.edits[-1] == SetThreshold(name="max_reprompts", value=1)
+
+
+def test_an_unclear_question_outweighs_the_offer_order_at_equal_weight(weak: Playbook) -> None:
+    # a debtor who could not follow the question never got to weigh the offers
+    puzzled = result("cooperative", "promise_to_pay", "refused",
+                     [*VERIFIED, ("agent", "You owe 900 dollars on your Sample Bank account. How much will you pay today?"),
+                      ("caller", "The most I could pay is 900 dollars."), ("agent", "Date?"),
+                      ("caller", "Sorry, what do you mean?"), ("agent", "Then we'll write to you. Goodbye.")],
+                     stages=["greeting", "verify", "ask_amount", "ask_date", "refused"], weight=5)
+    analysis = analyse([puzzled], weak)
+    assert analysis.kinds() == ["unclear_question", "full_not_offered_first"]

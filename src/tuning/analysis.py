@@ -2,7 +2,8 @@
 reached against the ones expected, and the symptoms the transcript shows (a debtor in
 hardship sent away without a plan, the full balance not offered first, no settlement or
 instalments offered, a question the debtor did not understand, the agent giving up at the
-first answer it did not follow, the agent cut off by barge-ins, a curt manner), each with
+first answer it did not follow (a debtor who said they did not follow the question is
+an unclear question, not that), the agent cut off by barge-ins, a curt manner), each with
 the scenario's weight and the words that show it.
 
 It reads only what an evaluation leaves behind (evaluation.models: the SimulatedCall and
@@ -22,13 +23,15 @@ from evaluation.models import CallScore, Personality, Scenario, SimulatedCall, S
 
 __all__ = ["SYMPTOMS", "FailureAnalysis", "ScenarioResult", "Symptom", "analyse"]
 
+#: the symptom kinds, in the order that breaks a tie in weight: a question the debtor did not
+#: follow comes before the offers, since a debtor who did not follow never weighed them
 SYMPTOMS: dict[str, str] = {
     "hardship_refused": "a debtor in hardship ended without a plan",
+    "unclear_question": "the agent had to repeat the same question",
     "full_not_offered_first": "a debtor who could pay was not offered the full balance first",
     "no_settlement": "a debtor declined what was offered and no settlement was offered",
     "no_instalments": "a debtor declined what was offered and no instalments were offered",
     "callback_ignored": "a debtor asked to be called back and the call ended otherwise",
-    "unclear_question": "the agent had to repeat the same question",
     "gave_up_early": "the agent ended the call at the first answer it did not follow",
     "cut_off": "the debtor's speech cut the agent off",
     "curt": "the debtor got angry, or the judge found the manner poor",
@@ -106,7 +109,8 @@ def _matches(playbook: Playbook, intent: str, text: str) -> bool:
 
 # a debtor who did not follow what the agent said
 _PUZZLED = re.compile(r"\b(what do you mean|what does that mean|i don'?t (understand|follow)|"
-                      r"(didn'?t|did not) (get|catch|follow) (that|you)|come again|pardon)\b|^\W*(sorry|what)\W*$",
+                      r"(didn'?t|did not) (get|catch|follow) (that|you)|come again|pardon|"
+                      r"(not sure|don'?t know) what you('re| are) (asking|saying|talking about)|what are you asking)\b|^\W*(sorry|what)\W*$",
                       re.IGNORECASE)
 
 
@@ -156,14 +160,17 @@ def _symptoms(r: ScenarioResult, playbook: Playbook) -> list[tuple[str, str]]:
     if repeated or call.outcome == "timed_out":
         line, n = max(repeated, key=lambda x: x[1]) if repeated else (agent[-1] if agent else "", 0)
         out.append(("unclear_question", f"asked {line!r} {n} times, call ended {call.outcome}"))
-    else:
-        puzzled = _puzzled(call.turns, playbook)
-        if puzzled:
-            asked, said = puzzled
-            out.append(("unclear_question", f"asked {asked!r}, the debtor said {said!r}"))
+    puzzled = _puzzled(call.turns, playbook)
+    if puzzled and not (repeated or call.outcome == "timed_out"):
+        asked, said = puzzled
+        ended = f", call ended {call.outcome}" if caller and caller[-1] == said and call.outcome in _GAVE_UP else ""
+        out.append(("unclear_question", f"asked {asked!r}, the debtor said {said!r}{ended}"))
     if call.outcome in _GAVE_UP and caller and not r.outcome_ok:
         last = caller[-1]
-        if not any(_matches(playbook, i, last) for i in ("no", "hardship", "stop", "abuse")):
+        # a debtor puzzled by the last question was asked it unclearly (unclear_question);
+        # the agent's patience is not what failed
+        if not any(_matches(playbook, i, last) for i in ("no", "hardship", "stop", "abuse")) and (
+                puzzled is None or puzzled[1] != last):
             out.append(("gave_up_early", f"ended {call.outcome} right after {last!r}"))
     if call.barge_ins >= 2:
         out.append(("cut_off", f"{call.barge_ins} barge-ins"))

@@ -4,7 +4,8 @@ Each symptom (tuning.analysis.SYMPTOMS) has remedies, bundles of edits tried in 
 hardship sent to a refusal: route hardship to an empathetic hardship step that offers
 instalments; the full balance not offered first: put offer_full first in the negotiation; a call-back
 asked for and refused: route the request to the call-back step;
-a question repeated: the clearer vetted question; giving up at the first answer not
+a question repeated or not followed: the clearer vetted question, and one reprompt when the
+call ended at the debtor's puzzled answer; giving up at the first answer not
 understood: allow reprompts; barge-ins: longer endpointing and barge-in speech). The writer
 proposes the remedy of the heaviest symptom (the summed weight of the scenarios showing it),
 skipping remedies that would change nothing and ones already tried; when the critique sends
@@ -163,7 +164,10 @@ def _clearer(playbook: Playbook, analysis: FailureAnalysis) -> Iterator[list[Edi
     names = [n for n, st in playbook.states.items() if st.ask and _said(st.ask, asked)]
     # best guess: the repeated question and every later step of the negotiation, asked
     # the vetted way (a debtor who did not follow one curt question will not follow the next)
-    yield _vetted_questions(playbook, [*names, *negotiation_chain(playbook), *_AFTER_AGREEMENT])
+    # and a debtor who did not follow it, and was hung up on, should hear it again
+    gave_up = any(", call ended " in s.evidence for s in analysis.of("unclear_question"))
+    again = [SetThreshold(name="max_reprompts", value=1)] if gave_up and playbook.settings.max_reprompts < 1 else []
+    yield [*_vetted_questions(playbook, [*names, *negotiation_chain(playbook), *_AFTER_AGREEMENT]), *again]
     names += [n for n in playbook.states if n not in names]
     for name in names:
         for block_id, block in WORDING_BLOCKS.items():
