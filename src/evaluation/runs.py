@@ -67,6 +67,7 @@ from evaluation.run_store import (
 )
 from evaluation.scoring import evaluate_call, pass_k, weighted_score
 from evaluation.text_call import run_text_simulation
+from evaluation.waiting import wait_finished
 
 __all__ = [
     "AudioServices",
@@ -248,16 +249,10 @@ async def list_evaluations(pool: Executor, *, status: str | None = None,
 async def wait_for_evaluation(pool: Executor, evaluation_id: int, *, poll_s: float = 0.1,
                               timeout_s: float | None = None) -> EvaluationRun:
     """The run once COMPLETED or FAILED; TimeoutError after `timeout_s`."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        status = await pool.fetchval("SELECT status FROM evaluations WHERE id = $1", evaluation_id)
-        if status is None:
-            raise NotFound(f"no evaluation {evaluation_id}", field="evaluation")
-        if status in FINISHED:
-            return await get_run(pool, evaluation_id)
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"evaluation {evaluation_id} is still {status} after {timeout_s:g} s")
-        await asyncio.sleep(poll_s)
+    return await wait_finished(
+        lambda: pool.fetchval("SELECT status FROM evaluations WHERE id = $1", evaluation_id),
+        lambda: get_run(pool, evaluation_id), FINISHED, f"evaluation {evaluation_id}", "evaluation",
+        poll_s=poll_s, timeout_s=timeout_s)
 
 
 async def run_pending(pool: asyncpg.Pool, evaluation_id: int, services: EvaluationServices, *,

@@ -38,10 +38,11 @@ import structlog
 from ai.llm_text import LLMSettings
 from ai.playbook import Playbook
 from evaluation import library
-from evaluation.library_errors import Conflict, Executor, NotFound, transaction
+from evaluation.library_errors import Conflict, Executor, transaction
 from evaluation.prompt_versions import PromptVersion
 from evaluation.run_store import EvaluationRun, EvaluationSpec
 from evaluation.runs import Unrunnable, create_evaluation, get_evaluation
+from evaluation.waiting import wait_finished
 from tuning.analysis import ScenarioResult
 from tuning.loop import Candidate, Iteration, scores_of, step
 from tuning.run_store import (
@@ -169,17 +170,10 @@ async def cancel_tuning(pool: Executor, tuning_id: int) -> TuningRun:
 async def wait_for_tuning(pool: Executor, tuning_id: int, *, poll_s: float = 0.2,
                           timeout_s: float | None = None) -> TuningRun:
     """The run once COMPLETED, FAILED or CANCELLED; TimeoutError after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout_s is None else loop.time() + timeout_s
-    while True:
-        status = await pool.fetchval("SELECT status FROM tuning_runs WHERE id = $1", tuning_id)
-        if status is None:
-            raise NotFound(f"no tuning run {tuning_id}", field="tuning")
-        if status in FINISHED:
-            return await get_run(pool, tuning_id)
-        if deadline is not None and loop.time() >= deadline:
-            raise TimeoutError(f"tuning run {tuning_id} is still {status} after {timeout_s:g} s")
-        await asyncio.sleep(poll_s)
+    return await wait_finished(
+        lambda: pool.fetchval("SELECT status FROM tuning_runs WHERE id = $1", tuning_id),
+        lambda: get_run(pool, tuning_id), FINISHED, f"tuning run {tuning_id}", "tuning",
+        poll_s=poll_s, timeout_s=timeout_s)
 
 
 # ---- the job ---------------------------------------------------------------------------
