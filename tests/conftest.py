@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
@@ -177,6 +178,30 @@ class RunningServer:
         from dialkit.server import STATE
 
         return self.runner.app[STATE]
+
+
+def job_server_fixtures(prefix: str) -> tuple[Any, Any]:
+    """The fixtures `server` (module-scoped: a server with its job worker on a database of its
+    own named after `prefix`, so no other test's dials) and `api` (an HTTP client on it), for
+    `server, api = job_server_fixtures("dialkit_…")` at the top of a test module."""
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="session", name="server")
+    async def server(admin_database_url: str, base_settings: Settings) -> AsyncIterator[RunningServer]:
+        async with private_database(admin_database_url, prefix) as url:
+            settings = base_settings.model_copy(update={"database_url": url, "run_jobs": True,
+                                                        "openai_api_key": None})
+            providers = await build_providers(settings, warmup=False)
+            runner, port = await start_server(settings, providers, port=0)
+            yield RunningServer(runner, port, settings)
+            await runner.cleanup()
+            await providers.close()
+
+    @pytest_asyncio.fixture(loop_scope="session", name="api")
+    async def api(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient(base_url=server.http, timeout=60) as client:
+            yield client
+
+    return server, api
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest_asyncio
 
 from ai.playbook import load_playbook
 from dialkit import db
@@ -16,6 +17,7 @@ from dialkit.config import Settings
 from dialkit.jobs import EvaluationRuntime, Jobs
 from evaluation import library, runs
 from evaluation.library_seed import seed_library
+from tests.conftest import private_database
 
 #: the default playbook's greeting with the debt named before the debtor is verified
 PLANTED_GREETING = ("Hello, this is {agent_name} calling from {caller_brand} about your {creditor}"
@@ -31,6 +33,24 @@ async def library_pool(url: str, max_size: int = 8) -> AsyncIterator[asyncpg.Poo
         yield pool
     finally:
         await pool.close()
+
+
+def library_database_fixtures(prefix: str, *, max_size: int = 8) -> tuple[Any, Any]:
+    """The module-scoped fixtures `dburl` (a database of its own named after `prefix`) and
+    `pool` (on it, migrated, the shipped library seeded), for
+    `dburl, pool = library_database_fixtures("dialkit_…")` at the top of a test module."""
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="session", name="dburl")
+    async def dburl(admin_database_url: str) -> AsyncIterator[str]:
+        async with private_database(admin_database_url, prefix) as url:
+            yield url
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="session", name="pool")
+    async def pool(dburl: str) -> AsyncIterator[asyncpg.Pool]:
+        async with library_pool(dburl, max_size=max_size) as p:
+            yield p
+
+    return dburl, pool
 
 
 @contextlib.asynccontextmanager

@@ -8,41 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from dialkit.config import Settings
-from dialkit.providers import build_providers
-from dialkit.server import start_server
 from evaluation import library
-from tests.conftest import RunningServer, private_database
+from tests.conftest import RunningServer, job_server_fixtures
 from tests.evaluation_helpers import planted_prompt_version
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 DEFAULT = "collections-default@1"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def server(admin_database_url: str, base_settings: Settings) -> AsyncIterator[RunningServer]:
-    """A server with its job worker on a database of its own (no other test's dials)."""
-    async with private_database(admin_database_url, "dialkit_eval_api") as url:
-        settings = base_settings.model_copy(update={"database_url": url, "run_jobs": True,
-                                                    "openai_api_key": None})
-        providers = await build_providers(settings, warmup=False)
-        runner, port = await start_server(settings, providers, port=0)
-        yield RunningServer(runner, port, settings)
-        await runner.cleanup()
-        await providers.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.http, timeout=60) as client:
-        yield client
+server, api = job_server_fixtures("dialkit_eval_api")
 
 
 async def _finished(api: httpx.AsyncClient, run_id: int, timeout_s: float = 120) -> dict[str, Any]:

@@ -7,19 +7,14 @@ version exported as YAML; unknown ids (404), weights, targets and iterations out
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import yaml
 
 from ai.playbook import parse_playbook
-from dialkit.config import Settings
-from dialkit.providers import build_providers
-from dialkit.server import start_server
-from tests.conftest import RunningServer, private_database
+from tests.conftest import RunningServer, job_server_fixtures
 from tuning.critique import check_playbook
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -28,22 +23,7 @@ SPEC = {"prompt_version": WEAK, "scenario_set": "default", "heldout_set": "defau
         "target": 100, "max_iterations": 3, "seed": 0}
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def server(admin_database_url: str, base_settings: Settings) -> AsyncIterator[RunningServer]:
-    async with private_database(admin_database_url, "dialkit_tuning_api") as url:
-        settings = base_settings.model_copy(update={"database_url": url, "run_jobs": True,
-                                                    "openai_api_key": None})
-        providers = await build_providers(settings, warmup=False)
-        runner, port = await start_server(settings, providers, port=0)
-        yield RunningServer(runner, port, settings)
-        await runner.cleanup()
-        await providers.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.http, timeout=60) as client:
-        yield client
+server, api = job_server_fixtures("dialkit_tuning_api")
 
 
 async def _finished(api: httpx.AsyncClient, run_id: int, timeout_s: float = 240) -> dict[str, Any]:

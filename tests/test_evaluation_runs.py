@@ -12,13 +12,11 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from ai.llm_text import LLMSettings
 from emulators.openai_api import Reply, running_openai
@@ -27,23 +25,18 @@ from evaluation.judges import Judge
 from evaluation.library_errors import Conflict, NotFound
 from evaluation.models import Scenario
 from evaluation.runs import EvaluationSpec, ScenarioChoice, Unrunnable
-from tests.conftest import private_database
-from tests.evaluation_helpers import eval_worker, library_pool, planted_prompt_version
+from tests.evaluation_helpers import (
+    eval_worker,
+    library_database_fixtures,
+    library_pool,
+    planted_prompt_version,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 DEFAULT = "collections-default@1"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def dburl(admin_database_url: str) -> AsyncIterator[str]:
-    async with private_database(admin_database_url, "dialkit_runs") as url:
-        yield url
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(dburl: str) -> AsyncIterator[asyncpg.Pool]:
-    async with library_pool(dburl) as p:
-        yield p
+dburl, pool = library_database_fixtures("dialkit_runs")
 
 
 async def _run(pool: asyncpg.Pool, dburl: str, spec: EvaluationSpec,

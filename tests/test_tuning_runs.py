@@ -14,12 +14,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from pydantic import ValidationError
 
 from dialkit.config import Settings
@@ -27,8 +25,7 @@ from dialkit.jobs import EvaluationRuntime, Jobs
 from evaluation import library, runs
 from evaluation.library_errors import Conflict, NotFound
 from evaluation.runs import ScenarioChoice, Unrunnable
-from tests.conftest import private_database
-from tests.evaluation_helpers import library_pool
+from tests.evaluation_helpers import library_database_fixtures
 from tuning import runs as tuning
 from tuning.critique import check_playbook
 from tuning.run_store import TuningSpec
@@ -38,16 +35,7 @@ WEAK = "collections-weak@1"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def dburl(admin_database_url: str) -> AsyncIterator[str]:
-    async with private_database(admin_database_url, "dialkit_tuning") as url:
-        yield url
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pool(dburl: str) -> AsyncIterator[asyncpg.Pool]:
-    async with library_pool(dburl, max_size=12) as p:
-        yield p
+dburl, pool = library_database_fixtures("dialkit_tuning", max_size=12)
 
 
 def _jobs(url: str, pool: asyncpg.Pool) -> Jobs:
