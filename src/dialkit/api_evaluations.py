@@ -26,12 +26,11 @@ from dialkit.api_evaluation_models import (
     EvaluationPage,
     EvaluationSummary,
 )
-from dialkit.api_library import audit_write, read, refused
+from dialkit.api_library import audit_write, id_page, read, refused
 from dialkit.openapi import ApiError, ErrorBody, Routes
 from dialkit.state import STATE
 from evaluation import runs
 from evaluation.library_errors import LibraryError
-from evaluation.run_store import MAX_SEED
 
 __all__ = ["install", "routes"]
 
@@ -74,17 +73,10 @@ async def create_evaluation(request: web.Request, body: runs.EvaluationSpec) -> 
             responses={404: ErrorBody},
             summary="List evaluation runs (newest first), by status, prompt version or label")
 async def list_evaluations(request: web.Request, query: EvaluationListQuery) -> EvaluationPage:
-    after = None
-    if query.cursor is not None:
-        if not (query.cursor.isascii() and query.cursor.isdigit()) or not 0 < int(query.cursor) <= MAX_SEED:
-            raise ApiError(400, "cursor: not a cursor this API gave", field="cursor")
-        after = int(query.cursor)
-    found = await read(runs.list_evaluations(
+    page, next_cursor = await id_page(lambda limit, after: runs.list_evaluations(
         pool_of(request), status=query.status, prompt_version=query.prompt_version,
-        label=query.label, limit=query.limit + 1, after=after))
-    page = found[: query.limit]
-    return EvaluationPage(items=[EvaluationSummary.of(r) for r in page],
-                          next_cursor=str(page[-1].id) if len(found) > query.limit else None)
+        label=query.label, limit=limit, after=after), query.cursor, query.limit)
+    return EvaluationPage(items=[EvaluationSummary.of(r) for r in page], next_cursor=next_cursor)
 
 
 @routes.get("/api/evaluations/{evaluation}", response=EvaluationOut, responses={404: ErrorBody},

@@ -12,7 +12,7 @@ its audit row (campaigns.audit) commit in one transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -41,11 +41,20 @@ from dialkit.state import STATE
 from evaluation import library, scenario_gen
 from evaluation.library_errors import Conflict, LibraryError, NotFound
 from evaluation.models import Personality, Scenario
+from evaluation.run_store import MAX_SEED
 
-__all__ = ["audit_write", "changes_of", "install", "read", "refused", "routes", "write"]
+__all__ = ["audit_write", "changes_of", "id_page", "install", "read", "refused", "routes", "write"]
 
 routes = Routes(tag="library")
 T = TypeVar("T")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=_HasId)
 _ERRORS: dict[int, Any] = {404: ErrorBody, 409: ErrorBody}
 
 
@@ -79,6 +88,22 @@ async def read(found: Awaitable[T]) -> T:
         return await found
     except LibraryError as exc:
         raise refused(exc) from None
+
+
+async def id_page(listing: Callable[[int, int | None], Awaitable[list[R]]], cursor: str | None,
+                  limit: int) -> tuple[list[R], str | None]:
+    """One page of a list ordered by id, newest first: `listing(limit, after)` is asked for
+    one row more than `limit` to know whether there is a next page. The page and its
+    `next_cursor` (the last id; None at the end); 400 for a cursor this API did not give, a
+    library refusal as `read` answers it."""
+    after = None
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdigit()) or not 0 < int(cursor) <= MAX_SEED:
+            raise ApiError(400, "cursor: not a cursor this API gave", field="cursor")
+        after = int(cursor)
+    found = await read(listing(limit + 1, after))
+    page = found[:limit]
+    return page, str(page[-1].id) if len(found) > limit else None
 
 
 def changes_of(body: BaseModel) -> dict[str, Any]:

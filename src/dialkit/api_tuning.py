@@ -22,7 +22,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dialkit.api_campaigns import pool_of, writing
-from dialkit.api_library import audit_write, read, refused
+from dialkit.api_library import audit_write, id_page, read, refused
 from dialkit.api_tuning_models import (
     TuningCreated,
     TuningListQuery,
@@ -33,7 +33,6 @@ from dialkit.api_tuning_models import (
 from dialkit.openapi import ApiError, ErrorBody, Routes
 from dialkit.state import STATE
 from evaluation.library_errors import LibraryError
-from evaluation.run_store import MAX_SEED
 from evaluation.runs import Unrunnable
 from tuning import runs
 from tuning.run_store import TuningSpec
@@ -79,17 +78,10 @@ async def create_tuning(request: web.Request, body: TuningSpec) -> TuningCreated
 @routes.get("/api/tuning", query=TuningListQuery, response=TuningPage, responses={404: ErrorBody},
             summary="List tuning runs (newest first), by status or initial prompt version")
 async def list_tuning(request: web.Request, query: TuningListQuery) -> TuningPage:
-    after = None
-    if query.cursor is not None:
-        if not (query.cursor.isascii() and query.cursor.isdigit()) or not 0 < int(query.cursor) <= MAX_SEED:
-            raise ApiError(400, "cursor: not a cursor this API gave", field="cursor")
-        after = int(query.cursor)
-    found = await read(runs.list_tuning(pool_of(request), status=query.status,
-                                        prompt_version=query.prompt_version, limit=query.limit + 1,
-                                        after=after))
-    page = found[: query.limit]
-    return TuningPage(items=[TuningSummary.of(r) for r in page],
-                      next_cursor=str(page[-1].id) if len(found) > query.limit else None)
+    page, next_cursor = await id_page(lambda limit, after: runs.list_tuning(
+        pool_of(request), status=query.status, prompt_version=query.prompt_version,
+        limit=limit, after=after), query.cursor, query.limit)
+    return TuningPage(items=[TuningSummary.of(r) for r in page], next_cursor=next_cursor)
 
 
 @routes.get("/api/tuning/{tuning}", response=TuningOut, responses={404: ErrorBody},

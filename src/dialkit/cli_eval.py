@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dialkit.cli_runs import refusal, scenario_choice, score_text
+from dialkit.cli_runs import AsJson, Repeat, Seed, refusal, scenario_choice, score_text
 from dialkit.config import Settings
 from dialkit.logs import setup_logging
 
@@ -46,13 +46,13 @@ def eval_command(
     scenarios: Annotated[str, typer.Option(
         "--scenarios", help="a scenario set (default, default-heldout) or names separated by commas")],
     mode: Annotated[str, typer.Option("--mode", help="text or audio")] = "text",
-    repeat: Annotated[int, typer.Option("--repeat", help="times each scenario is played (1-10)")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="the same seed gives the same calls")] = 0,
+    repeat: Repeat = 1,
+    seed: Seed = 0,
     judge: Annotated[str, typer.Option("--judge", help="rubric (no LLM) or llm")] = "rubric",
     label: Annotated[str | None, typer.Option("--label", help="free text stored with the run")] = None,
     concurrency: Annotated[int | None, typer.Option(
         help="calls worked at once here (default DIALKIT_JOB_CONCURRENCY; 2 in audio mode)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Evaluate a prompt version over scenarios: scores, compliance and pass^k."""
     from dialkit.cli import _run

@@ -1,15 +1,21 @@
 """What `dialkit eval` and `dialkit tune` share: reading `--scenarios` (a set's name, or
 scenario names separated by commas), the one-line reason for a refused run, and how a score
-is printed."""
+is printed, and the options both declare (`Seed`, `Repeat`, `AsJson`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 if TYPE_CHECKING:  # the CLI starts without loading the evaluation library
     from pydantic import ValidationError
 
     from evaluation.library_errors import LibraryError
+
+Seed = Annotated[int, typer.Option("--seed", help="the same seed gives the same run")]
+Repeat = Annotated[int, typer.Option("--repeat", help="times each scenario is played (1-10)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
 async def scenario_choice(pool: Any, value: str, set_field: str, list_field: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from dialkit.cli_runs import refusal, scenario_choice, score_text
+from dialkit.cli_runs import AsJson, Repeat, Seed, refusal, scenario_choice, score_text
 from dialkit.config import Settings
 from dialkit.logs import setup_logging
 
@@ -47,12 +47,12 @@ def tune_command(
         "--heldout", help="held-out scenarios: a set (default-heldout) or names separated by commas")],
     target: Annotated[float, typer.Option("--target", help="the training score to reach (0-100)")] = 95.0,
     max_iterations: Annotated[int, typer.Option("--max-iterations", help="at most this many (1-10)")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="the same seed gives the same run")] = 0,
-    repeat: Annotated[int, typer.Option("--repeat", help="times each scenario is played (1-10)")] = 1,
+    seed: Seed = 0,
+    repeat: Repeat = 1,
     writer: Annotated[str, typer.Option("--writer", help="offline (playbook edits) or llm")] = "offline",
     concurrency: Annotated[int | None, typer.Option(
         help="jobs worked at once here (at least 2; default DIALKIT_JOB_CONCURRENCY)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: AsJson = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="write a PNG of the scores per iteration")] = None,
     export: Annotated[Path | None, typer.Option("--export", help="write the final prompt version as YAML")] = None,
 ) -> None:
