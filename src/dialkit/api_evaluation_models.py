@@ -21,22 +21,36 @@ __all__ = [
     "EvaluationOut",
     "EvaluationPage",
     "EvaluationSummary",
+    "RunCreated",
+    "RunListQuery",
     "ViolationOut",
 ]
 
 
-class EvaluationCreated(BaseModel):
+class RunCreated(BaseModel):
+    """What starting a run answers (evaluation, tuning): its id and first status."""
+
     id: int
+    status: str
+
+
+class RunListQuery(BaseModel):
+    """A listing of runs (evaluation, tuning): by status and prompt version, a page by cursor."""
+
+    status: str | None = None
+    prompt_version: str | None = Field(default=None, min_length=1, max_length=120,
+                                       description="name@version, an id, or a name")
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=30, description="`next_cursor` of the page before")
+
+
+class EvaluationCreated(RunCreated):
     status: RunStatus
 
 
-class EvaluationListQuery(BaseModel):
+class EvaluationListQuery(RunListQuery):
     status: RunStatus | None = None
-    prompt_version: str | None = Field(default=None, min_length=1, max_length=120,
-                                       description="name@version, an id, or a name")
     label: str | None = Field(default=None, max_length=200)
-    limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = Field(default=None, max_length=30, description="`next_cursor` of the page before")
 
 
 class ViolationOut(BaseModel):

@@ -8,6 +8,7 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from dialkit.api_evaluation_models import RunCreated, RunListQuery
 from tuning.run_store import TuningIteration, TuningRun, TuningSpec, TuningStatus
 
 __all__ = [
@@ -21,17 +22,14 @@ __all__ = [
 ]
 
 
-class TuningCreated(BaseModel):
-    id: int
+class TuningCreated(RunCreated):
     status: TuningStatus
 
 
-class TuningListQuery(BaseModel):
+class TuningListQuery(RunListQuery):
     status: TuningStatus | None = None
     prompt_version: str | None = Field(default=None, min_length=1, max_length=120,
                                        description="the initial prompt version: name@version, an id, or a name")
-    limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = Field(default=None, max_length=30, description="`next_cursor` of the page before")
 
 
 class VersionScores(BaseModel):

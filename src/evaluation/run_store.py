@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,6 +25,7 @@ __all__ = [
     "FrozenCall",
     "RunStatus",
     "ScenarioChoice",
+    "StoredRun",
     "get_run",
     "insert_run",
     "list_runs",
@@ -93,7 +94,28 @@ class CallResult(BaseModel):
     finished_at: dt.datetime | None = None
 
 
-class EvaluationRun(BaseModel):
+class StoredRun(BaseModel):
+    """What every stored run has (an evaluation run, a tuning run): its status, why it
+    failed, who started it and when it was created, started and finished. A subclass sets
+    `FINISHED`, the statuses it ends in."""
+
+    FINISHED: ClassVar[frozenset[str]]
+
+    status: str
+    error: str | None
+    actor: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class EvaluationRun(StoredRun):
+    FINISHED: ClassVar[frozenset[str]] = FINISHED
+
     id: int
     prompt_version_id: int
     prompt_version: str  # name@version
@@ -104,18 +126,9 @@ class EvaluationRun(BaseModel):
     calls_failed: int
     weighted_score: float | None
     pass_k: float | None
-    error: str | None
     label: str | None
-    actor: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
     #: the calls in order (empty in a listing)
     results: list[CallResult] = Field(default_factory=list)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
 
 
 class FrozenCall(BaseModel):

@@ -6,13 +6,13 @@ interrupted later never loses it."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evaluation.library_errors import Executor, NotFound
-from evaluation.run_store import MAX_SEED, ScenarioChoice
+from evaluation.run_store import MAX_SEED, ScenarioChoice, StoredRun
 
 __all__ = [
     "FINISHED",
@@ -88,7 +88,9 @@ class TuningIteration(BaseModel):
     created_at: dt.datetime
 
 
-class TuningRun(BaseModel):
+class TuningRun(StoredRun):
+    FINISHED: ClassVar[frozenset[str]] = FINISHED
+
     id: int
     prompt_version_id: int
     prompt_version: str  # the initial one, name@version
@@ -105,18 +107,9 @@ class TuningRun(BaseModel):
     final_train_score: float | None
     final_heldout_score: float | None
     outcome: str | None
-    error: str | None
     cancel_requested: bool
-    actor: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
     #: in order (empty in a listing)
     iterations: list[TuningIteration] = Field(default_factory=list)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
 
     def pareto(self) -> list[tuple[str, float, float]]:
         """The Pareto pool, as GEPA keeps it: (prompt version, training, held-out score) of
