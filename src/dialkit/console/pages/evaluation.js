@@ -1,8 +1,8 @@
 // One evaluation (#/evaluation/<id>[/<call>]): its progress while it runs (polled), the
 // results table (sorted and filtered in the page), and a call's transcript with the judge's
 // scores and evidence beside it, each quote linked to the turn it comes from.
-import { api } from "../api.js";
 import { legend, splitBar } from "../charts.js";
+import { pollWhileUnfinished } from "../poll.js";
 import { append, badge, clear, el, field, fmt, link, pct, section, when } from "../ui.js";
 import { sortableTable } from "../sortable.js";
 import { score, statusBadge } from "./evaluations.js";
@@ -182,8 +182,6 @@ export async function render(main, [id, chosen]) {
   for (const input of [text, callStatus, verdictSel, compliance]) input.addEventListener("input", applyFilters);
   main.append(section("Results", filters, table.node), detailSection);
 
-  let timer = null;
-  let stopped = false;
   let shown = "";
   const draw = (run) => {
     const seen = JSON.stringify(run);
@@ -204,18 +202,8 @@ export async function render(main, [id, chosen]) {
     table.update(results);
     drawDetail(false);
   };
-  const load = async () => {
-    try {
-      const run = await api("GET", `/api/evaluations/${encodeURIComponent(id)}`);
-      if (stopped) return;
-      draw(run);
-      if (UNFINISHED_CALL.has(run.status)) timer = setTimeout(load, 1000);
-    } catch (err) {
-      progress.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
-      if (!stopped && err.status !== 404) timer = setTimeout(load, 3000);
-    }
-  };
-  await load();
+  const poll = pollWhileUnfinished(`/api/evaluations/${encodeURIComponent(id)}`, UNFINISHED_CALL, draw, progress);
+  await poll.refresh();
   if (open !== null) drawDetail(true);
-  return () => { stopped = true; clearTimeout(timer); };
+  return poll.stop;
 }

@@ -4,6 +4,7 @@
 // diffed from the initial one, its export, and a cancel button while it is unfinished.
 import { api, storedKey } from "../api.js";
 import { lineChart } from "../charts.js";
+import { pollWhileUnfinished } from "../poll.js";
 import { act, append, badge, clear, el, link, section, table, when } from "../ui.js";
 import { score } from "./evaluations.js";
 import { promptDiff } from "./library_prompts.js";
@@ -71,8 +72,6 @@ export async function render(main, [id]) {
     section("Writer and critique", exchanges),
     el("section", { class: "card", "aria-labelledby": "h-final-prompt" }, diffTitle, diffBox));
 
-  let timer = null;
-  let stopped = false;
   let shown = "";
   let diffShown = "";
   const cancel = el("button", { type: "button", class: "danger" }, "Cancel run");
@@ -80,7 +79,7 @@ export async function render(main, [id]) {
     if (!confirm(`Cancel tuning run #${id}? The iterations done so far are kept.`)) return;
     const r = await act(cancel, () => api("POST", `/api/tuning/${encodeURIComponent(id)}/cancel`),
       (x) => `Tuning run #${id} ${String((x && x.status) || "cancelled").toLowerCase()}.`);
-    if (r && !stopped) { clearTimeout(timer); await load(); }
+    if (r) await poll.refresh();
   });
 
   const drawDiff = async (run) => {
@@ -161,17 +160,7 @@ export async function render(main, [id]) {
     drawDiff(run);
   };
 
-  const load = async () => {
-    try {
-      const run = await api("GET", `/api/tuning/${encodeURIComponent(id)}`);
-      if (stopped) return;
-      draw(run);
-      if (UNFINISHED.has(run.status)) timer = setTimeout(load, 1000);
-    } catch (err) {
-      progress.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
-      if (!stopped && err.status !== 404) timer = setTimeout(load, 3000);
-    }
-  };
-  await load();
-  return () => { stopped = true; clearTimeout(timer); };
+  const poll = pollWhileUnfinished(`/api/tuning/${encodeURIComponent(id)}`, UNFINISHED, draw, progress);
+  await poll.refresh();
+  return poll.stop;
 }
