@@ -32,12 +32,14 @@ from dialkit.state import STATE
 from evaluation import runs
 from evaluation.library_errors import LibraryError
 
-__all__ = ["install", "routes"]
+__all__ = ["install", "routes", "run_refused"]
 
 routes = Routes(tag="evaluations")
 
 
-def _refused(exc: LibraryError) -> ApiError:
+def run_refused(exc: LibraryError) -> ApiError:
+    """The API's answer to a refused run (evaluation, tuning): 422 for what cannot run as
+    asked, else as the library's refusals."""
     if isinstance(exc, runs.Unrunnable):
         return ApiError(422, exc.reason, field=exc.field)
     return refused(exc)
@@ -64,7 +66,7 @@ async def create_evaluation(request: web.Request, body: runs.EvaluationSpec) -> 
             await audit_write(conn, request, "evaluation", str(run.id), "create",
                               prompt_version=run.prompt_version, calls=run.calls_total)
     except LibraryError as exc:
-        raise _refused(exc) from None
+        raise run_refused(exc) from None
     await jobs.defer_evaluation(run.id)
     return EvaluationCreated(id=run.id, status=run.status)
 

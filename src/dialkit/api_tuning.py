@@ -22,7 +22,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from dialkit.api_campaigns import pool_of, writing
-from dialkit.api_library import audit_write, id_page, read, refused
+from dialkit.api_evaluations import run_refused
+from dialkit.api_library import audit_write, id_page, read
 from dialkit.api_tuning_models import (
     TuningCreated,
     TuningListQuery,
@@ -33,19 +34,12 @@ from dialkit.api_tuning_models import (
 from dialkit.openapi import ApiError, ErrorBody, Routes
 from dialkit.state import STATE
 from evaluation.library_errors import LibraryError
-from evaluation.runs import Unrunnable
 from tuning import runs
 from tuning.run_store import TuningSpec
 
 __all__ = ["install", "routes"]
 
 routes = Routes(tag="tuning")
-
-
-def _refused(exc: LibraryError) -> ApiError:
-    if isinstance(exc, Unrunnable):
-        return ApiError(422, exc.reason, field=exc.field)
-    return refused(exc)
 
 
 def _tuning_id(request: web.Request) -> int:
@@ -70,7 +64,7 @@ async def create_tuning(request: web.Request, body: TuningSpec) -> TuningCreated
                               prompt_version=run.prompt_version, target=body.target,
                               max_iterations=body.max_iterations, writer=body.writer)
     except LibraryError as exc:
-        raise _refused(exc) from None
+        raise run_refused(exc) from None
     await jobs.defer_tuning(run.id)
     return TuningCreated(id=run.id, status=run.status)
 
@@ -100,7 +94,7 @@ async def cancel_tuning(request: web.Request) -> TuningSummary:
             run = await runs.cancel_tuning(conn, tuning_id)
             await audit_write(conn, request, "tuning", str(tuning_id), "cancel")
     except LibraryError as exc:
-        raise _refused(exc) from None
+        raise run_refused(exc) from None
     return TuningSummary.of(run)
 
 
