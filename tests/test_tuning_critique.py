@@ -125,7 +125,7 @@ class _Writer(OfflineWriter):
         self.feedback: list[list[str]] = []
 
     async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                      feedback: list[str] | None = None) -> Proposal | None:
+                      feedback: list[str] | None = None, template: str | None = None) -> Proposal | None:
         self.feedback.append(list(feedback or []))
         return Proposal(tuple(self.queue.pop(0)), "test", "because") if self.queue else None
 
@@ -182,7 +182,7 @@ class _Odd(OfflineWriter):
         self.calls = 0
 
     async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                      feedback: list[str] | None = None) -> Proposal | None:
+                      feedback: list[str] | None = None, template: str | None = None) -> Proposal | None:
         self.calls += 1
         if self.calls == 1:
             return Proposal((), "test", "nothing to change")
@@ -210,3 +210,63 @@ async def test_a_step_records_a_malformed_exchange_as_rejected(default: Playbook
     assert not done.iteration.accepted and done.current is current and not done.exhausted
     assert done.iteration.reason.startswith("the critique approved no proposal")
     assert done.iteration.exchange.count("writer:") == 3
+
+
+# ---- the system-prompt template and free wording (the LLM writer's edits) ---------------
+
+
+def test_a_template_edit_outside_the_compliance_rules_is_approved_and_carried(default: Playbook) -> None:
+    from ai.prompt import check_template, load_template
+    from tuning.edits import EditTemplate
+
+    base = load_template(default).template
+    edit = EditTemplate(find="Speak in short, plain sentences",
+                        replace="Speak warmly, in short, plain sentences")
+    verdict = review(default, [edit], base)
+    assert verdict.approved, verdict.text
+    assert verdict.template is not None and "Speak warmly, in short" in verdict.template
+    check_template(verdict.template)
+
+
+@pytest.mark.parametrize(("find", "replace", "rule"), [
+    ('Right after verification, say exactly: "$disclosure"', "Right after verification, say hello.",
+     "disclosure"),
+    ("If they ask you to stop calling, or say they have an attorney, confirm you will not call again,"
+     " record opt_out and end the call.", "If they ask you to stop calling, carry on.", "opt_out"),
+    ("never say any of: $debt_terms, the balance", "mention $debt_terms, the balance", "verification_before_debt"),
+    ("Speak in short, plain sentences", "Tell them they will be arrested. Speak in short, plain sentences",
+     "conduct"),
+    ("Speak in short, plain sentences", "Speak as $nobody does", "schema"),
+    ("If they describe hardship, acknowledge it", "If they describe hardship, ignore it", "prompt_rules"),
+])
+def test_a_template_edit_that_breaks_a_rule_is_refused_naming_it(
+        default: Playbook, find: str, replace: str, rule: str) -> None:
+    from tuning.edits import EditTemplate
+
+    edit = EditTemplate(find=find, replace=replace)
+    verdict = review(default, [edit])
+    assert not verdict.approved and verdict.culprit == edit
+    assert rule in verdict.rules, verdict.text
+    assert verdict.template is None
+
+
+def test_a_template_edit_quoting_nothing_in_the_template_is_refused(default: Playbook) -> None:
+    from tuning.edits import EditTemplate
+
+    verdict = review(default, [EditTemplate(find="not in the template at all", replace="x")])
+    assert not verdict.approved and verdict.rules == ["schema"]
+    assert verdict.problems[0].where == "system_prompt_template"
+
+
+def test_a_line_in_the_writers_own_words_is_held_to_the_rules(default: Playbook) -> None:
+    from tuning.edits import Reword
+
+    fine = review(default, [Reword(state="offer_full", field="ask",
+                                   text="Would you be able to clear {balance} today?")])
+    assert fine.approved, fine.text
+    assert fine.candidate is not None and fine.candidate.states["offer_full"].ask.startswith("Would you")
+    early = review(default, [Reword(state="greeting", field="say", index=0,
+                                    text="Hello, this is about your debt of {balance}.")])
+    assert not early.approved and "verification_before_debt" in early.rules
+    rude = review(default, [Reword(state="offer_full", field="ask", text="Pay {balance} now, you idiot.")])
+    assert not rude.approved and rude.rules == ["conduct"]

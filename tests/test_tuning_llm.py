@@ -285,3 +285,32 @@ async def test_the_loops_exchange_records_every_round_and_sends_the_critique_bac
     assert answer(GOOD) in text and "critique: approved" in text and "[disclosure]" in text
     assert ex.tokens == malformed.tokens + breaking.tokens + good.tokens == writer.tokens > 0
     assert ex.cost_usd == pytest.approx(writer.cost_usd) and ex.cost_usd > 0
+
+
+async def test_the_model_edits_the_system_prompt_template_and_the_critique_holds_its_rules(
+    weak: Playbook
+) -> None:
+    """A template edit that drops the opt-out rule is sent back naming `opt_out`; the next,
+    outside the rules and with a line in the model's own words, is approved and carried as
+    the candidate's template; the next request quotes the template it was given."""
+    from ai.prompt import load_template
+
+    template = load_template(weak).template
+    opt_out = ("If they ask you to stop calling, or say they have an attorney, confirm you will not"
+               " call again, record opt_out and end the call.")
+    breaking = [{"kind": "template", "find": opt_out, "replace": "Keep them on the line."}]
+    fine = [{"kind": "template", "find": "Speak in short, plain sentences",
+             "replace": "Speak calmly and kindly, in short, plain sentences"},
+            {"kind": "line", "state": "offer_full", "field": "ask",
+             "text": "Would you be able to pay {balance} today?"}]
+    async with running_openai(reply=Scripted(answer(breaking), answer(fine))) as emu:
+        ex = await loop.exchange(writer_for(emu), weak, [hardship_refused(), cooperative_not_offered_full()],
+                                 template=template)
+    (_, r1), (_, r2) = ex.rounds
+    assert not r1.approved and "opt_out" in r1.rules and "system_prompt_template" in r1.text
+    assert r2.approved and ex.approved is not None
+    assert ex.template is not None and "Speak calmly and kindly" in ex.template and opt_out in ex.template
+    assert ex.approved[1].states["offer_full"].ask == "Would you be able to pay {balance} today?"
+    first, second = user_message(emu.requests[0]), user_message(emu.requests[1])
+    assert opt_out in first and "- " + r1.text in second
+    assert "system prompt: 'Speak in short, plain sentences' becomes" in ex.text()

@@ -99,7 +99,7 @@ async def test_a_non_compliant_candidate_is_never_accepted_whatever_it_would_sco
 
     class Reckless(OfflineWriter):
         async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                          feedback: list[str] | None = None) -> Proposal | None:
+                          feedback: list[str] | None = None, template: str | None = None) -> Proposal | None:
             return Proposal((bad[len(feedback or []) % len(bad)],), "test", "score at any price")
 
     evaluated: list[str] = []

@@ -11,8 +11,17 @@ after verification, to a state that records the opt-out and ends the call (`opt_
 voicemail message free of the debt (`voicemail`); no threat or profanity in any line
 (`conduct`).
 
-`review(base, edits)` applies the edits one at a time, so a problem the base playbook did
-not have is blamed on the edit that brought it.
+A system-prompt template edit (tuning.edits.EditTemplate) is held to the same rules as the
+template is read by an LLM agent (`check_template_text`): the template still loads
+(ai.prompt.check_template: `schema`); it still tells the agent to say the disclosure
+(`$disclosure`: `disclosure`); every line of its compliance block (the lines under
+"Compliance rules", and any line using `$disclosure` or `$debt_terms`) is kept word for
+word, a removed or changed one reported under the rule it states (`verification_before_debt`,
+`disclosure`, `opt_out`, `conduct`, else `prompt_rules`); and no threat, profanity or
+insult is added (`conduct`).
+
+`review(base, edits, template)` applies the edits one at a time, so a problem the base
+playbook or template did not have is blamed on the edit that brought it.
 """
 
 from __future__ import annotations
@@ -37,11 +46,13 @@ from ai.playbook import (
     find_debt_terms,
     parse_playbook,
 )
+from ai.prompt import check_template, load_template
 from evaluation.compliance import PROFANITY, THREATS
-from tuning.edits import Edit, EditRejected, apply_edits
+from tuning.edits import Edit, EditRejected, apply_edits, apply_template_edits
 from tuning.paths import VERIFIED, edges, waits, walk
 
-__all__ = ["RULES", "Problem", "Review", "check_data", "check_playbook", "conduct_terms", "review"]
+__all__ = ["RULES", "Problem", "Review", "check_data", "check_playbook", "check_template_text",
+           "compliance_lines", "conduct_terms", "review"]
 
 RULES: dict[str, str] = {
     "schema": "the playbook loads (ai.playbook validation)",
@@ -50,6 +61,7 @@ RULES: dict[str, str] = {
     "opt_out": "a stop request or an attorney ends the call and records the opt-out",
     "voicemail": "the voicemail message does not mention the debt",
     "conduct": "no threat, profanity or insult in any line",
+    "prompt_rules": "the system-prompt template keeps its compliance instructions word for word",
 }
 
 # the evaluator's own lexicons, so the critique refuses a line the evaluator would count as
@@ -81,6 +93,8 @@ class Review:
     problems: list[Problem] = field(default_factory=list)
     culprit: Edit | None = None
     candidate: Playbook | None = None
+    #: the candidate's system-prompt template when an edit changed it (None: unchanged)
+    template: str | None = None
 
     @property
     def rules(self) -> list[str]:
@@ -269,24 +283,96 @@ def check_data(data: Any, source: str = "<candidate>") -> list[Problem]:
     return check_playbook(playbook)
 
 
-def _problems_of(base: Playbook, edits: list[Edit]) -> tuple[Playbook | None, list[Problem]]:
+_TEMPLATE = "system_prompt_template"
+# which rule a compliance line of the template states, by what it speaks of (first match)
+_LINE_RULES = (
+    (re.compile(r"\$\{?disclosure\b"), "disclosure"),
+    (re.compile(r"stop calling|attorney|opt_out", re.I), "opt_out"),
+    (re.compile(r"threaten|profanity|abusive", re.I), "conduct"),
+    (re.compile(r"\$\{?debt_terms\b|verif|not the debtor|disclose", re.I), "verification_before_debt"),
+)
+
+
+def compliance_lines(template: str) -> list[str]:
+    """The lines of a template that state compliance rules: its "Compliance rules" heading
+    and the lines under it (to the next blank line), and any line using $disclosure or
+    $debt_terms; stripped, in order."""
+    out: list[str] = []
+    block = False
+    for raw in template.splitlines():
+        line = raw.strip()
+        if line.lower().startswith("compliance rules"):
+            block = True
+        elif not line:
+            block = False
+        if line and (block or re.search(r"\$\{?(disclosure|debt_terms)\b", line)):
+            out.append(line)
+    return list(dict.fromkeys(out))
+
+
+def _line_rule(line: str) -> str:
+    return next((rule for pattern, rule in _LINE_RULES if pattern.search(line)), "prompt_rules")
+
+
+def check_template_text(base: str, text: str) -> list[Problem]:
+    """What a candidate template `text` breaks that the `base` template it was edited from
+    kept (see the module docstring); empty: compliant."""
+    try:
+        check_template(text)
+    except PlaybookError as e:
+        return [Problem("schema", _TEMPLATE, str(e))]
+    problems: list[Problem] = []
+    kept = {line.strip() for line in text.splitlines()}
+    if re.search(r"\$\{?disclosure\b", base) and not re.search(r"\$\{?disclosure\b", text):
+        problems.append(Problem("disclosure", _TEMPLATE,
+                                "no longer tells the agent to say the disclosure ($disclosure)"))
+    for line in compliance_lines(base):
+        if line not in kept:
+            problems.append(Problem(_line_rule(line), _TEMPLATE,
+                                    f"the compliance instruction {line[:160]!r} was changed or removed"))
+    added = [w for w in conduct_terms(text) if w not in conduct_terms(base)]
+    if added:
+        problems.append(Problem("conduct", _TEMPLATE, f"adds {', '.join(added)}"))
+    return problems
+
+
+def _base_template(base: Playbook, template: str | None) -> str:
+    if template is not None:
+        return template
+    try:
+        return load_template(base).template
+    except PlaybookError:
+        return ""
+
+
+def _problems_of(base: Playbook, edits: list[Edit], template: str
+                 ) -> tuple[Playbook | None, str, list[Problem]]:
     try:
         candidate = apply_edits(base, edits)
+        text = apply_template_edits(template, edits)
     except EditRejected as e:
         if not e.invalid:
-            return None, [Problem("schema", "edit", e.reason)]
-        return None, _loader_problems(e.reason)
-    return candidate, check_playbook(candidate)
+            where = _TEMPLATE if e.edit.target_kind == "template" else "edit"
+            return None, template, [Problem("schema", where, e.reason)]
+        return None, template, _loader_problems(e.reason)
+    problems = check_playbook(candidate)
+    if text != template:
+        problems += check_template_text(template, text)
+    return candidate, text, problems
 
 
-def review(base: Playbook, edits: list[Edit]) -> Review:
-    """The critique of `edits` applied to `base`: approved when the result loads and breaks
-    no rule; otherwise the problems, with the edit that brought the first new one."""
+def review(base: Playbook, edits: list[Edit], template: str | None = None) -> Review:
+    """The critique of `edits` applied to `base` and its system-prompt `template` (None:
+    the playbook's own template file): approved when the result loads and breaks no rule;
+    otherwise the problems, with the edit that brought the first new one. An approved
+    review's `template` is the edited template when an edit changed it."""
+    text = _base_template(base, template)
     already = set(check_playbook(base))
     for i in range(len(edits)):
-        candidate, problems = _problems_of(base, edits[: i + 1])
+        _, _, problems = _problems_of(base, edits[: i + 1], text)
         new = [p for p in problems if p not in already]
         if new:
             return Review(False, new, edits[i], None)
-    candidate, problems = _problems_of(base, edits)
-    return Review(not problems, problems, None, candidate)
+    candidate, edited, problems = _problems_of(base, edits, text)
+    changed = edited if edited != text else None
+    return Review(not problems, problems, None, candidate, changed)

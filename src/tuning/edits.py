@@ -8,18 +8,21 @@ the audit trail:
 - `SetNegotiation`: the settlement share and the number of instalments;
 - `UseWording`: a vetted wording block (blocks.WORDING_BLOCKS) said by, or asked in, a state;
 - `SetRoute`: where an intent goes before or after verification;
-- `SetThreshold`: endpointing, reprompt timing, reprompts allowed, barge-in speech.
+- `SetThreshold`: endpointing, reprompt timing, reprompts allowed, barge-in speech;
+- `Reword`: a state's line or question in the writer's own words (the LLM writer);
+- `EditTemplate`: one exact passage of the system-prompt template replaced (the LLM writer).
 
 `apply_edits` works on a copy of the playbook's data and re-validates the result with
 ai.playbook.parse_playbook; an edit that cannot apply, or that makes an invalid playbook,
-raises `EditRejected` with the reason. Whether a valid result is also compliant is the
-critique's call (tuning.critique).
+raises `EditRejected` with the reason. `EditTemplate` changes the template's text, not the
+playbook: `apply_edits` passes it by and `apply_template_edits` applies it. Whether a valid
+result is also compliant is the critique's call (tuning.critique).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -31,6 +34,8 @@ __all__ = [
     "THRESHOLDS",
     "Edit",
     "EditRejected",
+    "EditTemplate",
+    "Reword",
     "SetNegotiation",
     "SetOfferOrder",
     "SetRoute",
@@ -39,6 +44,7 @@ __all__ = [
     "UseWording",
     "apply_edit",
     "apply_edits",
+    "apply_template_edits",
     "describe",
     "edit_adapter",
 ]
@@ -68,6 +74,9 @@ class EditRejected(ValueError):
 
 class _Edit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: what the edit changes: the playbook's data, or the system-prompt template's text
+    target_kind: ClassVar[Literal["playbook", "template"]] = "playbook"
 
     def description(self) -> str:
         raise NotImplementedError
@@ -245,8 +254,84 @@ class SetThreshold(_Edit):
         settings[self.name] = self.value
 
 
+#: the longest text a writer may put into one line of the playbook
+MAX_LINE_CHARS = 400
+#: the longest passage a template edit may replace or write, and the longest template
+MAX_PASSAGE_CHARS = 4000
+MAX_TEMPLATE_CHARS = 20_000
+
+
+class Reword(_Edit):
+    """State `state` says line `index` of its `say` (field "say") or asks its question
+    (field "ask") in new words. The words are the writer's, so the loader's checks and the
+    critique's (nothing about the debt before verification, the disclosure kept, no threat
+    or insult) are all that stand between them and a call."""
+
+    kind: Literal["line"] = "line"
+    state: str
+    field: Literal["say", "ask"]
+    index: int = Field(default=0, ge=0)
+    text: str = Field(min_length=1, max_length=MAX_LINE_CHARS)
+
+    def description(self) -> str:
+        where = f"{self.state}.ask" if self.field == "ask" else f"{self.state}.say[{self.index}]"
+        return f"wording: {where} becomes {self.text!r}"
+
+    def change(self, data: dict[str, Any]) -> None:
+        st = self._state(data, self.state)
+        text = " ".join(self.text.split())
+        if not text:
+            raise EditRejected(self, "the new line is blank")
+        if self.field == "ask":
+            if not st.get("ask"):
+                raise EditRejected(self, f"state {self.state!r} asks nothing to reword")
+            if st["ask"] == text:
+                raise EditRejected(self, f"state {self.state!r} already asks that")
+            st["ask"] = text
+            return
+        say = list(st.get("say") or [])
+        if self.index >= len(say):
+            raise EditRejected(self, f"state {self.state!r} has {len(say)} say lines, no line {self.index}")
+        if say[self.index] == text:
+            raise EditRejected(self, f"line {self.index} of {self.state!r} already says that")
+        say[self.index] = text
+        st["say"] = say
+
+
+class EditTemplate(_Edit):
+    """The passage `find` of the system-prompt template (which must occur exactly once)
+    becomes `replace` ("" deletes it)."""
+
+    target_kind: ClassVar[Literal["playbook", "template"]] = "template"
+    kind: Literal["template"] = "template"
+    find: str = Field(min_length=1, max_length=MAX_PASSAGE_CHARS)
+    replace: str = Field(max_length=MAX_PASSAGE_CHARS)
+
+    def description(self) -> str:
+        def clip(t: str) -> str:
+            return t if len(t) <= 80 else t[:77] + "..."
+        return f"system prompt: {clip(self.find)!r} becomes {clip(self.replace)!r}"
+
+    def change(self, data: dict[str, Any]) -> None:
+        """A template edit leaves the playbook as it is (apply_template_edits applies it)."""
+
+    def change_text(self, text: str) -> str:
+        found = text.count(self.find)
+        if found == 0:
+            raise EditRejected(self, "the passage to replace is not in the template")
+        if found > 1:
+            raise EditRejected(self, f"the passage to replace occurs {found} times; quote a longer one")
+        if self.find == self.replace:
+            raise EditRejected(self, "the replacement is the passage itself")
+        out = text.replace(self.find, self.replace)
+        if len(out) > MAX_TEMPLATE_CHARS:
+            raise EditRejected(self, f"the template would be {len(out)} characters, at most {MAX_TEMPLATE_CHARS}")
+        return out
+
+
 Edit = Annotated[
-    SetTransition | SetOfferOrder | SetNegotiation | UseWording | SetRoute | SetThreshold,
+    SetTransition | SetOfferOrder | SetNegotiation | UseWording | SetRoute | SetThreshold | Reword
+    | EditTemplate,
     Field(discriminator="kind"),
 ]
 #: reads an edit back from its JSON form (`edit.model_dump()`), for the audit trail
@@ -271,6 +356,15 @@ def apply_edits(playbook: Playbook, edits: list[Edit]) -> Playbook:
     result = parse_playbook(data, source=playbook.ref)
     result._source_dir = playbook.source_dir
     return result
+
+
+def apply_template_edits(text: str, edits: list[Edit]) -> str:
+    """`text` (a system-prompt template) with the template edits among `edits` applied in
+    order; the others are passed by. Raises EditRejected naming the first that cannot apply."""
+    for edit in edits:
+        if isinstance(edit, EditTemplate):
+            text = edit.change_text(text)
+    return text
 
 
 def apply_edit(playbook: Playbook, edit: Edit) -> Playbook:

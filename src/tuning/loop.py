@@ -11,7 +11,9 @@ in tests) and the stored runs of tuning.runs (each candidate saved as a prompt v
 evaluated by evaluation runs over the job library).
 
 The writer is any `tuning.writer.Writer`. A proposal with no edits, or one the critique
-cannot even read, is sent back with that reason like any other.
+cannot even read, is sent back with that reason like any other. A candidate is a playbook
+and its system-prompt template (`Candidate.template`, None: the playbook's own template
+file); a template edit changes the template, and the candidate carries the edited text.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class Exchange:
     def text(self) -> str:
         return "\n\n".join(f"writer:\n{p.text}\ncritique: {r.text}" for p, r in self.rounds)
 
+    @property
+    def template(self) -> str | None:
+        """The approved proposal's system-prompt template, when it changed the template."""
+        return self.rounds[-1][1].template if self.approved is not None else None
 
     @property
     def tokens(self) -> int:
@@ -68,7 +74,7 @@ def _malformed(detail: str) -> Review:
     return Review(False, [Problem("malformed", "proposal", detail)])
 
 
-def _review(playbook: Playbook, proposal: Proposal) -> Review:
+def _review(playbook: Playbook, proposal: Proposal, template: str | None) -> Review:
     """The critique's review, or a rejection naming what is wrong with a proposal it cannot
     read (no edits, something that is not an edit)."""
     edits = list(proposal.edits) if isinstance(proposal.edits, tuple | list) else []
@@ -78,14 +84,15 @@ def _review(playbook: Playbook, proposal: Proposal) -> Review:
     if odd is not None:
         return _malformed(f"not an edit of the playbook: {str(odd)[:200]!r}")
     try:
-        return review(playbook, edits)
+        return review(playbook, edits, template)
     except Exception as exc:  # a proposal the critique cannot apply is the writer's fault
         return _malformed(f"the edits cannot be applied: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 async def exchange(writer: Writer, playbook: Playbook, results: list[ScenarioResult],
-                   max_revisions: int = MAX_REVISIONS) -> Exchange:
-    """The writer proposes from the analysis of `results`; the critique reviews; a
+                   max_revisions: int = MAX_REVISIONS, *, template: str | None = None) -> Exchange:
+    """The writer proposes from the analysis of `results` (for `playbook` and its
+    system-prompt `template`, None: the playbook's own file); the critique reviews; a
     rejected proposal is revised (the writer proposes another) at most `max_revisions`
     times."""
     analysis = analyse(results, playbook)
@@ -93,7 +100,7 @@ async def exchange(writer: Writer, playbook: Playbook, results: list[ScenarioRes
     feedback: list[str] = []
     for _ in range(max_revisions + 1):
         try:
-            proposal = await writer.propose(playbook, analysis, list(feedback))
+            proposal = await writer.propose(playbook, analysis, list(feedback), template)
         except Exception as exc:  # the writer failed (an LLM's unusable answer): recorded, and no proposal
             out.rounds.append((Proposal((), "error", f"the writer failed: {getattr(exc, 'reason', None) or exc}",
                                        int(getattr(exc, "tokens", 0) or 0),
@@ -104,7 +111,7 @@ async def exchange(writer: Writer, playbook: Playbook, results: list[ScenarioRes
             break
         if not isinstance(proposal, Proposal):
             proposal = Proposal((), "malformed", f"the writer answered {str(proposal)[:200]!r}")
-        verdict = _review(playbook, proposal)
+        verdict = _review(playbook, proposal, template)
         out.rounds.append((proposal, verdict))
         if verdict.approved:
             break
@@ -124,6 +131,8 @@ class Candidate:
     results: list[ScenarioResult] = field(default_factory=list, repr=False)
     #: what the caller's evaluation left behind (the stored runs: evaluation ids)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the system-prompt template text (None: the playbook's own template file)
+    template: str | None = None
 
 
 @dataclass
@@ -189,9 +198,10 @@ def _versioned(playbook: Playbook, base: Playbook, n: int) -> Playbook:
     return out
 
 
-#: (the approved playbook, the iteration) -> the candidate as evaluated, named as the
-#: caller names it (tune: `version+tN`; a stored run: its new prompt version)
-EvaluateCandidate = Callable[[Playbook, int], Awaitable[Candidate]]
+#: (the approved playbook, the iteration, its system-prompt template or None for the
+#: playbook's own file) -> the candidate as evaluated, named as the caller names it (tune:
+#: `version+tN`; a stored run: its new prompt version)
+EvaluateCandidate = Callable[[Playbook, int, str | None], Awaitable[Candidate]]
 
 
 def accepts(candidate: Candidate, current: Candidate, heldout_tolerance: float = 0.0) -> bool:
@@ -215,7 +225,7 @@ async def step(n: int, writer: Writer, current: Candidate, evaluate_candidate: E
                *, heldout_tolerance: float = 0.0) -> Step:
     """Iteration `n` from `current` (whose training results the analysis reads): the
     writer–critique exchange, the approved candidate evaluated, accepted or not."""
-    ex = await exchange(writer, current.playbook, current.results)
+    ex = await exchange(writer, current.playbook, current.results, template=current.template)
     analysis = analyse(current.results, current.playbook).text()
     approved = ex.approved
     if approved is None:
@@ -225,7 +235,8 @@ async def step(n: int, writer: Writer, current: Candidate, evaluate_candidate: E
                        current.heldout_score, 0.0, False, current.per_scenario, analysis, ex.text(),
                        reason, ex.tokens, ex.cost_usd, writer.state())
         return Step(it, current, None, not ex.rounds)
-    cand = await evaluate_candidate(approved[1], n)
+    template = ex.template if ex.template is not None else current.template
+    cand = await evaluate_candidate(approved[1], n, template)
     accepted = accepts(cand, current, heldout_tolerance)
     reason = ("accepted: better on training, no worse held out" if accepted else
               f"rejected: training {cand.train_score:.1f} vs {current.train_score:.1f}, "
@@ -240,21 +251,23 @@ async def tune(
     playbook: Playbook, evaluate: Evaluate, *, train: str, heldout: str, target: float,
     max_iterations: int = 5, seed: int = 0, writer: Writer | None = None,
     heldout_tolerance: float = 0.0, on_iteration: Callable[[Iteration], None] | None = None,
+    template: str | None = None,
 ) -> TuningResult:
     """Tune `playbook` until its training score reaches `target` or `max_iterations`
     iterations have run (or the writer has nothing left to try). A candidate is accepted
     when it scores better on training and loses at most `heldout_tolerance` points held out
-    (0: none; an LLM debtor's spread may call for a little)."""
+    (0: none; an LLM debtor's spread may call for a little). `template` is the playbook's
+    system-prompt template text (None: its own template file)."""
     writer = writer or OfflineWriter(seed)
 
-    async def evaluated(pb: Playbook) -> Candidate:
+    async def evaluated(pb: Playbook, template: str | None = None) -> Candidate:
         (t_score, t_results), (h_score, _) = await asyncio.gather(evaluate(pb, train), evaluate(pb, heldout))
-        return Candidate(pb, t_score, h_score, scores_of(t_results), t_results)
+        return Candidate(pb, t_score, h_score, scores_of(t_results), t_results, template=template)
 
-    async def evaluate_candidate(approved: Playbook, n: int) -> Candidate:
-        return await evaluated(_versioned(approved, initial.playbook, n))
+    async def evaluate_candidate(approved: Playbook, n: int, template: str | None) -> Candidate:
+        return await evaluated(_versioned(approved, initial.playbook, n), template)
 
-    current = initial = await evaluated(playbook)
+    current = initial = await evaluated(playbook, template)
     pool = [current]
     iterations: list[Iteration] = []
     status: Literal["target_met", "max_iterations", "exhausted"] = "max_iterations"

@@ -94,7 +94,7 @@ def llm_settings(settings: Any) -> LLMSettings | None:
                        base_url=settings.openai_base_url)
 
 
-def make_writer(kind: str, seed: int, llm: LLMSettings | None, *, template: str | None = None) -> Writer:
+def make_writer(kind: str, seed: int, llm: LLMSettings | None) -> Writer:
     """The writer a run asks for: the offline one, or tuning.writer_llm.LLMWriter (imported
     here, so a build without it still tunes offline); Unrunnable when it cannot be made."""
     if kind == "offline":
@@ -107,7 +107,7 @@ def make_writer(kind: str, seed: int, llm: LLMSettings | None, *, template: str 
     except ImportError:
         raise Unrunnable("writer: the LLM writer is not part of this build; use the offline"
                          " writer", field="writer") from None
-    writer: Writer = module.LLMWriter(llm, seed=seed, template=template)
+    writer: Writer = module.LLMWriter(llm, seed=seed)
     return writer
 
 
@@ -232,12 +232,13 @@ class _Job:
         assert train.weighted_score is not None and heldout.weighted_score is not None
         return Candidate(pv.playbook(), train.weighted_score, heldout.weighted_score, scores_of(results),
                          results, {"prompt_version_id": pv.id, "train_evaluation_id": train.id,
-                                   "heldout_evaluation_id": heldout.id})
+                                   "heldout_evaluation_id": heldout.id}, pv.system_prompt_template)
 
     async def candidate_version(self, parent: PromptVersion, playbook: Playbook, n: int,
-                                rationale: str) -> PromptVersion:
-        """The candidate as the next prompt version of the name (the one an interrupted
-        attempt at this iteration saved, when there is one)."""
+                                rationale: str, template: str | None = None) -> PromptVersion:
+        """The candidate as the next prompt version of the name, with its system-prompt
+        `template` (None: the parent's), or the one an interrupted attempt at this iteration
+        saved, when there is one."""
         note = f"tuning run {self.run.id} iteration {n}"
         found = await self.pool.fetchval(
             "SELECT id FROM prompt_versions WHERE name = $1 AND parent_id = $2 AND notes LIKE $3"
@@ -246,7 +247,8 @@ class _Job:
             return await library.get_prompt_version(self.pool, found)
         data = playbook.model_dump(mode="json", exclude={"name", "version"})
         return await library.create_prompt_version(
-            self.pool, name=parent.name, playbook=data, system_prompt_template=parent.system_prompt_template,
+            self.pool, name=parent.name, playbook=data,
+            system_prompt_template=parent.system_prompt_template if template is None else template,
             llm=parent.llm, notes=f"{note}: {rationale}"[:2000], tags=["tuning"], parent=parent.id,
             actor="tuning")
 
@@ -307,8 +309,7 @@ async def run_tuning(pool: asyncpg.Pool, tuning_id: int, jobs: Deferrer, *,
     try:
         if await job.cancelled():
             raise _Cancelled()
-        initial_pv = await library.get_prompt_version(pool, run.prompt_version_id)
-        writer = make_writer(spec.writer, spec.seed, llm, template=initial_pv.system_prompt_template)
+        writer = make_writer(spec.writer, spec.seed, llm)
         if run.iterations:
             writer.restore(run.iterations[-1].writer_state)
         current, current_pv, _ = await _current(job, run)
@@ -323,9 +324,11 @@ async def run_tuning(pool: asyncpg.Pool, tuning_id: int, jobs: Deferrer, *,
             parent = current_pv
             saved: dict[str, PromptVersion] = {}
 
-            async def evaluate_candidate(approved: Playbook, n: int, parent: PromptVersion = parent,
+            async def evaluate_candidate(approved: Playbook, n: int, template: str | None,
+                                         parent: PromptVersion = parent,
                                          saved: dict[str, PromptVersion] = saved) -> Candidate:
-                pv = await job.candidate_version(parent, approved, n, "the writer's proposal, approved")
+                pv = await job.candidate_version(parent, approved, n, "the writer's proposal, approved",
+                                                 template)
                 saved["pv"] = pv
                 return await job.evaluate(pv, f"iteration {n}")
 

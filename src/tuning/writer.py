@@ -65,12 +65,13 @@ class Proposal:
 class Writer(Protocol):
     """What the tuning loop asks of a writer (the offline one here, an LLM's in
     tuning.writer_llm): a proposal from the failure analysis and the critique's reasons for
-    the ones it sent back (None when it has nothing left to propose), an edit never to
+    the ones it sent back (None when it has nothing left to propose; `template` is the
+    playbook's system-prompt template text, None for its own template file), an edit never to
     propose again, and its memory as JSON, stored with each iteration so a resumed run
     proposes what the interrupted one would have."""
 
     async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                      feedback: list[str]) -> Proposal | None: ...
+                      feedback: list[str], template: str | None = None) -> Proposal | None: ...
 
     def avoid(self, edit: Edit) -> None: ...
 
@@ -265,8 +266,9 @@ class OfflineWriter:
         self.avoided = set(state.get("avoided", []))
 
     async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                      feedback: list[str] | None = None) -> Proposal | None:
-        """`choose` (the Writer protocol's form)."""
+                      feedback: list[str] | None = None, template: str | None = None) -> Proposal | None:
+        """`choose` (the Writer protocol's form; the offline writer edits the playbook only,
+        so `template` is not read)."""
         return self.choose(playbook, analysis, feedback)
 
     def choose(self, playbook: Playbook, analysis: FailureAnalysis,

@@ -12,12 +12,12 @@ edits it blamed. The model answers one JSON object:
     {"rationale": "...", "symptom": "hardship_refused" | null,
      "edits": [{"kind": "offer_order", "steps": [...]}, {"kind": "wording", ...}, ...]}
 
-with the existing typed edits (tuning.edits: offer_order, wording, route, transition,
-threshold, negotiation). The model cannot write free text into the playbook: wording comes
-only from the vetted blocks. The system-prompt template is sent as context but not edited:
-a playbook carries only the template's file name (`Playbook.system_prompt`), the template
-text lives beside it or in the prompt version, and neither tuning.edits.apply_edits nor
-tuning.critique.review sees it, so there is no edit kind for it.
+with the typed edits of tuning.edits: offer_order, wording (a vetted block), route,
+transition, threshold, negotiation, line (a state's line or question in the model's own
+words) and template (one exact passage of the system-prompt template replaced). The
+critique holds the model's own words to the compliance rules like any other line, and a
+template edit to the template's rules (tuning.critique.check_template_text); an approved
+template edit travels with the candidate and is saved with its prompt version.
 
 The reply is parsed strictly: not JSON, not an object, unknown or missing keys, no edits,
 an edit of an unknown kind or with bad fields, an edit the critique already blamed, or a
@@ -51,7 +51,7 @@ from ai.prompt import load_template
 from tuning.analysis import SYMPTOMS, FailureAnalysis
 from tuning.blocks import WORDING_BLOCKS
 from tuning.critique import RULES
-from tuning.edits import NEGOTIATION_STEPS, THRESHOLDS, Edit, edit_adapter
+from tuning.edits import MAX_LINE_CHARS, NEGOTIATION_STEPS, THRESHOLDS, Edit, edit_adapter
 from tuning.writer import Proposal, negotiation_chain
 
 __all__ = ["PRICES", "LLMProposal", "LLMWriter", "cost_usd", "estimate_tokens", "parse_reply"]
@@ -168,7 +168,12 @@ _KINDS = f"""\
   state follows (null: the state's `next`; otherwise one of the `on` keys it already has).
 - {{"kind": "threshold", "name": NAME, "value": INTEGER}}: {"; ".join(f"{n} in {lo}..{hi}" for n, (lo, hi) in THRESHOLDS.items())}.
 - {{"kind": "negotiation", "settlement_pct": 1-100 | null, "instalments": 2-24 | null}}: the settlement
-  share of the balance (percent) and the number of monthly instalments."""
+  share of the balance (percent) and the number of monthly instalments.
+- {{"kind": "line", "state": STATE, "field": "say" | "ask", "index": N, "text": TEXT}}: the state's
+  say line N (0-based) or its question ("ask", index ignored) in new words, at most
+  {MAX_LINE_CHARS} characters; {{placeholders}} as the playbook's lines use them.
+- {{"kind": "template", "find": PASSAGE, "replace": TEXT}}: the exact passage of the system-prompt
+  template (it must occur once) becomes TEXT ("" deletes it)."""
 
 
 def _blocks() -> str:
@@ -180,17 +185,21 @@ def _blocks() -> str:
 
 
 SYSTEM = f"""\
-You improve the playbook of a debt-collection phone agent. Calls were simulated and scored;
-the user message gives the failure analysis, the playbook's tunable parts and the agent's
-system-prompt template. Propose the few edits most likely to fix the heaviest failures.
+You improve the playbook and the system prompt of a debt-collection phone agent. Calls were
+simulated and scored; the user message gives the failure analysis, the playbook's tunable
+parts and the agent's system-prompt template. Propose the few edits most likely to fix the
+heaviest failures.
 
 Compliance is not negotiable: a critique rejects any proposal that breaks one of these rules,
 whatever it would score:
 {chr(10).join(f"- {k}: {v}" for k, v in RULES.items())}
 
-You cannot write new text: wording comes only from these vetted blocks (id, field, purpose,
-the states it fits, text):
+Vetted wording blocks (id, field, purpose, the states it fits, text), safe to use as they are:
 {_blocks()}
+You may also write a state's line or question in your own words ("line" edits) and edit the
+system-prompt template ("template" edits). The template's compliance rules (the numbered
+lines under "Compliance rules", and the lines using $disclosure or $debt_terms) must stay
+word for word; its $placeholders are the only ones it may use.
 
 Edit kinds (JSON objects):
 {_KINDS}
@@ -227,21 +236,19 @@ def _tunable(playbook: Playbook) -> str:
 
 
 class LLMWriter:
-    """Proposes playbook edits from a chat model at `settings` (see the module's text).
-    `template` is the system-prompt template text to show the model (a prompt version's;
-    None: the playbook's own template file). It remembers every proposal made (`tried`) and
+    """Proposes playbook and template edits from a chat model at `settings` (see the
+    module's text). It remembers every proposal made (`tried`) and
     every edit the critique blamed (`avoided`), tells the model about both and refuses a
     reply that repeats them; `tokens` and `cost_usd` total what the writer has spent.
     `ask_usage` False leaves `stream_options` out of the request, for a server that refuses
     it (tokens are then estimated)."""
 
-    def __init__(self, settings: LLMSettings, *, seed: int = 0, template: str | None = None,
-                 attempts: int = 2, ask_usage: bool = True) -> None:
+    def __init__(self, settings: LLMSettings, *, seed: int = 0, attempts: int = 2,
+                 ask_usage: bool = True) -> None:
         if attempts < 1:
             raise ValueError("attempts: at least 1")
         self.settings = settings
         self.seed = seed
-        self.template = template
         self.attempts = attempts
         self.ask_usage = ask_usage
         self.timeout_s = settings.timeout_s or 120.0
@@ -273,13 +280,14 @@ class LLMWriter:
         self.cost_usd = float(state.get("cost_usd", 0.0))
 
     async def propose(self, playbook: Playbook, analysis: FailureAnalysis,
-                      feedback: list[str]) -> Proposal:
+                      feedback: list[str], template: str | None = None) -> Proposal:
         """The model's proposal for `analysis` (with the critique's `feedback` on the
-        proposals it sent back); one without edits, `error` saying why, when the model
-        gave none usable or the request failed."""
+        proposals it sent back) on `playbook` and its system-prompt `template` (None: the
+        playbook's own template file); one without edits, `error` saying why, when the
+        model gave none usable or the request failed."""
         messages: list[dict[str, str]] = [
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": self.request(playbook, analysis, feedback)},
+            {"role": "user", "content": self.request(playbook, analysis, feedback, template)},
         ]
         log: list[str] = []
         tokens, cost, estimated = 0, 0.0, False
@@ -324,12 +332,13 @@ class LLMWriter:
 
     # -- the request -----------------------------------------------------------------
 
-    def request(self, playbook: Playbook, analysis: FailureAnalysis, feedback: list[str]) -> str:
+    def request(self, playbook: Playbook, analysis: FailureAnalysis, feedback: list[str],
+                template: str | None = None) -> str:
         """The user message for one proposal."""
         parts = [f"Failure analysis of {playbook.ref}:\n{analysis.text() or 'no failure recorded'}",
                  f"The playbook's tunable parts:\n{_tunable(playbook)}",
-                 f"The agent's system-prompt template (for context; edits change the playbook):\n"
-                 f"{self._template(playbook)}"]
+                 "The agent's system-prompt template (\"template\" edits quote a passage of it"
+                 f" exactly):\n{self._template(playbook, template)}"]
         if feedback:
             parts.append("The critique sent earlier proposals back:\n"
                          + "\n".join(f"- {f}" for f in feedback))
@@ -344,9 +353,10 @@ class LLMWriter:
                          + "\n".join(f"- {k}" for k in self.tried))
         return "\n\n".join(parts)
 
-    def _template(self, playbook: Playbook) -> str:
-        if self.template is not None:
-            return self.template
+    @staticmethod
+    def _template(playbook: Playbook, template: str | None) -> str:
+        if template is not None:
+            return template
         try:
             return load_template(playbook).template
         except PlaybookError as e:
