@@ -2,7 +2,7 @@
 the evaluator (tests/tuning_personas.py): the shipped weak playbook scores worse than the
 default, and tuning raises its held-out score by at least
 20 points within 5 iterations with every accepted version compliant; weak playbooks
-written by hand (reordered, curt) improve too; from the default the held-out score never
+written by hand (reordered, curt, badly worded) improve too; from the default the held-out score never
 drops; every iteration is recorded with the writer's and the critique's texts."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from ai.playbook import PACKAGED_PLAYBOOKS, Playbook, load_playbook
 from tests.tuning_personas import evaluate
-from tests.tuning_variants import curt, reordered
+from tests.tuning_variants import badly_worded, curt, reordered
 from tuning.critique import check_playbook
 from tuning.loop import Iteration, TuningResult, tune
 
@@ -68,7 +68,7 @@ async def test_the_same_seed_gives_the_same_run(weak: Playbook) -> None:
     assert a.final.playbook == b.final.playbook
 
 
-@pytest.mark.parametrize("make", [reordered, curt], ids=["reordered", "curt"])
+@pytest.mark.parametrize("make", [reordered, curt, badly_worded], ids=["reordered", "curt", "badly_worded"])
 async def test_a_weak_playbook_written_by_someone_else_improves(make: object) -> None:
     pb = make()  # type: ignore[operator]
     res, _ = await _tune(pb)

@@ -40,3 +40,17 @@ def curt() -> Playbook:
     st["hardship"]["say"] = ["Noted."]
     d["settings"]["max_reprompts"] = 0
     return parse_playbook(d)
+
+
+def badly_worded() -> Playbook:
+    """The default order, but its offers and questions are worded so a debtor cannot tell
+    what is asked: jargon, no amounts, several questions at once."""
+    d = _default()
+    d["name"], st = "collections-badly-worded", d["states"]
+    st["offer_full"]["ask"] = "Are you amenable to remitting the aggregate outstanding quantum forthwith?"
+    st["offer_settlement"]["ask"] = ("Would a compromise of the liability, not otherwise unavailable,"
+                                     " be something you would not decline?")
+    st["offer_instalments"]["ask"] = "Might a periodic amortisation schedule or some other arrangement suit, or not?"
+    st["ask_amount"]["ask"] = "What quantum, at what juncture, and by what modality?"
+    st["ask_date"]["ask"] = "And the juncture of remittance would be when, in calendar terms?"
+    return parse_playbook(d)
