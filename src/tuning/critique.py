@@ -284,9 +284,11 @@ def check_data(data: Any, source: str = "<candidate>") -> list[Problem]:
 
 
 _TEMPLATE = "system_prompt_template"
+_DISCLOSURE = re.compile(r"\$\{?disclosure\b")
+_COMPLIANCE_PLACEHOLDER = re.compile(r"\$\{?(disclosure|debt_terms)\b")
 # which rule a compliance line of the template states, by what it speaks of (first match)
 _LINE_RULES = (
-    (re.compile(r"\$\{?disclosure\b"), "disclosure"),
+    (_DISCLOSURE, "disclosure"),
     (re.compile(r"stop calling|attorney|opt_out", re.I), "opt_out"),
     (re.compile(r"threaten|profanity|abusive", re.I), "conduct"),
     (re.compile(r"\$\{?debt_terms\b|verif|not the debtor|disclose", re.I), "verification_before_debt"),
@@ -305,7 +307,7 @@ def compliance_lines(template: str) -> list[str]:
             block = True
         elif not line:
             block = False
-        if line and (block or re.search(r"\$\{?(disclosure|debt_terms)\b", line)):
+        if line and (block or _COMPLIANCE_PLACEHOLDER.search(line)):
             out.append(line)
     return list(dict.fromkeys(out))
 
@@ -323,7 +325,7 @@ def check_template_text(base: str, text: str) -> list[Problem]:
         return [Problem("schema", _TEMPLATE, str(e))]
     problems: list[Problem] = []
     kept = {line.strip() for line in text.splitlines()}
-    if re.search(r"\$\{?disclosure\b", base) and not re.search(r"\$\{?disclosure\b", text):
+    if _DISCLOSURE.search(base) and not _DISCLOSURE.search(text):
         problems.append(Problem("disclosure", _TEMPLATE,
                                 "no longer tells the agent to say the disclosure ($disclosure)"))
     for line in compliance_lines(base):
@@ -368,11 +370,12 @@ def review(base: Playbook, edits: list[Edit], template: str | None = None) -> Re
     review's `template` is the edited template when an edit changed it."""
     text = _base_template(base, template)
     already = set(check_playbook(base))
+    # the last prefix is the whole proposal: its result is the verdict's
+    candidate, edited, problems = _problems_of(base, [], text) if not edits else (None, text, [])
     for i in range(len(edits)):
-        _, _, problems = _problems_of(base, edits[: i + 1], text)
+        candidate, edited, problems = _problems_of(base, edits[: i + 1], text)
         new = [p for p in problems if p not in already]
         if new:
             return Review(False, new, edits[i], None)
-    candidate, edited, problems = _problems_of(base, edits, text)
     changed = edited if edited != text else None
     return Review(not problems, problems, None, candidate, changed)
